@@ -1,0 +1,173 @@
+// Package uprobe is the shared vocabulary of ptprobe's backends: probe
+// specs in the kernel's uprobe_events grammar (plus ptprobe's symbol and
+// library extensions), fetch-arguments and their evaluation, the events a
+// hit produces, and the handler types of the Go API.
+//
+// uprobe imports arch (register names) and nothing else of this module.
+package uprobe
+
+import (
+	"fmt"
+
+	"github.com/ptprobe/ptprobe/arch"
+)
+
+// DefaultGroup is the event group of specs that do not name one.
+const DefaultGroup = "ptprobe"
+
+// Kind is the kind of a probe.
+type Kind int
+
+const (
+	// Entry probes fire when the probed instruction is reached.
+	Entry Kind = iota
+	// Return probes fire when the function entered at the probed
+	// address returns ("r:" or "%return").
+	Return
+)
+
+func (k Kind) String() string {
+	if k == Return {
+		return "return"
+	}
+	return "entry"
+}
+
+// Spec is a parsed probe definition:
+//
+//	p[:[GRP/]EVENT] PATH:OFFSET [FETCHARGS]
+//	r[:[GRP/]EVENT] PATH:OFFSET [FETCHARGS]
+//	p[:[GRP/]EVENT] PATH:OFFSET%return [FETCHARGS]
+//
+// where PATH:OFFSET may also be PATH:SYMBOL[+OFFS] or LIB:SYMBOL[+OFFS].
+// The leading "p " may be omitted ("libc:malloc %di").
+type Spec struct {
+	Text  string // the spec as written
+	Kind  Kind
+	Group string // DefaultGroup when not given
+	Event string // defaulted as the kernel does, see Parse
+
+	// Path is the file as written: a path (contains '/') or a library
+	// name ("libc", "libz.so.1") to be found in the target's mappings.
+	Path string
+	// Symbol is the function name, "" when Offset is a file offset.
+	Symbol string
+	// Offset is the file offset (Symbol == "") or the offset from the
+	// symbol's start.
+	Offset uint64
+
+	Args []FetchArg
+}
+
+// Probe is the probe's full name, "GROUP/EVENT".
+func (s *Spec) Probe() string { return s.Group + "/" + s.Event }
+
+// IsLibrary reports whether Path names a library to be found by name
+// rather than a file path.
+func (s *Spec) IsLibrary() bool {
+	for i := 0; i < len(s.Path); i++ {
+		if s.Path[i] == '/' {
+			return false
+		}
+	}
+	return true
+}
+
+// Target is "PATH:SYMBOL+0xOFF", "PATH:SYMBOL" or "PATH:0xOFF".
+func (s *Spec) Target() string {
+	switch {
+	case s.Symbol == "":
+		return fmt.Sprintf("%s:0x%x", s.Path, s.Offset)
+	case s.Offset != 0:
+		return fmt.Sprintf("%s:%s+0x%x", s.Path, s.Symbol, s.Offset)
+	}
+	return s.Path + ":" + s.Symbol
+}
+
+// TypeKind is the representation of a fetched value.
+type TypeKind int
+
+const (
+	Unsigned TypeKind = iota // u8..u64, printed in decimal
+	Signed                   // s8..s64, printed in decimal
+	Hex                      // x8..x64, printed as 0x%x
+	String                   // string: NUL-terminated, printed quoted
+)
+
+// Type is a fetch type: kind and size in bytes (1, 2, 4, 8; 0 for String).
+type Type struct {
+	Kind TypeKind
+	Size int
+}
+
+// DefaultType is the kernel's default fetch type on x86-64.
+var DefaultType = Type{Kind: Hex, Size: 8}
+
+func (t Type) String() string {
+	switch t.Kind {
+	case Unsigned:
+		return fmt.Sprintf("u%d", t.Size*8)
+	case Signed:
+		return fmt.Sprintf("s%d", t.Size*8)
+	case Hex:
+		return fmt.Sprintf("x%d", t.Size*8)
+	}
+	return "string"
+}
+
+// Op is the operation of a fetch expression node.
+type Op int
+
+const (
+	OpReg        Op = iota // %REG: Reg
+	OpAddr                 // @ADDR: memory at absolute address Imm
+	OpFileOffset           // @+OFFSET: memory at file offset Imm of the probed file
+	OpDeref                // +|-OFFS(Inner): memory at Inner's value + Imm
+	OpStack                // $stack: the stack pointer
+	OpStackN               // $stackN: the Nth word on the stack, N = Imm
+	OpRetval               // $retval: the return value (return probes)
+	OpComm                 // $comm: the thread's name (a string)
+	OpArgN                 // $argN: the Nth integer argument (SysV ABI), N = Imm (1..6)
+)
+
+// Expr is a fetch expression: a node of the tree of a fetch-arg.
+type Expr struct {
+	Op    Op
+	Reg   arch.Reg // OpReg
+	Imm   int64    // address, offset or index, see Op
+	Inner *Expr    // OpDeref
+}
+
+// FetchArg is one fetch-argument: [NAME=]FETCHARG[:TYPE].
+type FetchArg struct {
+	Text string // as written
+	Name string // "argN" (1-based position) when not given, as the kernel does
+	Type Type   // DefaultType when not given (String for $comm)
+	Expr *Expr
+}
+
+// Error is a malformed spec: the whole spec, the byte position of the
+// problem in it and what is wrong. Its Error method is one line; Caret
+// gives the kernel error_log form with a caret under the position.
+type Error struct {
+	Text string
+	Pos  int
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s at position %d of %q", e.Msg, e.Pos, e.Text)
+}
+
+// Caret renders the error as the kernel's error_log does:
+//
+//	error: Unknown type
+//	  Command: p /bin/ls:main %di:u9
+//	                              ^
+func (e *Error) Caret() string {
+	pad := make([]byte, 0, len("  Command: ")+e.Pos)
+	for i := 0; i < len("  Command: ")+e.Pos; i++ {
+		pad = append(pad, ' ')
+	}
+	return fmt.Sprintf("error: %s\n  Command: %s\n%s^", e.Msg, e.Text, pad)
+}
