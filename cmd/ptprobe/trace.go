@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/ptprobe/ptprobe/engine"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+// traceCmd runs a program under the ptrace engine. It returns the
+// program's exit status (128+signal when a signal killed it).
+func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
+	fs := pflag.NewFlagSet("trace", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	specs := fs.StringArrayP("event", "e", nil, "probe `SPEC` (repeatable)")
+	format := fs.String("format", "text", "output format: text (trace_pipe lines) or json (one object per line)")
+	count := fs.Bool("count", false, "print only the number of hits of each probe, at exit")
+	output := fs.StringP("output", "o", "", "write events to `FILE` instead of standard output")
+	noPin := fs.Bool("no-pin", false, "do not keep the tracer on one CPU (slower stops)")
+	fs.SetInterspersed(false)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprintf(stdout, "usage: ptprobe trace [-e SPEC]... [FLAGS] -- CMD [ARGS]\n\n%s", fs.FlagUsages())
+			return 0, nil
+		}
+		return 0, fmt.Errorf("trace: %w", err)
+	}
+	argv := fs.Args()
+	if len(argv) == 0 {
+		return 0, errors.New("trace: no program given (ptprobe trace -e SPEC -- CMD [ARGS])")
+	}
+	if len(*specs) == 0 {
+		return 0, errors.New("trace: no probe given (-e SPEC)")
+	}
+	if *format != "text" && *format != "json" {
+		return 0, fmt.Errorf("trace: --format must be text or json, not %q", *format)
+	}
+
+	var cfg engine.Config
+	seen := make(map[string]string)
+	for _, text := range *specs {
+		spec, err := uprobe.Parse(text)
+		if err != nil {
+			return 0, err
+		}
+		if prev, dup := seen[spec.Probe()]; dup {
+			return 0, fmt.Errorf("trace: probes %q and %q have the same name %s; name one with p:GROUP/EVENT", prev, text, spec.Probe())
+		}
+		seen[spec.Probe()] = text
+		cfg.Probes = append(cfg.Probes, engine.ProbeConfig{Spec: spec})
+	}
+
+	out := stdout
+	if *output != "" {
+		f, err := os.Create(*output)
+		if err != nil {
+			return 0, fmt.Errorf("trace: %w", err)
+		}
+		defer f.Close()
+		out = f
+	}
+	w := newEventWriter(out)
+	defer w.Close()
+	if !*count {
+		var buf []byte
+		json := *format == "json"
+		cfg.OnEvent = func(ev *uprobe.Event) {
+			if json {
+				buf = ev.AppendJSON(buf[:0])
+			} else {
+				buf = ev.AppendText(buf[:0])
+			}
+			w.Write(buf)
+		}
+	}
+	cfg.Warn = func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }
+	cfg.NoPin = *noPin
+
+	// The program is in ptprobe's process group: a terminal's Ctrl-C
+	// reaches it directly, and ptprobe goes on tracing until it exits.
+	// Termination requests sent to ptprobe alone are passed on.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	sess, err := engine.Launch(cfg, argv)
+	if err != nil {
+		return 0, err
+	}
+	go func() {
+		for sig := range sigs {
+			if sig == syscall.SIGTERM || sig == syscall.SIGHUP {
+				syscall.Kill(sess.Pid(), sig.(syscall.Signal))
+			}
+		}
+	}()
+	res, err := sess.Wait()
+	if err != nil {
+		return 0, err
+	}
+	if *count {
+		var buf []byte
+		for _, p := range sess.Probes() {
+			if *format == "json" {
+				buf = append(buf, `{"probe":`...)
+				buf = strconv.AppendQuote(buf, p.Spec.Probe())
+				buf = append(buf, `,"hits":`...)
+				buf = strconv.AppendUint(buf, p.Hits(), 10)
+				buf = append(buf, "}\n"...)
+			} else {
+				buf = append(buf, p.Spec.Probe()...)
+				buf = append(buf, ' ')
+				buf = strconv.AppendUint(buf, p.Hits(), 10)
+				buf = append(buf, '\n')
+			}
+		}
+		w.Write(buf)
+	}
+	for _, p := range sess.Probes() {
+		if !p.Armed() {
+			fmt.Fprintf(stderr, "ptprobe: probe %s (%s) was never armed: no mapping of %s was executed\n", p.Spec.Probe(), p.Spec.Target(), p.Spec.Path)
+		}
+	}
+	if res.ExitCode < 0 {
+		return 128 + int(res.Signal), nil
+	}
+	return res.ExitCode, nil
+}
+
+// eventWriter buffers event lines and flushes them at least every 100 ms,
+// so a slow stream shows promptly and a fast one costs few writes.
+type eventWriter struct {
+	mu    sync.Mutex
+	bw    *bufio.Writer
+	dirty bool
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func newEventWriter(w io.Writer) *eventWriter {
+	ew := &eventWriter{bw: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+	go ew.flusher()
+	return ew
+}
+
+func (w *eventWriter) Write(p []byte) {
+	w.mu.Lock()
+	w.bw.Write(p)
+	w.dirty = true
+	w.mu.Unlock()
+}
+
+func (w *eventWriter) flusher() {
+	defer close(w.done)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-tick.C:
+			w.mu.Lock()
+			if w.dirty {
+				w.bw.Flush()
+				w.dirty = false
+			}
+			w.mu.Unlock()
+		}
+	}
+}
+
+// Close flushes what is buffered and stops the flusher.
+func (w *eventWriter) Close() error {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.bw.Flush()
+}

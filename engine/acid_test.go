@@ -1,0 +1,169 @@
+package engine_test
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ptprobe/ptprobe/arch"
+	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/engine"
+	"github.com/ptprobe/ptprobe/internal/testprog"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+// acidFunctions are the functions of testdata/c/acid.c probed on every
+// instruction boundary.
+var acidFunctions = []string{"next_random", "classify", "table_sum", "collatz", "fib", "put_num", "acid_main", "_start"}
+
+// boundaries returns the file offset of every instruction of the named
+// functions of prog.
+func boundaries(t *testing.T, prog string, funcs []string) []uint64 {
+	t.Helper()
+	f, err := elfsym.Open(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var offs []uint64
+	for _, name := range funcs {
+		sym, err := f.Lookup(name)
+		if err != nil {
+			// _start is a bare label without type or size.
+			t.Logf("skipping %s: %v", name, err)
+			continue
+		}
+		size := sym.Size
+		code := make([]byte, size)
+		if _, err := f.ReadAt(code, int64(sym.Offset)); err != nil {
+			t.Fatal(err)
+		}
+		for pos := 0; pos < len(code); {
+			inst, err := arch.Decode(code[pos:])
+			if err != nil {
+				t.Fatalf("%s+0x%x: %v", name, pos, err)
+			}
+			offs = append(offs, sym.Offset+uint64(pos))
+			pos += inst.Len
+		}
+	}
+	return offs
+}
+
+// stepCounts runs prog under single-stepping and counts how often each
+// instruction at a file offset of prog's executable mapping ran.
+func stepCounts(t *testing.T, prog string) (map[uint64]int, string) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	p, err := os.StartProcess(prog, []string{prog}, &os.ProcAttr{
+		Files: []*os.File{os.Stdin, w, os.Stderr},
+		Sys:   &syscall.SysProcAttr{Ptrace: true},
+	})
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(p.Pid, &ws, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	maps, err := elfsym.ReadMaps(p.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exec []elfsym.Mapping
+	for _, m := range maps {
+		if m.Exec() && m.Inode != 0 {
+			exec = append(exec, m)
+		}
+	}
+	counts := make(map[uint64]int)
+	// Count the instruction about to run at each stop, from the first
+	// (the exec stop) to the one that exits.
+	for {
+		var regs unix.PtraceRegs
+		if err := unix.PtraceGetRegs(p.Pid, &regs); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range exec {
+			if off, ok := m.FileOffsetOf(regs.Rip); ok {
+				counts[off]++
+			}
+		}
+		if err := unix.PtraceSingleStep(p.Pid); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.Wait4(p.Pid, &ws, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+		if ws.Exited() || ws.Signaled() {
+			break
+		}
+	}
+	out := make([]byte, 4096)
+	n, _ := r.Read(out)
+	return counts, string(out[:n])
+}
+
+// TestAcid puts a probe on every instruction boundary of the functions of
+// a program with loops, a jump table, rip-relative data, calls and
+// recursion, all at once, and compares each site's hit count with the
+// number of times single-stepping saw the instruction run; with and
+// without post handlers (which take the stop-exit and emulation paths).
+func TestAcid(t *testing.T) {
+	for _, build := range []struct {
+		name  string
+		flags []string
+	}{{"static", testprog.NoLibc}, {"static-pie", testprog.NoLibcPIE}} {
+		for _, post := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/post=%v", build.name, post), func(t *testing.T) {
+				dir := t.TempDir()
+				prog := testprog.Build(t, dir, "acid", build.flags...)
+				want, wantOut := stepCounts(t, prog)
+				offs := boundaries(t, prog, acidFunctions)
+				var pcs []engine.ProbeConfig
+				posts := 0
+				for _, off := range offs {
+					pc := engine.ProbeConfig{Spec: mustParse(t, fmt.Sprintf("p:acid/at_0x%x %s:0x%x", off, prog, off))}
+					if post {
+						pc.Handlers.Post = func(uprobe.Context) { posts++ }
+					}
+					pcs = append(pcs, pc)
+				}
+				tr := runTraced(t, pcs, false, prog)
+				if tr.out != wantOut {
+					t.Errorf("traced output %q, single-stepped %q", tr.out, wantOut)
+				}
+				total := 0
+				bad := 0
+				for i, p := range tr.sess.Probes() {
+					got := p.Hits()
+					total += int(got)
+					if int(got) != want[offs[i]] {
+						bad++
+						if bad < 10 {
+							t.Errorf("site at file offset 0x%x: %d hits, single-stepping counted %d", offs[i], got, want[offs[i]])
+						}
+					}
+				}
+				if post && posts != total {
+					t.Errorf("post handlers ran %d times for %d hits", posts, total)
+				}
+				t.Logf("%d sites, %d hits", len(offs), total)
+				if total < 10000 {
+					t.Errorf("only %d hits: the acid program did not run its functions?", total)
+				}
+			})
+		}
+	}
+}

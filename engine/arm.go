@@ -1,0 +1,256 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"sort"
+
+	"golang.org/x/arch/x86/x86asm"
+	"golang.org/x/sys/unix"
+
+	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+const x86CALL = x86asm.CALL
+
+// mapRange is an address range of a process, for finding holes.
+type mapRange struct{ start, end uint64 }
+
+func readMapsSorted(pid int) ([]mapRange, error) {
+	maps, err := elfsym.ReadMaps(pid)
+	if err != nil {
+		return nil, err
+	}
+	r := make([]mapRange, len(maps))
+	for i, m := range maps {
+		r[i] = mapRange{m.Start, m.End}
+	}
+	sort.Slice(r, func(i, j int) bool { return r[i].start < r[j].start })
+	return r, nil
+}
+
+// newImage arms a freshly exec'd image: t is the only thread of its
+// process, stopped before the program's first instruction.
+func (s *Session) newImage(t *thread) error {
+	if err := unix.PtraceGetRegs(t.tid, &t.regs); err != nil {
+		return fmt.Errorf("registers of thread %d: %w", t.tid, err)
+	}
+	as, err := newAddrSpace(t.proc.pid)
+	if err != nil {
+		return err
+	}
+	t.proc.as = as
+	if err := s.armNew(t); err != nil {
+		return err
+	}
+	return s.armLinker(t)
+}
+
+// armNew arms the probes in every executable mapping not armed yet, and
+// forgets mappings that are gone (a dlclose'd library).
+func (s *Session) armNew(t *thread) error {
+	maps, err := elfsym.ReadMaps(t.proc.pid)
+	if err != nil {
+		return err
+	}
+	as := t.proc.as
+	present := make(map[mapKey]bool)
+	var firstErr error
+	for _, m := range maps {
+		if !m.Exec() || m.Inode == 0 {
+			continue
+		}
+		k := keyOf(m)
+		present[k] = true
+		if as.armed[k] {
+			continue
+		}
+		as.armed[k] = true
+		if err := s.armMapping(t, m); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	for k := range as.armed {
+		if !present[k] {
+			delete(as.armed, k)
+			s.forgetSites(as, k)
+		}
+	}
+	return firstErr
+}
+
+// forgetSites drops the sites of a mapping that was unmapped.
+func (s *Session) forgetSites(as *addrSpace, k mapKey) {
+	for addr, st := range as.sites {
+		if st.loc.ID == k.id && addr >= k.start && addr-st.fileBase >= k.offset {
+			delete(as.sites, addr)
+		}
+	}
+}
+
+// armMapping arms every probe that falls in the executable mapping m.
+func (s *Session) armMapping(t *thread, m elfsym.Mapping) error {
+	type at struct {
+		loc    *Location
+		probes []*Probe
+	}
+	var sites map[uint64]*at
+	for _, p := range s.probes {
+		loc, err := s.locate(p, t.proc.pid, m)
+		if err != nil {
+			return err
+		}
+		if loc == nil {
+			continue
+		}
+		addr, ok := m.Addr(loc.Offset)
+		if !ok {
+			continue
+		}
+		if sites == nil {
+			sites = make(map[uint64]*at)
+		}
+		a := sites[addr]
+		if a == nil {
+			a = &at{loc: loc}
+			sites[addr] = a
+		}
+		a.probes = append(a.probes, p)
+	}
+	// Arm in address order so slot regions fill predictably.
+	addrs := make([]uint64, 0, len(sites))
+	for a := range sites {
+		addrs = append(addrs, a)
+	}
+	sort.Slice(addrs, func(i, j int) bool { return addrs[i] < addrs[j] })
+	for _, addr := range addrs {
+		a := sites[addr]
+		if err := s.armSite(t, addr, addr-a.loc.Offset, a.loc, a.probes, nil); err != nil {
+			return err
+		}
+		for _, p := range a.probes {
+			p.armed.Add(1)
+		}
+	}
+	return nil
+}
+
+// locate returns where probe p is in the file mapped by m, or nil when p
+// does not apply to that file.
+func (s *Session) locate(p *Probe, pid int, m elfsym.Mapping) (*Location, error) {
+	id := m.ID()
+	if !p.Spec.IsLibrary() {
+		if p.loc != nil && p.loc.ID == id {
+			return p.loc, nil
+		}
+		return nil, nil
+	}
+	if loc, ok := p.byFile[id]; ok {
+		return loc, nil // nil too: the file was looked at and is not it
+	}
+	f, err := openMapped(pid, m)
+	if err != nil {
+		p.byFile[id] = nil
+		return nil, nil // not an ELF we can read: cannot be the library
+	}
+	defer f.Close()
+	if !elfsym.MatchLibrary(p.Spec.Path, f.Path, f.Soname) && !elfsym.MatchLibrary(p.Spec.Path, m.Path, f.Soname) {
+		p.byFile[id] = nil
+		return nil, nil
+	}
+	loc, err := Resolve(f, p.Spec)
+	if err != nil {
+		p.byFile[id] = nil
+		return nil, err
+	}
+	p.byFile[id] = &loc
+	return &loc, nil
+}
+
+// openMapped opens the file of mapping m, checking that it is the mapped
+// file (same device and inode), also when the process has another root.
+func openMapped(pid int, m elfsym.Mapping) (*elfsym.File, error) {
+	for _, path := range []string{m.Path, fmt.Sprintf("/proc/%d/root%s", pid, m.Path)} {
+		f, err := elfsym.Open(path)
+		if err != nil {
+			continue
+		}
+		if f.ID == m.ID() {
+			return f, nil
+		}
+		f.Close()
+	}
+	return nil, fmt.Errorf("cannot open the file mapped at 0x%x (%s)", m.Start, m.Path)
+}
+
+// armLinker puts the engine's own breakpoint on the dynamic linker's
+// _dl_debug_state, which the linker calls after it maps or unmaps
+// libraries and before their code runs: each call rescans the mappings.
+func (s *Session) armLinker(t *thread) error {
+	base, err := auxvEntry(t.proc.pid, 7 /* AT_BASE */)
+	if err != nil || base == 0 {
+		return nil // a static program has no dynamic linker
+	}
+	maps, err := elfsym.ReadMaps(t.proc.pid)
+	if err != nil {
+		return err
+	}
+	var ld *elfsym.Mapping
+	for i := range maps {
+		if maps[i].Start == base {
+			ld = &maps[i]
+			break
+		}
+	}
+	if ld == nil {
+		return fmt.Errorf("no mapping at the dynamic linker's base 0x%x", base)
+	}
+	f, err := openMapped(t.proc.pid, *ld)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	loc, err := Resolve(f, &uprobe.Spec{Text: "_dl_debug_state", Path: f.Path, Symbol: "_dl_debug_state"})
+	if err != nil {
+		return fmt.Errorf("dynamic linker %s: %w (libraries loaded later will not be probed)", f.Path, err)
+	}
+	for _, m := range maps {
+		if m.ID() != f.ID || !m.Exec() {
+			continue
+		}
+		if addr, ok := m.Addr(loc.Offset); ok {
+			t.proc.as.dlState = addr
+			return s.armSite(t, addr, addr-loc.Offset, &loc, nil, s.rescan)
+		}
+	}
+	return fmt.Errorf("dynamic linker %s: _dl_debug_state is not mapped", f.Path)
+}
+
+// rescan is the action of the _dl_debug_state breakpoint.
+func (s *Session) rescan(t *thread) error {
+	return s.armNew(t)
+}
+
+// auxvEntry reads one entry of the process's auxiliary vector.
+func auxvEntry(pid int, key uint64) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/auxv", pid))
+	if err != nil {
+		return 0, err
+	}
+	r := bytes.NewReader(b)
+	for {
+		var kv [2]uint64
+		if err := binary.Read(r, binary.LittleEndian, &kv); err != nil {
+			return 0, nil
+		}
+		if kv[0] == key {
+			return kv[1], nil
+		}
+		if kv[0] == 0 {
+			return 0, nil
+		}
+	}
+}

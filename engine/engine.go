@@ -1,0 +1,324 @@
+// Package engine is ptprobe's ptrace probe engine. It launches a program
+// under ptrace, arms probes (an int3 on the first byte of each probed
+// instruction) in every executable mapping of the probed files, in every
+// thread and child of the program, and handles each hit with one stop:
+// the pre handler runs, then the thread continues in an out-of-line copy of
+// the displaced instruction (a trampoline in a slot region the engine maps
+// into the program) that jumps back to the original code.
+//
+// All ptrace requests of a session come from one locked OS thread, the
+// only one the kernel accepts them from.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+const returnKind = uprobe.Return
+
+// ProbeConfig is one probe to arm: its spec and its Go handlers.
+type ProbeConfig struct {
+	Spec     *uprobe.Spec
+	Handlers uprobe.Handlers
+}
+
+// Config configures a session.
+type Config struct {
+	Probes []ProbeConfig
+	// OnEvent receives an event for each hit of each probe, after the
+	// pre handler (return probes: after the return handler), on the
+	// engine's ptrace thread while the hitting thread is stopped. The
+	// event and its Args are reused once OnEvent returns. nil: no events
+	// (handlers and hit counts only).
+	OnEvent func(*uprobe.Event)
+	// Warn receives problems that do not stop the session, such as a
+	// library probe that cannot be armed in a library loaded later. nil
+	// discards them.
+	Warn func(error)
+	// Stdin, Stdout and Stderr of the program; nil means ptprobe's own.
+	Stdin, Stdout, Stderr *os.File
+	// Env of the program; nil means ptprobe's environment.
+	Env []string
+	// Dir is the program's working directory; "" means ptprobe's.
+	Dir string
+	// NoPin leaves the ptrace thread free to run on any CPU. By default
+	// it is confined to the CPU it runs on when the program starts, which
+	// makes each stop several times cheaper (DESIGN.md §6).
+	NoPin bool
+}
+
+// Probe is an armed probe of a session.
+type Probe struct {
+	Spec     *uprobe.Spec
+	handlers uprobe.Handlers
+	hits     atomic.Uint64
+	// file is the probed file for path probes, opened at Launch; nil
+	// for library probes, resolved per mapped library.
+	file *elfsym.File
+	loc  *Location // of file
+	// byFile caches the resolution of a library probe per file.
+	byFile map[elfsym.FileID]*Location
+	armed  atomic.Uint64 // sites armed, over all processes
+}
+
+// Hits is the number of times the probe fired (return probes: returns).
+func (p *Probe) Hits() uint64 { return p.hits.Load() }
+
+// Armed reports whether the probe was armed in at least one mapping.
+func (p *Probe) Armed() bool { return p.armed.Load() > 0 }
+
+// Result is how the launched program ended.
+type Result struct {
+	// ExitCode is the exit status, or -1 when it was killed.
+	ExitCode int
+	// Signal killed the program when ExitCode is -1.
+	Signal syscall.Signal
+	// CoreDumped with Signal.
+	CoreDumped bool
+}
+
+// Session is one traced program.
+type Session struct {
+	cfg    Config
+	probes []*Probe
+
+	pid     int // the launched program
+	threads map[int]*thread
+	procs   map[int]*process
+	// early holds stops of new threads reported before the clone event
+	// of their parent.
+	early map[int]unix.WaitStatus
+	// exits holds exits seen while waiting for one thread.
+	exits map[int]unix.WaitStatus
+
+	cpu       int
+	clockBase time.Duration // CLOCK_MONOTONIC at t0
+	t0        time.Time
+	ev        uprobe.Event
+
+	result Result
+	err    error
+	done   chan struct{}
+}
+
+// Launch resolves the probes, starts argv under ptrace and arms the
+// probes before the program runs its first instruction. Errors in the
+// probes (unknown symbol, not an instruction boundary, refused
+// instruction, not an ELF file) are returned before the program starts.
+func Launch(cfg Config, argv []string) (*Session, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("no program to launch")
+	}
+	s := &Session{
+		cfg:     cfg,
+		threads: make(map[int]*thread),
+		procs:   make(map[int]*process),
+		early:   make(map[int]unix.WaitStatus),
+		exits:   make(map[int]unix.WaitStatus),
+		done:    make(chan struct{}),
+	}
+	for _, pc := range cfg.Probes {
+		p, err := newProbe(pc)
+		if err != nil {
+			s.closeFiles()
+			return nil, err
+		}
+		s.probes = append(s.probes, p)
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("program %q: %w", argv[0], err)
+	}
+	started := make(chan error, 1)
+	go s.run(path, argv, started)
+	if err := <-started; err != nil {
+		<-s.done
+		return nil, err
+	}
+	return s, nil
+}
+
+// newProbe opens the probe's file and resolves it there; library probes
+// are checked against the library the dynamic linker would find, and
+// resolved again in each library actually mapped.
+func newProbe(pc ProbeConfig) (*Probe, error) {
+	spec := pc.Spec
+	p := &Probe{Spec: spec, handlers: pc.Handlers, byFile: make(map[elfsym.FileID]*Location)}
+	path := spec.Path
+	if spec.IsLibrary() {
+		found, ok := elfsym.SearchLibrary(spec.Path)
+		if !ok {
+			return p, nil // pending until a matching library is mapped
+		}
+		path = found
+	}
+	f, err := elfsym.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("probe %q: %w", spec.Text, err)
+	}
+	loc, err := Resolve(f, spec)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if spec.IsLibrary() {
+		p.byFile[f.ID] = &loc
+		f.Close()
+		return p, nil
+	}
+	p.file, p.loc = f, &loc
+	return p, nil
+}
+
+func (s *Session) closeFiles() {
+	for _, p := range s.probes {
+		if p.file != nil {
+			p.file.Close()
+		}
+	}
+}
+
+// Pid is the process ID of the launched program.
+func (s *Session) Pid() int { return s.pid }
+
+// Probes are the session's probes, in the order of Config.Probes.
+func (s *Session) Probes() []*Probe { return s.probes }
+
+// Wait waits until every traced process has exited and returns how the
+// launched program ended.
+func (s *Session) Wait() (Result, error) {
+	<-s.done
+	return s.result, s.err
+}
+
+func (s *Session) warn(err error) {
+	if s.cfg.Warn != nil {
+		s.cfg.Warn(err)
+	}
+}
+
+// run is the session's ptrace thread: it starts the program, arms the
+// probes and handles every stop until no traced thread is left.
+func (s *Session) run(path string, argv []string, started chan<- error) {
+	runtime.LockOSThread()
+	// Never unlocked: the thread is the tracer of the program's threads
+	// and must not run other goroutines' code afterwards either; Go
+	// retires it when this goroutine returns.
+	defer close(s.done)
+	defer s.closeFiles()
+
+	err := s.start(path, argv)
+	started <- err
+	if err != nil {
+		s.err = err
+		return
+	}
+	if err := s.loop(); err != nil {
+		s.err = err
+		s.killAll()
+	}
+}
+
+func (s *Session) start(path string, argv []string) error {
+	files := []*os.File{s.cfg.Stdin, s.cfg.Stdout, s.cfg.Stderr}
+	for i, def := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
+		if files[i] == nil {
+			files[i] = def
+		}
+	}
+	env := s.cfg.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	proc, err := os.StartProcess(path, argv, &os.ProcAttr{
+		Dir:   s.cfg.Dir,
+		Env:   env,
+		Files: files,
+		Sys:   &syscall.SysProcAttr{Ptrace: true},
+	})
+	if err != nil {
+		return fmt.Errorf("start %s: %w", path, err)
+	}
+	s.pid = proc.Pid
+	proc.Release()
+
+	// The first stop is the SIGTRAP after execve: the new image is
+	// mapped and nothing of it has run.
+	var ws unix.WaitStatus
+	if _, err := wait4(s.pid, &ws); err != nil {
+		return fmt.Errorf("wait for %s to start: %w", path, err)
+	}
+	if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
+		return fmt.Errorf("%s did not start under ptrace (status 0x%x)", path, uint32(ws))
+	}
+	if err := unix.PtraceSetOptions(s.pid, ptraceOptions|unix.PTRACE_O_EXITKILL); err != nil {
+		unix.Kill(s.pid, unix.SIGKILL)
+		return fmt.Errorf("set ptrace options of %d: %w", s.pid, err)
+	}
+	if !s.cfg.NoPin {
+		s.cpu = currentCPU()
+		if err := pinThread(s.cpu); err != nil {
+			s.warn(fmt.Errorf("pin the tracer to CPU %d: %w", s.cpu, err))
+		}
+	}
+	s.t0 = time.Now()
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	s.clockBase = time.Duration(ts.Nano())
+
+	p := &process{pid: s.pid, nthreads: 1}
+	s.procs[s.pid] = p
+	t := &thread{tid: s.pid, proc: p}
+	s.threads[s.pid] = t
+	if err := s.newImage(t); err != nil {
+		unix.Kill(s.pid, unix.SIGKILL)
+		wait4(s.pid, &ws)
+		return err
+	}
+	if err := unix.PtraceCont(s.pid, 0); err != nil {
+		unix.Kill(s.pid, unix.SIGKILL)
+		return fmt.Errorf("resume %d: %w", s.pid, err)
+	}
+	return nil
+}
+
+func wait4(pid int, ws *unix.WaitStatus) (int, error) {
+	for {
+		wpid, err := unix.Wait4(pid, ws, unix.WALL, nil)
+		if err != unix.EINTR {
+			return wpid, err
+		}
+	}
+}
+
+// killAll kills every traced process after an internal error: they carry
+// int3s nobody would handle.
+func (s *Session) killAll() {
+	for pid := range s.procs {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	for {
+		var ws unix.WaitStatus
+		if _, err := wait4(-1, &ws); err != nil {
+			return
+		}
+	}
+}
+
+// now is the CLOCK_MONOTONIC time in nanoseconds, from the vDSO clock.
+func (s *Session) now() uint64 {
+	return uint64(s.clockBase + time.Since(s.t0))
+}

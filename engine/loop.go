@@ -1,0 +1,451 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ptprobe/ptprobe/arch"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+// loop handles stops until no traced thread is left.
+func (s *Session) loop() error {
+	for {
+		var ws unix.WaitStatus
+		var tid int
+		if len(s.exits) > 0 {
+			// Exits collected while waiting for one thread.
+			for id, st := range s.exits {
+				tid, ws = id, st
+				delete(s.exits, id)
+				break
+			}
+		} else {
+			var err error
+			tid, err = wait4(-1, &ws)
+			if err == unix.ECHILD {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("wait: %w", err)
+			}
+		}
+		if err := s.handle(tid, ws); err != nil {
+			return err
+		}
+	}
+}
+
+// deferExit records the exit of a thread seen while waiting for another.
+func (s *Session) deferExit(tid int, ws unix.WaitStatus) { s.exits[tid] = ws }
+
+func (s *Session) handle(tid int, ws unix.WaitStatus) error {
+	t := s.threads[tid]
+	if ws.Exited() || ws.Signaled() {
+		if t == nil {
+			delete(s.early, tid)
+			return nil
+		}
+		s.threadExited(t, ws)
+		return nil
+	}
+	if !ws.Stopped() {
+		return nil
+	}
+	if t == nil {
+		// A new thread or child whose creation event its parent has
+		// not reported yet: it starts when that event arrives.
+		s.early[tid] = ws
+		return nil
+	}
+	sig := ws.StopSignal()
+	switch {
+	case sig == unix.SIGTRAP && ws.TrapCause() > 0:
+		return s.ptraceEvent(t, ws.TrapCause())
+	case t.state == newborn && sig == unix.SIGSTOP:
+		t.state = running
+		return s.resume(t, 0)
+	case sig == unix.SIGTRAP:
+		return s.trap(t)
+	case sig == unix.SIGSEGV || sig == unix.SIGBUS || sig == unix.SIGFPE || sig == unix.SIGILL:
+		return s.fault(t, sig)
+	case sig == unix.SIGSTOP || sig == unix.SIGTSTP || sig == unix.SIGTTIN || sig == unix.SIGTTOU:
+		if _, err := getSiginfo(t.tid); err == unix.EINVAL {
+			// A group-stop: the thread has stopped for job control.
+			// A tracee launched with PTRACE_TRACEME cannot be left
+			// in it and still be resumed by SIGCONT, so it runs on.
+			return s.resume(t, 0)
+		}
+	}
+	return s.resume(t, sig)
+}
+
+// resume continues t, delivering sig (0 for none) and any signal requeued
+// while it ran an injected system call.
+func (s *Session) resume(t *thread, sig unix.Signal) error {
+	for _, q := range t.requeue {
+		unix.Tgkill(t.proc.pid, t.tid, q)
+	}
+	t.requeue = t.requeue[:0]
+	if err := unix.PtraceCont(t.tid, int(sig)); err != nil {
+		if err == unix.ESRCH {
+			return nil // killed meanwhile; its exit is reported next
+		}
+		return fmt.Errorf("resume thread %d: %w", t.tid, err)
+	}
+	return nil
+}
+
+// setRegsAndResume writes t.regs back and resumes t.
+func (s *Session) setRegsAndResume(t *thread, sig unix.Signal) error {
+	if err := unix.PtraceSetRegs(t.tid, &t.regs); err != nil {
+		if err == unix.ESRCH {
+			return nil
+		}
+		return fmt.Errorf("set registers of thread %d: %w", t.tid, err)
+	}
+	return s.resume(t, sig)
+}
+
+func (s *Session) threadExited(t *thread, ws unix.WaitStatus) {
+	delete(s.threads, t.tid)
+	p := t.proc
+	p.nthreads--
+	if t.tid == p.pid {
+		if p.pid == s.pid {
+			switch {
+			case ws.Exited():
+				s.result = Result{ExitCode: ws.ExitStatus()}
+			case ws.Signaled():
+				s.result = Result{ExitCode: -1, Signal: ws.Signal(), CoreDumped: ws.CoreDump()}
+			}
+		}
+		delete(s.procs, p.pid)
+		p.as.release()
+	}
+}
+
+// trap handles a SIGTRAP stop: a probe hit, a post-handler exit, a return
+// trampoline, the end of an exec single-step, or the program's own SIGTRAP.
+func (s *Session) trap(t *thread) error {
+	if t.state == execStep {
+		t.state = running
+		if err := s.newImage(t); err != nil {
+			s.warn(fmt.Errorf("process %d after exec: %w", t.proc.pid, err))
+		}
+		return s.resume(t, 0)
+	}
+	if err := unix.PtraceGetRegs(t.tid, &t.regs); err != nil {
+		if err == unix.ESRCH {
+			return nil
+		}
+		return fmt.Errorf("registers of thread %d: %w", t.tid, err)
+	}
+	as := t.proc.as
+	pc := t.regs.Rip - 1
+	if st, ok := as.sites[pc]; ok {
+		return s.hit(t, st)
+	}
+	if ex, ok := as.exits[pc]; ok {
+		return s.postStop(t, ex)
+	}
+	if pc == as.retTramp && as.retTramp != 0 {
+		return s.returnHit(t)
+	}
+	return s.resume(t, unix.SIGTRAP)
+}
+
+// hit runs the probes of st on t and sends t through the trampoline.
+func (s *Session) hit(t *thread, st *site) error {
+	t.regs.Rip = st.addr
+	t.hit = st
+	for _, p := range st.entry {
+		p.hits.Add(1)
+		if p.handlers.Pre != nil {
+			p.handlers.Pre(t)
+		}
+		s.emit(t, p, st.addr, 0)
+	}
+	if st.internal != nil {
+		if err := st.internal(t); err != nil {
+			s.warn(err)
+		}
+	}
+	if t.regs.Rip != st.addr {
+		// A pre handler redirected the thread: skip the instruction.
+		t.hit = nil
+		return s.setRegsAndResume(t, 0)
+	}
+	if len(st.ret) > 0 {
+		if err := s.hijackReturn(t, st); err != nil {
+			s.warn(err)
+		}
+	}
+	if st.emulate {
+		if err := arch.Emulate(&st.loc.Inst, st.addr, &t.regs, t.proc.as.mem); err != nil {
+			// The instruction would fault: let it, at its own address,
+			// by single-stepping... the int3 is there, so deliver the
+			// fault the way the CPU would have as closely as we can.
+			t.hit = nil
+			s.warn(fmt.Errorf("emulate %q at 0x%x in thread %d: %w", st.loc.Inst.String(), st.addr, t.tid, err))
+			return s.setRegsAndResume(t, unix.SIGSEGV)
+		}
+		s.runPost(t, st)
+	} else {
+		t.regs.Rip = st.tramp
+	}
+	t.hit = nil
+	return s.setRegsAndResume(t, 0)
+}
+
+func (s *Session) runPost(t *thread, st *site) {
+	if !st.post {
+		return
+	}
+	for _, p := range st.entry {
+		if p.handlers.Post != nil {
+			p.handlers.Post(t)
+		}
+	}
+}
+
+// postStop is the int3 at a trampoline exit of a site with post handlers.
+func (s *Session) postStop(t *thread, ex exitStop) error {
+	t.regs.Rip = ex.resume
+	t.hit = ex.site
+	s.runPost(t, ex.site)
+	t.hit = nil
+	return s.setRegsAndResume(t, 0)
+}
+
+// hijackReturn replaces the return address at the top of t's stack (the
+// thread is on the first instruction of the function) with the return
+// trampoline and remembers the real one.
+func (s *Session) hijackReturn(t *thread, st *site) error {
+	as := t.proc.as
+	if as.retTramp == 0 {
+		return errors.New("no return trampoline")
+	}
+	sp := t.regs.Rsp
+	ret, err := as.mem.readU64(sp)
+	if err != nil {
+		return fmt.Errorf("return probe at 0x%x: %w", st.addr, err)
+	}
+	if err := as.mem.writeU64(sp, as.retTramp); err != nil {
+		return fmt.Errorf("return probe at 0x%x: %w", st.addr, err)
+	}
+	t.shadow = append(t.shadow, retFrame{sp: sp, ret: ret, site: st})
+	return nil
+}
+
+// returnHit is a function returning through the return trampoline.
+func (s *Session) returnHit(t *thread) error {
+	sp := t.regs.Rsp - 8 // where the hijacked return address was
+	// Frames deeper than the returning one were skipped (longjmp,
+	// exception unwinding): drop them without firing.
+	for len(t.shadow) > 0 && t.shadow[len(t.shadow)-1].sp < sp {
+		t.shadow = t.shadow[:len(t.shadow)-1]
+	}
+	if len(t.shadow) == 0 || t.shadow[len(t.shadow)-1].sp != sp {
+		return fmt.Errorf("thread %d returned through the return trampoline with no matching frame (sp 0x%x)", t.tid, sp)
+	}
+	fr := t.shadow[len(t.shadow)-1]
+	t.shadow = t.shadow[:len(t.shadow)-1]
+	t.regs.Rip = fr.ret
+	t.hit = fr.site
+	for _, p := range fr.site.ret {
+		p.hits.Add(1)
+		if p.handlers.Return != nil {
+			p.handlers.Return(t)
+		}
+		s.emit(t, p, fr.site.addr, fr.ret)
+	}
+	t.hit = nil
+	return s.setRegsAndResume(t, 0)
+}
+
+// fault handles a fault signal: if it came from a displaced instruction in
+// a trampoline, the fault handlers run and, unless one handles it, the
+// signal reaches the program at the probed address.
+func (s *Session) fault(t *thread, sig unix.Signal) error {
+	if err := unix.PtraceGetRegs(t.tid, &t.regs); err != nil {
+		if err == unix.ESRCH {
+			return nil
+		}
+		return fmt.Errorf("registers of thread %d: %w", t.tid, err)
+	}
+	st, ok := t.proc.as.trampAt(t.regs.Rip)
+	if !ok {
+		return s.resume(t, sig)
+	}
+	si, err := getSiginfo(t.tid)
+	if err != nil {
+		return s.resume(t, sig) // a group-stop cannot be a fault
+	}
+	f := uprobe.Fault{Signal: sig, Code: int(si.Code), Addr: siginfoAddr(&si), TrapNo: trapNo(sig, si.Code)}
+	faultRip := t.regs.Rip
+	// Undo what the trampoline did before the faulting instruction: the
+	// push of an emulated call (rsp moved by 8 before the store faulted).
+	if st.loc.Inst.Op == x86CALL && faultRip != st.tramp {
+		t.regs.Rsp += 8
+	}
+	t.regs.Rip = st.addr
+	t.hit = st
+	handled := false
+	for _, p := range st.entry {
+		if p.handlers.Fault != nil && p.handlers.Fault(t, f) {
+			handled = true
+		}
+	}
+	t.hit = nil
+	if handled {
+		if t.regs.Rip == st.addr {
+			t.regs.Rip = st.addr + uint64(st.loc.Inst.Len)
+		}
+		return s.setRegsAndResume(t, 0)
+	}
+	// Resuming with the same signal keeps the kernel's siginfo, so the
+	// program sees the fault exactly as without the probe, at st.addr.
+	return s.setRegsAndResume(t, sig)
+}
+
+// trapNo derives the x86 exception vector from a fault's signal and code.
+func trapNo(sig unix.Signal, code int32) int {
+	switch sig {
+	case unix.SIGSEGV:
+		if code == 0x80 { // SI_KERNEL: general protection
+			return 13
+		}
+		return 14
+	case unix.SIGBUS:
+		if code == 1 { // BUS_ADRALN
+			return 17
+		}
+		return 14
+	case unix.SIGFPE:
+		if code == 1 || code == 2 { // FPE_INTDIV, FPE_INTOVF
+			return 0
+		}
+		return 19
+	case unix.SIGILL:
+		return 6
+	}
+	return -1
+}
+
+// emit sends the event of one hit of p to OnEvent.
+func (s *Session) emit(t *thread, p *Probe, ip, retIP uint64) {
+	if s.cfg.OnEvent == nil {
+		return
+	}
+	ev := &s.ev
+	ev.TimeNS = s.now()
+	ev.PID, ev.TID, ev.CPU = t.proc.pid, t.tid, s.cpu
+	ev.Comm = t.Comm()
+	ev.Group, ev.Name, ev.Kind = p.Spec.Group, p.Spec.Event, p.Spec.Kind
+	ev.IP, ev.RetIP = ip, retIP
+	ev.Args = ev.Args[:0]
+	for i := range p.Spec.Args {
+		ev.Args = append(ev.Args, p.Spec.Args[i].Fetch(t))
+	}
+	s.cfg.OnEvent(ev)
+}
+
+// ptraceEvent handles PTRACE_EVENT_* stops.
+func (s *Session) ptraceEvent(t *thread, cause int) error {
+	switch cause {
+	case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK, unix.PTRACE_EVENT_VFORK:
+		msg, err := unix.PtraceGetEventMsg(t.tid)
+		if err != nil {
+			return fmt.Errorf("new task of thread %d: %w", t.tid, err)
+		}
+		if err := s.newTask(t, int(msg), cause); err != nil {
+			return err
+		}
+	case unix.PTRACE_EVENT_EXEC:
+		msg, _ := unix.PtraceGetEventMsg(t.tid)
+		s.execed(t, int(msg))
+		// Step out of execve to an ordinary stop, where the new image
+		// can be armed (registers set at this stop would be overwritten
+		// by execve's return value).
+		t.state = execStep
+		if err := unix.PtraceSingleStep(t.tid); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("step thread %d out of exec: %w", t.tid, err)
+		}
+		return nil
+	}
+	return s.resume(t, 0)
+}
+
+// newTask sets up a thread or process created by t.
+func (s *Session) newTask(t *thread, id, cause int) error {
+	parent := t.proc
+	var p *process
+	isThread := cause == unix.PTRACE_EVENT_CLONE && isThreadOf(parent.pid, id)
+	switch {
+	case isThread:
+		p = parent
+		p.nthreads++
+	case cause == unix.PTRACE_EVENT_VFORK || (cause == unix.PTRACE_EVENT_CLONE && sameVM(parent.pid, id)):
+		// Shares the parent's memory: same sites, same slots.
+		p = &process{pid: id, as: parent.as, nthreads: 1}
+		parent.as.users++
+		s.procs[id] = p
+	default:
+		as, err := parent.as.fork(id)
+		if err != nil {
+			return err
+		}
+		p = &process{pid: id, as: as, nthreads: 1}
+		s.procs[id] = p
+	}
+	nt := &thread{tid: id, proc: p, state: newborn}
+	if !isThread {
+		// The child's stack is a copy: so are the hijacked returns.
+		nt.shadow = append([]retFrame(nil), t.shadow...)
+	}
+	s.threads[id] = nt
+	if ws, ok := s.early[id]; ok {
+		delete(s.early, id)
+		return s.handle(id, ws)
+	}
+	return nil
+}
+
+// isThreadOf reports whether task id belongs to thread group pid.
+func isThreadOf(pid, id int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", pid, id))
+	return err == nil
+}
+
+// sameVM reports whether two processes share their memory (clone with
+// CLONE_VM but without CLONE_THREAD).
+func sameVM(a, b int) bool {
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), 1 /* KCMP_VM */, 0, 0, 0)
+	return errno == 0 && r == 0
+}
+
+// execed updates the books after t's process exec'd: the other threads are
+// gone, the thread took the process ID, and the address space is new.
+func (s *Session) execed(t *thread, formerTID int) {
+	p := t.proc
+	for tid, o := range s.threads {
+		if o.proc == p && o != t {
+			delete(s.threads, tid)
+		}
+	}
+	if t.tid != p.pid {
+		delete(s.threads, t.tid)
+		t.tid = p.pid
+		s.threads[p.pid] = t
+	}
+	_ = formerTID
+	p.nthreads = 1
+	t.comm = ""
+	t.shadow = nil
+	p.as.release()
+	p.as = nil
+}

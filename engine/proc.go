@@ -1,0 +1,187 @@
+package engine
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ptprobe/ptprobe/arch"
+	"github.com/ptprobe/ptprobe/elfsym"
+)
+
+// addrSpace is the state of one address space (mm): the armed sites, the
+// slot regions and the mappings already armed. Threads share it, and so do
+// a vfork parent and child until the child execs; a fork child gets a copy.
+type addrSpace struct {
+	mem   *memory
+	sites map[uint64]*site // by the address of the int3
+	// exits are the int3s ending trampolines of sites with post
+	// handlers, by address.
+	exits map[uint64]exitStop
+	slots []*slotRegion
+	// armed records the executable mappings whose probes are armed, so a
+	// rescan arms only new ones.
+	armed map[mapKey]bool
+	// stub is `syscall; int3` and retTramp the return trampoline's int3,
+	// both in the first slot region; 0 until it exists.
+	stub, retTramp uint64
+	// dlState is the dynamic linker's _dl_debug_state, 0 if not armed.
+	dlState uint64
+	users   int // processes using this address space
+}
+
+// mapKey identifies one mapping of one file.
+type mapKey struct {
+	start, offset uint64
+	id            elfsym.FileID
+}
+
+func keyOf(m elfsym.Mapping) mapKey {
+	return mapKey{start: m.Start, offset: m.Offset, id: m.ID()}
+}
+
+// exitStop is a post-handler int3 at the end of a trampoline.
+type exitStop struct {
+	site   *site
+	resume uint64
+}
+
+func newAddrSpace(pid int) (*addrSpace, error) {
+	mem, err := openMemory(pid)
+	if err != nil {
+		return nil, err
+	}
+	return &addrSpace{
+		mem:   mem,
+		sites: make(map[uint64]*site),
+		exits: make(map[uint64]exitStop),
+		armed: make(map[mapKey]bool),
+		users: 1,
+	}, nil
+}
+
+// fork returns the address space of a fork child: the same layout, so the
+// same sites at the same addresses, but its own memory from now on.
+func (as *addrSpace) fork(pid int) (*addrSpace, error) {
+	c, err := newAddrSpace(pid)
+	if err != nil {
+		return nil, err
+	}
+	for a, st := range as.sites {
+		c.sites[a] = st
+	}
+	for a, e := range as.exits {
+		c.exits[a] = e
+	}
+	for k := range as.armed {
+		c.armed[k] = true
+	}
+	for _, r := range as.slots {
+		cp := *r
+		cp.tramps = append([]trampRef(nil), r.tramps...)
+		c.slots = append(c.slots, &cp)
+	}
+	c.stub, c.retTramp, c.dlState = as.stub, as.retTramp, as.dlState
+	return c, nil
+}
+
+func (as *addrSpace) release() {
+	as.users--
+	if as.users <= 0 {
+		as.mem.close()
+	}
+}
+
+// trampAt returns the site whose trampoline contains addr.
+func (as *addrSpace) trampAt(addr uint64) (*site, bool) {
+	for _, r := range as.slots {
+		if addr < r.start || addr >= r.end {
+			continue
+		}
+		for _, t := range r.tramps {
+			if addr >= t.start && addr < t.end {
+				return t.site, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// process is one traced thread group.
+type process struct {
+	pid int
+	as  *addrSpace
+	// nthreads counts the live threads we know of.
+	nthreads int
+}
+
+// threadState says what a stop of the thread means.
+type threadState int
+
+const (
+	running threadState = iota
+	// newborn: created by clone/fork and not yet seen at its first stop
+	// (the SIGSTOP a traced child starts with).
+	newborn
+	// execStep: single-stepping out of an exec so that the new image
+	// can be armed from an ordinary stop.
+	execStep
+)
+
+// thread is one traced thread and what the engine knows of it.
+type thread struct {
+	tid   int
+	proc  *process
+	state threadState
+	regs  arch.Regs
+	comm  string // cached /proc comm, "" until first needed
+	// shadow is the return-probe shadow stack: the return addresses the
+	// engine replaced, innermost last.
+	shadow []retFrame
+	// requeue holds signals that arrived during an injected system call,
+	// sent again when the thread resumes.
+	requeue []unix.Signal
+	// During a hit: the site and its address, for Context.
+	hit *site
+}
+
+// retFrame is one hijacked return address.
+type retFrame struct {
+	sp   uint64 // where the return address sits on the stack
+	ret  uint64 // the real return address
+	site *site
+}
+
+// Context methods: a *thread stopped on a hit is the uprobe.Context given
+// to handlers.
+
+func (t *thread) PID() int         { return t.proc.pid }
+func (t *thread) TID() int         { return t.tid }
+func (t *thread) Regs() *arch.Regs { return &t.regs }
+func (t *thread) ReadMemory(addr uint64, p []byte) (int, error) {
+	return t.proc.as.mem.ReadMemory(addr, p)
+}
+func (t *thread) Addr() uint64 {
+	if t.hit == nil {
+		return 0
+	}
+	return t.hit.addr
+}
+func (t *thread) FileBase() uint64 {
+	if t.hit == nil {
+		return 0
+	}
+	return t.hit.fileBase
+}
+func (t *thread) Comm() string {
+	if t.comm == "" {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", t.proc.pid, t.tid))
+		if err != nil {
+			return "<...>"
+		}
+		t.comm = strings.TrimSuffix(string(b), "\n")
+	}
+	return t.comm
+}

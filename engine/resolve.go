@@ -1,0 +1,125 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ptprobe/ptprobe/arch"
+	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+// Location is a probe resolved in one file: the file's identity and the
+// file offset of the probed instruction, with the instruction itself.
+type Location struct {
+	Path   string // the file that was resolved
+	ID     elfsym.FileID
+	Offset uint64 // file offset of the probed instruction
+	Vaddr  uint64 // its link-time virtual address
+	// Function names the containing function and the probe's offset in
+	// it ("malloc+0x4"), for messages.
+	Function string
+	Inst     arch.Inst
+}
+
+// ResolveError is a spec that cannot be armed in a file: unknown symbol,
+// offset outside any executable segment, offset inside an instruction,
+// refused instruction.
+type ResolveError struct {
+	Spec string // the spec as written
+	Path string
+	Err  error
+}
+
+func (e *ResolveError) Error() string {
+	return fmt.Sprintf("probe %q in %s: %v", e.Spec, e.Path, e.Err)
+}
+
+func (e *ResolveError) Unwrap() error { return e.Err }
+
+// Resolve finds the probed instruction of spec in the ELF file f and
+// checks that it can be probed: the offset must be an instruction boundary
+// (proved by decoding from the start of the containing function) and the
+// instruction must not be one that arch refuses.
+func Resolve(f *elfsym.File, spec *uprobe.Spec) (Location, error) {
+	loc, err := resolve(f, spec)
+	if err != nil {
+		return Location{}, &ResolveError{Spec: spec.Text, Path: f.Path, Err: err}
+	}
+	return loc, nil
+}
+
+func resolve(f *elfsym.File, spec *uprobe.Spec) (Location, error) {
+	loc := Location{Path: f.Path, ID: f.ID}
+	if spec.Symbol != "" {
+		sym, err := f.Lookup(spec.Symbol)
+		if err != nil {
+			return loc, err
+		}
+		if sym.Size > 0 && spec.Offset >= sym.Size {
+			return loc, fmt.Errorf("offset 0x%x is beyond the end of %s (size 0x%x)", spec.Offset, sym.Name, sym.Size)
+		}
+		loc.Vaddr = sym.Value + spec.Offset
+		off, err := f.FileOffset(loc.Vaddr)
+		if err != nil {
+			return loc, fmt.Errorf("symbol %s: %w", sym.Name, err)
+		}
+		loc.Offset = off
+	} else {
+		vaddr, err := f.Vaddr(spec.Offset)
+		if err != nil {
+			return loc, fmt.Errorf("file offset 0x%x: %w", spec.Offset, err)
+		}
+		loc.Offset, loc.Vaddr = spec.Offset, vaddr
+	}
+
+	start, end, name, ok := f.Function(loc.Vaddr)
+	if !ok {
+		if spec.Symbol == "" || spec.Offset != 0 {
+			return loc, fmt.Errorf("cannot prove that 0x%x (file offset 0x%x) is an instruction boundary: no symbol or unwind entry contains it", loc.Vaddr, loc.Offset)
+		}
+		// A symbol's own address is the start of an instruction.
+		start, end, name = loc.Vaddr, loc.Vaddr+arch.MaxInstLen, spec.Symbol
+	}
+	if name == "" {
+		name = fmt.Sprintf("func_0x%x", start)
+	}
+	loc.Function = name
+	if loc.Vaddr != start {
+		loc.Function = fmt.Sprintf("%s+0x%x", name, loc.Vaddr-start)
+	}
+
+	// Decode from the function's start through the probed instruction.
+	startOff, err := f.FileOffset(start)
+	if err != nil {
+		return loc, fmt.Errorf("function %s: %w", name, err)
+	}
+	n := int(loc.Vaddr-start) + arch.MaxInstLen
+	if fnLen := int(end - start); end > start && n > fnLen+arch.MaxInstLen {
+		n = fnLen + arch.MaxInstLen
+	}
+	code := make([]byte, n)
+	got, err := f.ReadAt(code, int64(startOff))
+	if got <= int(loc.Vaddr-start) {
+		return loc, fmt.Errorf("read code of %s at file offset 0x%x: %w", name, startOff, err)
+	}
+	code = code[:got]
+	if err := arch.CheckBoundary(code, int(loc.Vaddr-start)); err != nil {
+		return loc, fmt.Errorf("%s (file offset 0x%x): %w", loc.Function, loc.Offset, err)
+	}
+	inst, err := arch.Decode(code[loc.Vaddr-start:])
+	if err != nil {
+		return loc, fmt.Errorf("%s (file offset 0x%x): %w", loc.Function, loc.Offset, err)
+	}
+	if inst.Class == arch.ClassRefuse {
+		return loc, fmt.Errorf("%s (file offset 0x%x): instruction %q cannot be probed: %s", loc.Function, loc.Offset, inst.String(), inst.Reason)
+	}
+	if spec.Kind == uprobe.Return && loc.Vaddr != start {
+		return loc, fmt.Errorf("return probe at %s: a return probe must be at the start of a function", loc.Function)
+	}
+	loc.Inst = inst
+	return loc, nil
+}
+
+// errPending marks a library probe whose library is not mapped yet.
+var errPending = errors.New("library not loaded yet")

@@ -1,0 +1,318 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ptprobe/ptprobe/arch"
+)
+
+// site is a breakpoint armed at one address of one address space: the int3
+// that replaced the first byte of the probed instruction, the trampoline
+// that runs the displaced instruction, and the probes that share it (the
+// kernel's aggregate probe).
+type site struct {
+	addr     uint64
+	fileBase uint64 // address of file offset 0 of the probed file
+	loc      *Location
+	entry    []*Probe // entry probes, in registration order
+	ret      []*Probe // return probes
+	post     bool     // some entry probe has a post handler
+	// emulate: the tracer performs the instruction (no trampoline).
+	emulate bool
+	// tramp is the trampoline's address, 0 when emulated.
+	tramp uint64
+	// internal is the engine's own action on a hit (the dynamic
+	// linker's _dl_debug_state: rescan the mappings).
+	internal func(t *thread) error
+}
+
+// slotRegionSize is the size of one slot region. Trampolines are at most a
+// few dozen bytes, so one region holds thousands.
+const slotRegionSize = 1 << 20
+
+// slotHeader is the part of the first region reserved for the engine's
+// own code: `syscall; int3` for injected system calls at 0 and the return
+// trampoline's int3 at 3.
+const slotHeader = 16
+
+// slotReach is how far a trampoline may be from its site: rel32 branches
+// and rebased disp32 reach ±2 GiB; keep a margin for the instruction
+// lengths and the region size.
+const slotReach = 1<<31 - 2*slotRegionSize
+
+// slotRegion is an anonymous r-x mapping the engine injected into the
+// tracee, bump-allocated into trampolines.
+type slotRegion struct {
+	start, end, next uint64
+	tramps           []trampRef
+}
+
+type trampRef struct {
+	start, end uint64
+	site       *site
+}
+
+func within(a, b, d uint64) bool {
+	if a > b {
+		return a-b <= d
+	}
+	return b-a <= d
+}
+
+// regionFor returns a slot region within reach of addr with room for n
+// bytes, injecting a new one when none has.
+func (s *Session) regionFor(t *thread, addr uint64, n int) (*slotRegion, error) {
+	as := t.proc.as
+	for _, r := range as.slots {
+		if within(r.start, addr, slotReach) && r.end-r.next >= uint64(n) {
+			return r, nil
+		}
+	}
+	return s.newRegion(t, addr)
+}
+
+// newRegion maps a slot region near addr in the thread's address space.
+// The hole closest below the probed file's mapping is preferred: above
+// the main executable lies the brk heap, which must stay free to grow.
+func (s *Session) newRegion(t *thread, addr uint64) (*slotRegion, error) {
+	maps, err := readMapsSorted(t.proc.pid)
+	if err != nil {
+		return nil, err
+	}
+	for _, hint := range holesNear(maps, addr, slotRegionSize) {
+		got, err := s.remoteSyscall(t, unix.SYS_MMAP, hint, slotRegionSize,
+			unix.PROT_READ|unix.PROT_EXEC,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
+		if err != nil {
+			if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOMEM) {
+				continue
+			}
+			return nil, fmt.Errorf("map a slot region near 0x%x in process %d: %w", addr, t.proc.pid, err)
+		}
+		if got != hint {
+			// A kernel without MAP_FIXED_NOREPLACE took it as a hint.
+			s.remoteSyscall(t, unix.SYS_MUNMAP, got, slotRegionSize, 0, 0, 0, 0)
+			continue
+		}
+		r := &slotRegion{start: got, end: got + slotRegionSize, next: got}
+		as := t.proc.as
+		if as.stub == 0 {
+			hdr := []byte{0x0f, 0x05, 0xcc, 0xcc} // syscall; int3 | int3 (return trampoline)
+			if _, err := as.mem.WriteMemory(got, hdr); err != nil {
+				return nil, err
+			}
+			as.stub, as.retTramp = got, got+3
+			r.next = got + slotHeader
+		}
+		as.slots = append(as.slots, r)
+		return r, nil
+	}
+	return nil, fmt.Errorf("no free address range within ±2 GiB of 0x%x in process %d for a slot region", addr, t.proc.pid)
+}
+
+// holesNear lists candidate page-aligned addresses for a region of size n
+// within slotReach of addr: the top of each hole below addr (nearest
+// first), then the bottom of each hole above it.
+func holesNear(maps []mapRange, addr uint64, n uint64) []uint64 {
+	const low = 1 << 16 // never map near address 0
+	var below, above []uint64
+	prevEnd := uint64(low)
+	for i := 0; i <= len(maps); i++ {
+		holeStart, holeEnd := prevEnd, uint64(0x7ffffffff000)
+		if i < len(maps) {
+			holeEnd = maps[i].start
+			prevEnd = max(prevEnd, maps[i].end)
+		}
+		// Keep a guard page either side of the region.
+		if holeEnd <= holeStart || holeEnd-holeStart < n+2*pageSize {
+			continue
+		}
+		if holeEnd <= addr {
+			cand := holeEnd - pageSize - n
+			if within(cand, addr, slotReach) {
+				below = append(below, cand)
+			}
+		} else if holeStart > addr {
+			cand := holeStart + pageSize
+			if within(cand+n, addr, slotReach) {
+				above = append(above, cand)
+			}
+		}
+	}
+	// Nearest first.
+	for i, j := 0, len(below)-1; i < j; i, j = i+1, j-1 {
+		below[i], below[j] = below[j], below[i]
+	}
+	return append(below, above...)
+}
+
+const pageSize = 4096
+
+// int3 is the breakpoint instruction.
+const int3 = 0xcc
+
+// armSite arms the probes probes at addr: it checks that memory holds the
+// file's bytes, writes the trampoline and then the int3.
+func (s *Session) armSite(t *thread, addr, fileBase uint64, loc *Location, probes []*Probe, internal func(*thread) error) error {
+	as := t.proc.as
+	if st, ok := as.sites[addr]; ok {
+		// Already armed (the engine's own breakpoint and a user probe,
+		// or a rescan): only the internal action can be added.
+		if internal != nil {
+			st.internal = internal
+		}
+		return nil
+	}
+	inst := &loc.Inst
+	cur := make([]byte, inst.Len)
+	if err := as.mem.readFull(addr, cur); err != nil {
+		return fmt.Errorf("%s at 0x%x: %w", loc.Function, addr, err)
+	}
+	if !bytes.Equal(cur, inst.Bytes) {
+		if cur[0] == int3 {
+			return fmt.Errorf("%s at 0x%x in process %d already holds an int3 (a debugger or a kernel uprobe is using it); refusing to arm it", loc.Function, addr, t.proc.pid)
+		}
+		return fmt.Errorf("%s at 0x%x in process %d: memory % x differs from the file's % x; refusing to arm it", loc.Function, addr, t.proc.pid, cur, inst.Bytes)
+	}
+	st := &site{addr: addr, fileBase: fileBase, loc: loc, internal: internal}
+	for _, p := range probes {
+		if p.Spec.Kind == returnKind {
+			st.ret = append(st.ret, p)
+		} else {
+			st.entry = append(st.entry, p)
+			st.post = st.post || p.handlers.Post != nil
+		}
+	}
+	if inst.Class == arch.ClassEmulate {
+		st.emulate = true
+	} else if err := s.writeTrampoline(t, st); err != nil {
+		if !errors.Is(err, arch.ErrNeedsEmulation) {
+			return fmt.Errorf("%s at 0x%x: %w", loc.Function, addr, err)
+		}
+		st.emulate = true
+	}
+	if _, err := as.mem.WriteMemory(addr, []byte{int3}); err != nil {
+		return err
+	}
+	as.sites[addr] = st
+	return nil
+}
+
+// writeTrampoline relocates the site's instruction into a slot region.
+func (s *Session) writeTrampoline(t *thread, st *site) error {
+	as := t.proc.as
+	// The trampoline's length does not depend on where it goes, so
+	// relocate once to learn it, then for real at its address.
+	probe, err := arch.Relocate(&st.loc.Inst, st.addr, st.addr, st.post)
+	if err != nil {
+		return err
+	}
+	n := len(probe.Code)
+	r, err := s.regionFor(t, st.addr, n)
+	if err != nil {
+		return err
+	}
+	tr, err := arch.Relocate(&st.loc.Inst, st.addr, r.next, st.post)
+	if err != nil {
+		return err
+	}
+	if _, err := as.mem.WriteMemory(r.next, tr.Code); err != nil {
+		return err
+	}
+	st.tramp = r.next
+	r.tramps = append(r.tramps, trampRef{start: r.next, end: r.next + uint64(len(tr.Code)), site: st})
+	r.next += uint64(len(tr.Code))
+	if st.post {
+		for _, e := range tr.Exits {
+			as.exits[st.tramp+uint64(e.Offset)] = exitStop{site: st, resume: e.Resume}
+		}
+	}
+	return nil
+}
+
+// remoteSyscall makes the stopped thread t run one system call and returns
+// its result. It runs the `syscall; int3` stub of the first slot region,
+// or, before that region exists (right after exec, when the thread is the
+// only one of its address space), the same bytes written over the code at
+// rip for the duration of the call. The thread's registers are restored.
+func (s *Session) remoteSyscall(t *thread, nr uintptr, a1, a2, a3, a4, a5, a6 uint64) (uint64, error) {
+	as := t.proc.as
+	saved := t.regs
+	stub := as.stub
+	var orig []byte
+	if stub == 0 {
+		stub = saved.Rip
+		orig = make([]byte, 3)
+		if err := as.mem.readFull(stub, orig); err != nil {
+			return 0, err
+		}
+		if _, err := as.mem.WriteMemory(stub, []byte{0x0f, 0x05, 0xcc}); err != nil {
+			return 0, err
+		}
+	}
+	regs := saved
+	regs.Rax, regs.Orig_rax = uint64(nr), ^uint64(0)
+	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a1, a2, a3, a4, a5, a6
+	regs.Rip = stub
+	res, err := s.runUntil(t, &regs, stub+3)
+	if orig != nil {
+		if _, werr := as.mem.WriteMemory(stub, orig); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	t.regs = saved
+	if serr := unix.PtraceSetRegs(t.tid, &saved); serr != nil && err == nil {
+		err = fmt.Errorf("restore registers of thread %d: %w", t.tid, serr)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if int64(res) < 0 && int64(res) > -4096 {
+		return 0, unix.Errno(-int64(res))
+	}
+	return res, nil
+}
+
+// runUntil sets regs on the stopped thread t, resumes it and waits until it
+// stops on the int3 before stop (rip == stop). It returns rax there.
+// Signals that arrive meanwhile are requeued for the thread.
+func (s *Session) runUntil(t *thread, regs *arch.Regs, stop uint64) (uint64, error) {
+	if err := unix.PtraceSetRegs(t.tid, regs); err != nil {
+		return 0, fmt.Errorf("set registers of thread %d: %w", t.tid, err)
+	}
+	if err := unix.PtraceCont(t.tid, 0); err != nil {
+		return 0, fmt.Errorf("resume thread %d: %w", t.tid, err)
+	}
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(t.tid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("wait for thread %d: %w", t.tid, err)
+		}
+		if ws.Exited() || ws.Signaled() {
+			s.deferExit(t.tid, ws)
+			return 0, fmt.Errorf("thread %d exited during an injected system call", t.tid)
+		}
+		var r arch.Regs
+		if err := unix.PtraceGetRegs(t.tid, &r); err != nil {
+			return 0, fmt.Errorf("registers of thread %d: %w", t.tid, err)
+		}
+		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() == 0 && r.Rip == stop {
+			return r.Rax, nil
+		}
+		// Another signal: let the call complete, deliver it later.
+		if sig := ws.StopSignal(); sig != unix.SIGTRAP {
+			t.requeue = append(t.requeue, sig)
+		}
+		if err := unix.PtraceCont(t.tid, 0); err != nil {
+			return 0, fmt.Errorf("resume thread %d: %w", t.tid, err)
+		}
+	}
+}
