@@ -227,9 +227,12 @@ func TestUnprivileged(t *testing.T) {
 		if err != nil {
 			t.Skip("running as root and setpriv (util-linux) is missing: cannot drop to an ordinary user")
 		}
-		// Files must be reachable by nobody.
-		for _, p := range []string{dir, filepath.Dir(ptprobeBin)} {
-			os.Chmod(p, 0o755)
+		// Files must be reachable by nobody: t.TempDir makes its
+		// directories 0700.
+		for _, p := range []string{dir, filepath.Dir(dir), filepath.Dir(ptprobeBin)} {
+			if err := os.Chmod(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
 		argv = []string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"}
 	}
