@@ -65,27 +65,28 @@ func (s *Session) armNew(t *thread) error {
 		}
 		k := keyOf(m)
 		present[k] = true
-		if as.armed[k] {
+		if _, ok := as.armed[k]; ok {
 			continue
 		}
-		as.armed[k] = true
+		as.armed[k] = m.End
 		if err := s.armMapping(t, m); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
-	for k := range as.armed {
+	for k, end := range as.armed {
 		if !present[k] {
 			delete(as.armed, k)
-			s.forgetSites(as, k)
+			s.forgetSites(as, k.start, end)
 		}
 	}
 	return firstErr
 }
 
-// forgetSites drops the sites of a mapping that was unmapped.
-func (s *Session) forgetSites(as *addrSpace, k mapKey) {
-	for addr, st := range as.sites {
-		if st.loc.ID == k.id && addr >= k.start && addr-st.fileBase >= k.offset {
+// forgetSites drops the sites of a mapping [start, end) that was unmapped
+// (a dlclose'd library): a library mapped there later is armed afresh.
+func (s *Session) forgetSites(as *addrSpace, start, end uint64) {
+	for addr := range as.sites {
+		if addr >= start && addr < end {
 			delete(as.sites, addr)
 		}
 	}
@@ -151,12 +152,11 @@ func (s *Session) locate(p *Probe, pid int, m elfsym.Mapping) (*Location, error)
 	if loc, ok := p.byFile[id]; ok {
 		return loc, nil // nil too: the file was looked at and is not it
 	}
-	f, err := openMapped(pid, m)
-	if err != nil {
+	f := s.mappedFile(pid, m)
+	if f == nil {
 		p.byFile[id] = nil
 		return nil, nil // not an ELF we can read: cannot be the library
 	}
-	defer f.Close()
 	if !elfsym.MatchLibrary(p.Spec.Path, f.Path, f.Soname) && !elfsym.MatchLibrary(p.Spec.Path, m.Path, f.Soname) {
 		p.byFile[id] = nil
 		return nil, nil
@@ -168,6 +168,21 @@ func (s *Session) locate(p *Probe, pid int, m elfsym.Mapping) (*Location, error)
 	}
 	p.byFile[id] = &loc
 	return &loc, nil
+}
+
+// mappedFile returns the open ELF file of mapping m, opened once per
+// session, or nil when it cannot be read as ELF.
+func (s *Session) mappedFile(pid int, m elfsym.Mapping) *elfsym.File {
+	id := m.ID()
+	if f, ok := s.files[id]; ok {
+		return f
+	}
+	f, err := openMapped(pid, m)
+	if err != nil {
+		f = nil
+	}
+	s.files[id] = f
+	return f
 }
 
 // openMapped opens the file of mapping m, checking that it is the mapped

@@ -103,6 +103,9 @@ type Session struct {
 	// exits holds exits seen while waiting for one thread.
 	exits map[int]unix.WaitStatus
 
+	// files are the mapped files opened to resolve library probes.
+	files map[elfsym.FileID]*elfsym.File
+
 	cpu       int
 	clockBase time.Duration // CLOCK_MONOTONIC at t0
 	t0        time.Time
@@ -127,6 +130,7 @@ func Launch(cfg Config, argv []string) (*Session, error) {
 		procs:   make(map[int]*process),
 		early:   make(map[int]unix.WaitStatus),
 		exits:   make(map[int]unix.WaitStatus),
+		files:   make(map[elfsym.FileID]*elfsym.File),
 		done:    make(chan struct{}),
 	}
 	for _, pc := range cfg.Probes {
@@ -188,6 +192,12 @@ func (s *Session) closeFiles() {
 		if p.file != nil {
 			p.file.Close()
 		}
+	}
+	for id, f := range s.files {
+		if f != nil {
+			f.Close()
+		}
+		delete(s.files, id)
 	}
 }
 

@@ -3,11 +3,13 @@ package engine_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/internal/testprog"
 	"github.com/ptprobe/ptprobe/uprobe"
@@ -323,5 +325,54 @@ func TestFault(t *testing.T) {
 	}
 	if got := tr.probe(t, "test/load").Hits(); got != 2*n {
 		t.Errorf("hits = %d, want %d", got, 2*n)
+	}
+}
+
+// TestBuilds probes the same functions in a non-PIE build and, by file
+// offset, in a stripped PIE build (whose function bounds come from the
+// unwind tables).
+func TestBuilds(t *testing.T) {
+	dir := t.TempDir()
+	nopie := testprog.Build(t, dir, "probes", "-O2", "-no-pie", "-fno-pie")
+	tr := runTraced(t, specs(t, "p:test/push "+nopie+":push_func a=%di:s64", "p:test/mid "+nopie+":mid_func+8"), true, nopie, "50")
+	if n := len(tr.byProbe("test/push")); n != 50 || tr.probe(t, "test/mid").Hits() != 50 {
+		t.Errorf("non-PIE: %d push hits, %d mid hits; want 50 each", n, tr.probe(t, "test/mid").Hits())
+	}
+
+	// threads.c's probed() is compiled C, so it has an unwind entry.
+	full := testprog.Build(t, dir, "threads", testprog.PIE...)
+	stripped := filepath.Join(dir, "threads-stripped")
+	if out, err := exec.Command("strip", "-o", stripped, full).CombinedOutput(); err != nil {
+		t.Skipf("strip (binutils) failed: %v %s", err, out)
+	}
+	f, err := elfsym.Open(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sym, err := f.Lookup("probed")
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr = runTraced(t, specs(t,
+		fmt.Sprintf("p:test/entry %s:0x%x", stripped, sym.Offset),
+	), false, stripped, "2", "1000")
+	if got := tr.probe(t, "test/entry").Hits(); got != 2000 {
+		t.Errorf("stripped PIE by offset: %d hits, want 2000", got)
+	}
+}
+
+// TestForkExec follows a shell that forks and execs the probed program
+// twice: probes are armed again in each new image.
+func TestForkExec(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "probes", testprog.PIE...)
+	script := fmt.Sprintf("%s 3; %s 4; exit 5", prog, prog)
+	tr := runTraced(t, specs(t, "p:test/push "+prog+":push_func", "r:test/ret "+prog+":mid_func"), false, "/bin/sh", "-c", script)
+	if tr.result.ExitCode != 5 {
+		t.Errorf("exit status %d, want 5", tr.result.ExitCode)
+	}
+	if a, b := tr.probe(t, "test/push").Hits(), tr.probe(t, "test/ret").Hits(); a != 7 || b != 7 {
+		t.Errorf("hits %d and %d, want 7 and 7", a, b)
 	}
 }

@@ -145,6 +145,9 @@ func (s *Session) trap(t *thread) error {
 		return fmt.Errorf("registers of thread %d: %w", t.tid, err)
 	}
 	as := t.proc.as
+	if as == nil {
+		return s.resume(t, unix.SIGTRAP)
+	}
 	pc := t.regs.Rip - 1
 	if st, ok := as.sites[pc]; ok {
 		return s.hit(t, st)
@@ -271,6 +274,9 @@ func (s *Session) returnHit(t *thread) error {
 // a trampoline, the fault handlers run and, unless one handles it, the
 // signal reaches the program at the probed address.
 func (s *Session) fault(t *thread, sig unix.Signal) error {
+	if t.proc.as == nil {
+		return s.resume(t, sig)
+	}
 	if err := unix.PtraceGetRegs(t.tid, &t.regs); err != nil {
 		if err == unix.ESRCH {
 			return nil
@@ -344,6 +350,9 @@ func (s *Session) emit(t *thread, p *Probe, ip, retIP uint64) {
 	ev := &s.ev
 	ev.TimeNS = s.now()
 	ev.PID, ev.TID, ev.CPU = t.proc.pid, t.tid, s.cpu
+	if s.cfg.NoPin {
+		ev.CPU = currentCPU()
+	}
 	ev.Comm = t.Comm()
 	ev.Group, ev.Name, ev.Kind = p.Spec.Group, p.Spec.Event, p.Spec.Kind
 	ev.IP, ev.RetIP = ip, retIP

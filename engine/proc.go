@@ -21,9 +21,9 @@ type addrSpace struct {
 	// handlers, by address.
 	exits map[uint64]exitStop
 	slots []*slotRegion
-	// armed records the executable mappings whose probes are armed, so a
-	// rescan arms only new ones.
-	armed map[mapKey]bool
+	// armed records the executable mappings whose probes are armed (with
+	// their end address), so a rescan arms only new ones.
+	armed map[mapKey]uint64
 	// stub is `syscall; int3` and retTramp the return trampoline's int3,
 	// both in the first slot region; 0 until it exists.
 	stub, retTramp uint64
@@ -57,7 +57,7 @@ func newAddrSpace(pid int) (*addrSpace, error) {
 		mem:   mem,
 		sites: make(map[uint64]*site),
 		exits: make(map[uint64]exitStop),
-		armed: make(map[mapKey]bool),
+		armed: make(map[mapKey]uint64),
 		users: 1,
 	}, nil
 }
@@ -75,8 +75,8 @@ func (as *addrSpace) fork(pid int) (*addrSpace, error) {
 	for a, e := range as.exits {
 		c.exits[a] = e
 	}
-	for k := range as.armed {
-		c.armed[k] = true
+	for k, end := range as.armed {
+		c.armed[k] = end
 	}
 	for _, r := range as.slots {
 		cp := *r
@@ -88,6 +88,9 @@ func (as *addrSpace) fork(pid int) (*addrSpace, error) {
 }
 
 func (as *addrSpace) release() {
+	if as == nil {
+		return
+	}
 	as.users--
 	if as.users <= 0 {
 		as.mem.close()

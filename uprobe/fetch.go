@@ -1,0 +1,278 @@
+package uprobe
+
+import (
+	"bytes"
+	"sync"
+
+	"github.com/ptprobe/ptprobe/arch"
+)
+
+// FetchContext is what evaluating a fetch-arg needs of a stopped thread.
+// Context satisfies it.
+type FetchContext interface {
+	Regs() *Regs
+	// ReadMemory reads len(p) bytes at addr and returns how many it
+	// read. A read that reaches unmapped memory may return a short count
+	// or none at all (process_vm_readv fails whole); Fetch copes with
+	// both.
+	ReadMemory(addr uint64, p []byte) (int, error)
+	Comm() string
+	FileBase() uint64
+}
+
+const (
+	// MaxStringLen is the longest string a fetch-arg returns: the
+	// kernel's MAX_STRING_SIZE (PATH_MAX) less the NUL. Longer strings
+	// are cut.
+	MaxStringLen = 4095
+	// stringChunk is the first read of a string: most strings end
+	// within it, and it rarely crosses a page.
+	stringChunk = 256
+	// pageSize is where a read may stop being readable.
+	pageSize = 4096
+	// maxEvalDepth bounds the evaluation of hand-built expressions (a
+	// parsed one has at most maxDeref levels); deeper ones fault.
+	maxEvalDepth = 64
+)
+
+// scratch is the buffer memory reads land in. Buffers passed through the
+// FetchContext interface escape, so a stack array would be a heap
+// allocation per read; a pooled one is not.
+type scratch struct{ b [MaxStringLen + 1]byte }
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// fetcher evaluates fetch expressions on one context, getting a scratch
+// buffer only when memory is read.
+type fetcher struct {
+	ctx FetchContext
+	sc  *scratch
+}
+
+func (f *fetcher) buf() []byte {
+	if f.sc == nil {
+		f.sc = scratchPool.Get().(*scratch)
+	}
+	return f.sc.b[:]
+}
+
+func (f *fetcher) release() {
+	if f.sc != nil {
+		scratchPool.Put(f.sc)
+		f.sc = nil
+	}
+}
+
+// Fetch evaluates the argument on a stopped thread. A failed memory read
+// gives a Value with Fault set; Fetch never fails otherwise.
+//
+// As in the kernel, intermediate values (the addresses a dereference
+// reads at) are 64-bit words; only the outermost access reads the type's
+// size, and register and stack values are truncated to it. Signed values
+// are sign-extended into U. A string is read at the address of the
+// outermost memory access up to its NUL, at most MaxStringLen bytes; a
+// string that runs into unreadable memory before its NUL faults, as
+// strncpy_from_user does in the kernel.
+//
+// Fetch does not allocate, except for the bytes of a string fetched from
+// memory.
+func (a *FetchArg) Fetch(ctx FetchContext) Value {
+	f := fetcher{ctx: ctx}
+	v := f.fetch(a)
+	f.release()
+	return v
+}
+
+// FetchArgs appends the values of all of the spec's fetch-args to dst,
+// in order, and returns the extended slice. It is Fetch for each arg
+// sharing one scratch buffer.
+func (s *Spec) FetchArgs(ctx FetchContext, dst []Value) []Value {
+	f := fetcher{ctx: ctx}
+	for i := range s.Args {
+		dst = append(dst, f.fetch(&s.Args[i]))
+	}
+	f.release()
+	return dst
+}
+
+func (f *fetcher) fetch(a *FetchArg) Value {
+	v := Value{Name: a.Name, Type: a.Type}
+	e := a.Expr
+	if e == nil {
+		v.Fault = true
+		return v
+	}
+	if a.Type.Kind == String {
+		if e.Op == OpComm {
+			v.S = f.ctx.Comm()
+			return v
+		}
+		addr, ok := f.addr(e, 0)
+		if ok {
+			v.S, ok = f.readString(addr)
+		}
+		v.Fault = !ok
+		return v
+	}
+
+	size := typeSize(a.Type)
+	var u uint64
+	var ok bool
+	if e.Op.isMemory() {
+		var addr uint64
+		if addr, ok = f.addr(e, 0); ok {
+			u, ok = f.readUint(addr, size)
+		}
+	} else {
+		u, ok = f.value(e, 0)
+	}
+	if !ok {
+		v.Fault = true
+		return v
+	}
+	if a.Type.Kind == Signed {
+		v.U = signExtend(u, size)
+	} else {
+		v.U = u & sizeMask(size)
+	}
+	return v
+}
+
+// value is the 64-bit value of e.
+func (f *fetcher) value(e *Expr, depth int) (uint64, bool) {
+	if e == nil || depth > maxEvalDepth {
+		return 0, false
+	}
+	switch e.Op {
+	case OpAddr, OpFileOffset, OpDeref:
+		addr, ok := f.addr(e, depth)
+		if !ok {
+			return 0, false
+		}
+		return f.readUint(addr, 8)
+	case OpStackN:
+		regs := f.ctx.Regs()
+		if regs == nil {
+			return 0, false
+		}
+		return f.readUint(regs.Rsp+8*uint64(e.Imm), 8)
+	}
+	regs := f.ctx.Regs()
+	if regs == nil {
+		return 0, false
+	}
+	switch e.Op {
+	case OpReg:
+		return e.Reg.Get(regs), true
+	case OpStack:
+		return regs.Rsp, true
+	case OpRetval:
+		return regs.Rax, true
+	case OpArgN:
+		if e.Imm < 1 || e.Imm > int64(len(arch.ArgRegs)) {
+			return 0, false
+		}
+		return arch.ArgRegs[e.Imm-1].Get(regs), true
+	}
+	// OpComm has no integer value (Parse refuses it).
+	return 0, false
+}
+
+// addr is the address a memory node reads at.
+func (f *fetcher) addr(e *Expr, depth int) (uint64, bool) {
+	switch e.Op {
+	case OpAddr:
+		return uint64(e.Imm), true
+	case OpFileOffset:
+		return f.ctx.FileBase() + uint64(e.Imm), true
+	case OpDeref:
+		base, ok := f.value(e.Inner, depth+1)
+		return base + uint64(e.Imm), ok
+	}
+	return 0, false
+}
+
+// readUint reads a little-endian integer of size bytes (1..8) at addr.
+func (f *fetcher) readUint(addr uint64, size int) (uint64, bool) {
+	p := f.buf()[:size]
+	if n, _ := f.ctx.ReadMemory(addr, p); n < size {
+		return 0, false
+	}
+	var u uint64
+	for i := size - 1; i >= 0; i-- {
+		u = u<<8 | uint64(p[i])
+	}
+	return u, true
+}
+
+// readString reads the NUL-terminated string at addr: a first chunk, then
+// chunks twice as big, so a short string costs one read and the longest
+// a few, never a read per byte.
+func (f *fetcher) readString(addr uint64) (string, bool) {
+	buf := f.buf()
+	n, chunk := 0, stringChunk
+	for n < MaxStringLen {
+		want := min(chunk, MaxStringLen-n)
+		got := f.readAvail(addr+uint64(n), buf[n:n+want])
+		if i := bytes.IndexByte(buf[n:n+got], 0); i >= 0 {
+			return string(buf[:n+i]), true
+		}
+		n += got
+		if got < want {
+			return "", false // unreadable before the NUL
+		}
+		chunk *= 2
+	}
+	return string(buf[:n]), true
+}
+
+// readAvail reads what is readable of p at addr, from its start: when the
+// whole read comes up short (it crossed into unmapped memory, and some
+// readers then return nothing at all) the rest is read again page by
+// page, up to the first page that cannot be read.
+func (f *fetcher) readAvail(addr uint64, p []byte) int {
+	n, _ := f.ctx.ReadMemory(addr, p)
+	if n >= len(p) {
+		return len(p)
+	}
+	n = max(n, 0)
+	for n < len(p) {
+		a := addr + uint64(n)
+		end := min(len(p), n+int(pageSize-a%pageSize))
+		m, _ := f.ctx.ReadMemory(a, p[n:end])
+		if m <= 0 {
+			break
+		}
+		n += min(m, end-n)
+		if n < end {
+			break
+		}
+	}
+	return n
+}
+
+// typeSize is the size an integer type reads; hand-built Types with a
+// size outside 1..8 read 8.
+func typeSize(t Type) int {
+	if t.Size < 1 || t.Size > 8 {
+		return 8
+	}
+	return t.Size
+}
+
+// sizeMask is the mask of the low size bytes.
+func sizeMask(size int) uint64 {
+	if size < 1 || size >= 8 {
+		return ^uint64(0)
+	}
+	return 1<<(8*uint(size)) - 1
+}
+
+// signExtend extends the low size bytes of u as a signed number.
+func signExtend(u uint64, size int) uint64 {
+	if size < 1 || size >= 8 {
+		return u
+	}
+	shift := 64 - 8*uint(size)
+	return uint64(int64(u<<shift) >> shift)
+}

@@ -1,0 +1,206 @@
+package uprobe
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// AppendText appends the value as trace_pipe prints it, "name=value":
+// u8..u64 in decimal, s8..s64 in signed decimal, x8..x64 as 0x%x, strings
+// within double quotes with their bytes as they are (as the kernel prints
+// them), and "(fault)" for a failed fetch.
+func (v Value) AppendText(b []byte) []byte {
+	b = append(b, v.Name...)
+	b = append(b, '=')
+	if v.Fault {
+		return append(b, "(fault)"...)
+	}
+	switch v.Type.Kind {
+	case String:
+		b = append(b, '"')
+		b = append(b, v.S...)
+		return append(b, '"')
+	case Signed:
+		return strconv.AppendInt(b, int64(signExtend(v.U, v.Type.Size)), 10)
+	case Hex:
+		return strconv.AppendUint(append(b, "0x"...), v.U&sizeMask(v.Type.Size), 16)
+	}
+	return strconv.AppendUint(b, v.U&sizeMask(v.Type.Size), 10)
+}
+
+// AppendText appends the event as one trace_pipe line with its newline:
+//
+//	comm-tid     [cpu] secs.usecs: event: (0xip) name=value ...
+//
+// comm right-aligned in 16 columns, tid left-aligned in 7, the CPU in 3
+// digits and the time in microseconds, rounded as the kernel's ns2usecs
+// does. Return probes show "(0xretip <- 0xfunc)": the address returned
+// to, then the function's, in the kernel's order (print_uprobe_event
+// prints vaddr[1], the return address, before vaddr[0], the function).
+// Unlike trace_pipe there is no irq-info column (d.h.) — a ptrace stop
+// has none to show.
+func (e *Event) AppendText(b []byte) []byte {
+	for i := len(e.Comm); i < 16; i++ {
+		b = append(b, ' ')
+	}
+	b = append(b, e.Comm...)
+	b = append(b, '-')
+	start := len(b)
+	b = strconv.AppendInt(b, int64(e.TID), 10)
+	for i := len(b) - start; i < 7; i++ {
+		b = append(b, ' ')
+	}
+	b = append(b, " ["...)
+	b = appendPadded(b, int64(e.CPU), 3)
+	b = append(b, "] "...)
+	usecs := (e.TimeNS + 500) / 1000
+	b = strconv.AppendUint(b, usecs/1e6, 10)
+	b = append(b, '.')
+	b = appendPadded(b, int64(usecs%1e6), 6)
+	b = append(b, ": "...)
+	b = append(b, e.Name...)
+	b = append(b, ": (0x"...)
+	if e.Kind == Return {
+		b = strconv.AppendUint(b, e.RetIP, 16)
+		b = append(b, " <- 0x"...)
+	}
+	b = strconv.AppendUint(b, e.IP, 16)
+	b = append(b, ')')
+	for i := range e.Args {
+		b = append(b, ' ')
+		b = e.Args[i].AppendText(b)
+	}
+	return append(b, '\n')
+}
+
+// appendPadded appends v in decimal zero-padded to width, as %0*d does.
+func appendPadded(b []byte, v int64, width int) []byte {
+	if v < 0 {
+		b = append(b, '-')
+		width--
+		v = -v
+	}
+	var d [20]byte
+	s := strconv.AppendUint(d[:0], uint64(v), 10)
+	for i := len(s); i < width; i++ {
+		b = append(b, '0')
+	}
+	return append(b, s...)
+}
+
+// AppendJSON appends the event as one JSON object with its newline:
+//
+//	{"time_ns":N,"pid":N,"tid":N,"comm":"..","probe":"GROUP/EVENT","ip":"0x..","args":{"name":value,...}}
+//
+// Return probes have "retip":"0x.." after "ip". Args keep their order:
+// u and s types as numbers, x types as "0x.." strings (as trace_pipe
+// shows them), strings as JSON strings and faulted args as null. Bytes of
+// a string that are not UTF-8 become U+FFFD, as encoding/json makes them.
+func (e *Event) AppendJSON(b []byte) []byte {
+	b = append(b, `{"time_ns":`...)
+	b = strconv.AppendUint(b, e.TimeNS, 10)
+	b = append(b, `,"pid":`...)
+	b = strconv.AppendInt(b, int64(e.PID), 10)
+	b = append(b, `,"tid":`...)
+	b = strconv.AppendInt(b, int64(e.TID), 10)
+	b = append(b, `,"comm":`...)
+	b = appendJSONString(b, e.Comm)
+	b = append(b, `,"probe":`...)
+	b = append(b, '"')
+	b = appendJSONChars(b, e.Group)
+	b = append(b, '/')
+	b = appendJSONChars(b, e.Name)
+	b = append(b, '"')
+	b = append(b, `,"ip":"0x`...)
+	b = strconv.AppendUint(b, e.IP, 16)
+	if e.Kind == Return {
+		b = append(b, `","retip":"0x`...)
+		b = strconv.AppendUint(b, e.RetIP, 16)
+	}
+	b = append(b, `","args":{`...)
+	for i := range e.Args {
+		v := &e.Args[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, v.Name)
+		b = append(b, ':')
+		switch {
+		case v.Fault:
+			b = append(b, "null"...)
+		case v.Type.Kind == String:
+			b = appendJSONString(b, v.S)
+		case v.Type.Kind == Signed:
+			b = strconv.AppendInt(b, int64(signExtend(v.U, v.Type.Size)), 10)
+		case v.Type.Kind == Hex:
+			b = append(b, `"0x`...)
+			b = strconv.AppendUint(b, v.U&sizeMask(v.Type.Size), 16)
+			b = append(b, '"')
+		default:
+			b = strconv.AppendUint(b, v.U&sizeMask(v.Type.Size), 10)
+		}
+	}
+	return append(b, "}}\n"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string literal: quotes, backslashes
+// and control bytes escaped, invalid UTF-8 replaced by U+FFFD and U+2028,
+// U+2029 escaped, as encoding/json does.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	b = appendJSONChars(b, s)
+	return append(b, '"')
+}
+
+// appendJSONChars appends s escaped for the inside of a JSON string.
+func appendJSONChars(b []byte, s string) []byte {
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	return append(b, s[start:]...)
+}

@@ -1,0 +1,735 @@
+package uprobe
+
+import (
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/ptprobe/ptprobe/arch"
+)
+
+// Limits of the grammar. They are the kernel's, so that a spec ptprobe
+// accepts is not refused by tracefs for being too big.
+const (
+	// maxArgs is MAX_TRACE_ARGS.
+	maxArgs = 128
+	// maxNameLen is MAX_EVENT_NAME_LEN-1: the longest group or event name.
+	maxNameLen = 63
+	// maxArgNameLen is MAX_ARG_NAME_LEN.
+	maxArgNameLen = 32
+	// maxDeref is how many memory accesses (+OFFS(...), @ADDR, @+OFFS) one
+	// fetch-arg may make: the kernel compiles an arg into at most
+	// FETCH_INSN_MAX (16) instructions, of which the base fetch and the
+	// terminator take two.
+	maxDeref = 14
+	// maxStackN is PARAM_MAX_STACK on x86-64 (THREAD_SIZE / 8).
+	maxStackN = 2048
+	// maxArgN is the number of integer argument registers of the SysV ABI.
+	maxArgN = len(arch.ArgRegs)
+)
+
+// Error messages. Where the kernel has a message for the same problem
+// (trace_probe.h, ERRORS) it is used verbatim, so that ptprobe and the
+// kernel's error_log read alike.
+const (
+	errNoSpec        = "Probe point is not specified"
+	errDelete        = "Deleting events is not supported by ptprobe"
+	errNoGroup       = "Group name is not specified"
+	errGroupTooLong  = "Group name is too long"
+	errBadGroup      = "Group name must follow the same rules as C identifiers"
+	errNoEvent       = "Event name is not specified"
+	errEventTooLong  = "Event name is too long"
+	errBadEvent      = "Event name must follow the same rules as C identifiers"
+	errNoColon       = "Probe point must be PATH:OFFSET or PATH:SYMBOL[+OFFS]"
+	errNoFile        = "File name is not specified"
+	errBadSuffix     = "Invalid probed address suffix"
+	errRefCtr        = "Reference counter offset is not supported"
+	errBadOffs       = "Invalid uprobe offset"
+	errNoSymbol      = "Symbol is not specified"
+	errBadSymbol     = "Unknown symbol syntax"
+	errSymOffs       = "Offset is not a number"
+	errBadRetprobe   = "Retprobe address must be an function entry"
+	errTooManyArgs   = "Too many arguments are specified"
+	errArgNameLong   = "Argument name is too long"
+	errNoArgName     = "Argument name is not specified"
+	errBadArgName    = "Argument name must follow the same rules as C identifiers"
+	errUsedArgName   = "This argument name is already used"
+	errNoArgBody     = "No argument expression"
+	errBadType       = "Unknown type is specified"
+	errBadString     = "String accepts only memory argument"
+	errCommType      = "$comm and immediate-string only accepts string type"
+	errRetvalOnProbe = "$retval is not available on probe"
+	errBadStackNum   = "Invalid stack number"
+	errBadArgNum     = "Invalid argument number"
+	errBadVar        = "Invalid $-variable specified" // the kernel spells it "valiable"
+	errBadReg        = "Invalid register name"
+	errBadMemAddr    = "Invalid memory address"
+	errBadFileOffs   = "Invalid file offset value"
+	errSymOnUprobe   = "Symbol is not available with uprobe"
+	errTooManyOps    = "Dereference is too much nested"
+	errDerefBrace    = "Dereference needs a brace"
+	errBadDerefOffs  = "Invalid dereference offset"
+	errDerefOpen     = "Dereference brace is not closed"
+	errCommDeref     = "$comm can not be dereferenced"
+	errBadFetchArg   = "Invalid fetch argument"
+)
+
+// reservedArgNames are the field names every probe event already has; an
+// argument called so would clash with them in the event's format (the
+// kernel's reserved_field_names).
+var reservedArgNames = [...]string{
+	"common_type", "common_flags", "common_preempt_count", "common_pid",
+	"common_tgid", "__probe_ip", "__probe_ret_ip", "__probe_func",
+}
+
+// Parse parses one probe spec (see Spec). Errors are *Error with the byte
+// position of the problem in text.
+//
+// The grammar is the kernel's uprobe_events grammar with ptprobe's
+// extensions: PATH:SYMBOL[+OFFS] and LIB:SYMBOL[+OFFS] targets (LIB has no
+// '/'), an optional leading command (then "p"), and the $argN fetch-arg
+// (N = 1..6, the SysV integer argument registers). Numbers are read as the
+// kernel's kstrtoul does: 0x-prefixed hex, 0-prefixed octal, else decimal.
+// The target is split from its path at the last ':', as the kernel does.
+//
+// Defaults:
+//   - group: DefaultGroup;
+//   - event name of a symbol target: the symbol with every byte outside
+//     [A-Za-z0-9_] replaced by '_' (and '_' prepended if it would start
+//     with a digit), then "_0x<hex>" when the offset is not zero, then
+//     "__return" for return probes ("malloc", "main_0x10",
+//     "malloc__return"); the symbol part is shortened if needed to keep
+//     the name within the kernel's 63 bytes;
+//   - event name of an offset target: the kernel's "p_<base>_0x<hex>",
+//     base being the file's (or library's) base name cut at its first '.',
+//     '-' or '_' ("/usr/lib/x86_64-linux-gnu/libc.so.6:0x98930" is
+//     "p_libc_0x98930"), 'p' for return probes too, as the kernel does;
+//   - fetch-arg names: "argN", N the 1-based position;
+//   - fetch type: DefaultType, String for $comm.
+func Parse(text string) (*Spec, error) {
+	p := parser{text: text}
+	return p.parse()
+}
+
+type parser struct {
+	text string
+}
+
+// token is one whitespace-separated word of the spec and its position.
+type token struct {
+	s   string
+	pos int
+}
+
+func (p *parser) err(pos int, msg string) *Error {
+	return &Error{Text: p.text, Pos: pos, Msg: msg}
+}
+
+// isSpace is the kernel's isspace, by which argv_split cuts commands.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}
+
+func tokenize(text string) []token {
+	var toks []token
+	for i := 0; i < len(text); {
+		for i < len(text) && isSpace(text[i]) {
+			i++
+		}
+		start := i
+		for i < len(text) && !isSpace(text[i]) {
+			i++
+		}
+		if i > start {
+			toks = append(toks, token{text[start:i], start})
+		}
+	}
+	return toks
+}
+
+// isCommand reports whether the first word is a "p" or "r" command rather
+// than a probe point: "p", "r", "p:..." or "r:...". A library called "p"
+// or "r" can still be probed by writing the command.
+func isCommand(w string) bool {
+	if len(w) == 0 || (w[0] != 'p' && w[0] != 'r') {
+		return false
+	}
+	return len(w) == 1 || w[1] == ':'
+}
+
+func (p *parser) parse() (*Spec, error) {
+	toks := tokenize(p.text)
+	if len(toks) == 0 {
+		return nil, p.err(len(p.text), errNoSpec)
+	}
+	s := &Spec{Text: p.text, Group: DefaultGroup}
+	t := toks[0]
+	switch {
+	case isCommand(t.s):
+		if t.s[0] == 'r' {
+			s.Kind = Return
+		}
+		if len(t.s) > 1 {
+			if err := p.eventName(s, t.s[2:], t.pos+2); err != nil {
+				return nil, err
+			}
+		}
+		toks = toks[1:]
+	case t.s[0] == '-':
+		return nil, p.err(t.pos, errDelete)
+	}
+	if len(toks) == 0 {
+		return nil, p.err(len(p.text), errNoSpec)
+	}
+	if err := p.target(s, toks[0]); err != nil {
+		return nil, err
+	}
+	if s.Event == "" {
+		s.Event = defaultEvent(s)
+	}
+	toks = toks[1:]
+	if len(toks) > maxArgs {
+		return nil, p.err(toks[maxArgs].pos, errTooManyArgs)
+	}
+	if len(toks) > 0 {
+		s.Args = make([]FetchArg, 0, len(toks))
+	}
+	for i, t := range toks {
+		a, err := p.fetchArg(s, i, t)
+		if err != nil {
+			return nil, err
+		}
+		s.Args = append(s.Args, a)
+	}
+	return s, nil
+}
+
+// eventName parses "[GRP/]EVENT" (or "GRP/", keeping the default event
+// name) at pos.
+func (p *parser) eventName(s *Spec, w string, pos int) *Error {
+	if slash := strings.IndexByte(w, '/'); slash >= 0 {
+		grp := w[:slash]
+		switch {
+		case grp == "":
+			return p.err(pos, errNoGroup)
+		case len(grp) > maxNameLen:
+			return p.err(pos, errGroupTooLong)
+		case !isIdent(grp):
+			return p.err(pos, errBadGroup)
+		}
+		s.Group = grp
+		w = w[slash+1:]
+		pos += slash + 1
+		if w == "" {
+			return nil
+		}
+	}
+	switch {
+	case w == "":
+		return p.err(pos, errNoEvent)
+	case len(w) > maxNameLen:
+		return p.err(pos, errEventTooLong)
+	case !isIdent(w):
+		return p.err(pos, errBadEvent)
+	}
+	s.Event = w
+	return nil
+}
+
+// target parses PATH:OFFSET, PATH:SYMBOL[+OFFS], either with "%return".
+func (p *parser) target(s *Spec, t token) *Error {
+	colon := strings.LastIndexByte(t.s, ':')
+	switch {
+	case colon < 0:
+		return p.err(t.pos, errNoColon)
+	case colon == 0:
+		return p.err(t.pos, errNoFile)
+	}
+	s.Path = t.s[:colon]
+	rest, pos := t.s[colon+1:], t.pos+colon+1
+	if i := strings.IndexByte(rest, '('); i >= 0 {
+		return p.err(pos+i, errRefCtr)
+	}
+	if i := strings.IndexByte(rest, '%'); i >= 0 {
+		if rest[i:] != "%return" {
+			return p.err(pos+i, errBadSuffix)
+		}
+		s.Kind = Return
+		rest = rest[:i]
+	}
+	if rest == "" {
+		return p.err(pos, errBadOffs)
+	}
+	if isDigit(rest[0]) {
+		off, ok := parseUint(rest)
+		if !ok {
+			return p.err(pos, errBadOffs)
+		}
+		s.Offset = off
+		return nil
+	}
+	sym := rest
+	plus := strings.IndexByte(rest, '+')
+	if plus >= 0 {
+		sym = rest[:plus]
+	}
+	if sym == "" {
+		return p.err(pos, errNoSymbol)
+	}
+	if i := badSymbolByte(sym); i >= 0 {
+		return p.err(pos+i, errBadSymbol)
+	}
+	s.Symbol = sym
+	if plus >= 0 {
+		off, ok := parseUint(rest[plus+1:])
+		if !ok {
+			return p.err(pos+plus+1, errSymOffs)
+		}
+		if off != 0 && s.Kind == Return {
+			// A return probe hooks the return address pushed by the
+			// call; only a function's first instruction has it at (%sp).
+			return p.err(pos+plus+1, errBadRetprobe)
+		}
+		s.Offset = off
+	}
+	return nil
+}
+
+// badSymbolByte returns the index of the first byte of sym that cannot be
+// in a symbol name, or -1. Symbols are C-like names that may also contain
+// '.' and '$' (compiler-generated "foo.cold", "foo$plt") and '@' after the
+// first byte (versioned "memcpy@GLIBC_2.2.5", as elfsym.Lookup takes).
+func badSymbolByte(sym string) int {
+	for i := 0; i < len(sym); i++ {
+		c := sym[i]
+		switch {
+		case isAlpha(c) || c == '_' || c == '.' || c == '$':
+		case i > 0 && (isDigit(c) || c == '@'):
+		default:
+			return i
+		}
+	}
+	return -1
+}
+
+// fetchArg parses the i-th fetch-arg, [NAME=]FETCHARG[:TYPE].
+func (p *parser) fetchArg(s *Spec, i int, t token) (FetchArg, *Error) {
+	a := FetchArg{Text: t.s, Type: DefaultType}
+	body, bpos := t.s, t.pos
+	if eq := strings.IndexByte(t.s, '='); eq >= 0 {
+		switch {
+		case eq > maxArgNameLen:
+			return a, p.err(t.pos, errArgNameLong)
+		case eq == 0:
+			return a, p.err(t.pos, errNoArgName)
+		}
+		a.Name = t.s[:eq]
+		body, bpos = t.s[eq+1:], t.pos+eq+1
+	} else {
+		a.Name = "arg" + strconv.Itoa(i+1)
+	}
+	if !isIdent(a.Name) {
+		return a, p.err(t.pos, errBadArgName)
+	}
+	for _, r := range reservedArgNames {
+		if a.Name == r {
+			return a, p.err(t.pos, errUsedArgName)
+		}
+	}
+	for j := range s.Args {
+		if s.Args[j].Name == a.Name {
+			return a, p.err(t.pos, errUsedArgName)
+		}
+	}
+	if body == "" {
+		return a, p.err(bpos, errNoArgBody)
+	}
+
+	// The type is checked first, as the kernel does.
+	expr, typ, tpos := body, "", -1
+	if c := strings.IndexByte(body, ':'); c >= 0 {
+		expr, typ, tpos = body[:c], body[c+1:], bpos+c+1
+		tt, ok := parseType(typ)
+		if !ok {
+			return a, p.err(tpos, errBadType)
+		}
+		a.Type = tt
+	}
+	if expr == "" {
+		return a, p.err(bpos, errNoArgBody)
+	}
+	e, err := p.expr(s, expr, bpos, 0)
+	if err != nil {
+		return a, err
+	}
+	a.Expr = e
+	switch {
+	case e.Op == OpComm && tpos < 0:
+		a.Type = Type{Kind: String}
+	case e.Op == OpComm && a.Type.Kind != String:
+		return a, p.err(tpos, errCommType)
+	case a.Type.Kind == String && !e.Op.isMemory() && e.Op != OpComm:
+		return a, p.err(tpos, errBadString)
+	}
+	return a, nil
+}
+
+// parseType parses a fetch type name. "ustring" is the kernel's name for a
+// string in user memory, which is all a uprobe can read.
+func parseType(t string) (Type, bool) {
+	switch t {
+	case "string", "ustring":
+		return Type{Kind: String}, true
+	}
+	if len(t) < 2 {
+		return Type{}, false
+	}
+	var k TypeKind
+	switch t[0] {
+	case 'u':
+		k = Unsigned
+	case 's':
+		k = Signed
+	case 'x':
+		k = Hex
+	default:
+		return Type{}, false
+	}
+	switch t[1:] {
+	case "8":
+		return Type{k, 1}, true
+	case "16":
+		return Type{k, 2}, true
+	case "32":
+		return Type{k, 4}, true
+	case "64":
+		return Type{k, 8}, true
+	}
+	return Type{}, false
+}
+
+// isMemory reports whether the node reads memory, which is what the
+// string type needs (it takes the node's address, not its value).
+func (op Op) isMemory() bool {
+	return op == OpDeref || op == OpAddr || op == OpFileOffset
+}
+
+// expr parses one fetch expression at pos; depth is the number of memory
+// accesses enclosing it.
+func (p *parser) expr(s *Spec, w string, pos, depth int) (*Expr, *Error) {
+	if w == "" {
+		return nil, p.err(pos, errBadFetchArg)
+	}
+	switch w[0] {
+	case '%':
+		r, ok := arch.RegByName(w[1:])
+		if !ok {
+			return nil, p.err(pos, errBadReg)
+		}
+		return &Expr{Op: OpReg, Reg: r}, nil
+
+	case '@':
+		if depth >= maxDeref {
+			return nil, p.err(pos, errTooManyOps)
+		}
+		switch {
+		case len(w) > 1 && isDigit(w[1]):
+			v, ok := parseUint(w[1:])
+			if !ok {
+				return nil, p.err(pos, errBadMemAddr)
+			}
+			return &Expr{Op: OpAddr, Imm: int64(v)}, nil
+		case len(w) > 1 && w[1] == '+':
+			v, ok := parseUint(w[2:])
+			if !ok || v > math.MaxInt64 {
+				return nil, p.err(pos, errBadFileOffs)
+			}
+			return &Expr{Op: OpFileOffset, Imm: int64(v)}, nil
+		}
+		return nil, p.err(pos, errSymOnUprobe)
+
+	case '$':
+		return p.variable(s, w[1:], pos)
+
+	case '+', '-':
+		if depth >= maxDeref {
+			return nil, p.err(pos, errTooManyOps)
+		}
+		lp := strings.IndexByte(w, '(')
+		if lp < 0 {
+			return nil, p.err(pos, errDerefBrace)
+		}
+		num := w[1:lp]
+		if len(num) > 0 && num[0] == 'u' {
+			num = num[1:] // "+u8(...)": user memory, the only kind here
+		}
+		off, ok := parseSigned(w[0] == '-', num)
+		if !ok {
+			return nil, p.err(pos, errBadDerefOffs)
+		}
+		rp := strings.LastIndexByte(w, ')')
+		if rp < lp {
+			return nil, p.err(pos+len(w), errDerefOpen)
+		}
+		if rp != len(w)-1 {
+			// The kernel ignores what follows the last ')'; it is
+			// more likely a typo than meant, so refuse it.
+			return nil, p.err(pos+rp+1, errBadFetchArg)
+		}
+		inner, err := p.expr(s, w[lp+1:rp], pos+lp+1, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		if inner.Op == OpComm {
+			return nil, p.err(pos, errCommDeref)
+		}
+		return &Expr{Op: OpDeref, Imm: off, Inner: inner}, nil
+	}
+	return nil, p.err(pos, errBadFetchArg)
+}
+
+// variable parses a $-variable, name without the '$' at pos.
+func (p *parser) variable(s *Spec, name string, pos int) (*Expr, *Error) {
+	switch {
+	case name == "retval":
+		if s.Kind != Return {
+			return nil, p.err(pos, errRetvalOnProbe)
+		}
+		return &Expr{Op: OpRetval}, nil
+	case name == "stack":
+		return &Expr{Op: OpStack}, nil
+	case strings.HasPrefix(name, "stack") && isDigit(name[5]):
+		n, ok := parseDecimal(name[5:])
+		if !ok || n > maxStackN {
+			return nil, p.err(pos, errBadStackNum)
+		}
+		return &Expr{Op: OpStackN, Imm: int64(n)}, nil
+	case name == "comm" || name == "COMM":
+		return &Expr{Op: OpComm}, nil
+	case strings.HasPrefix(name, "arg"):
+		n, ok := parseDecimal(name[3:])
+		if !ok || n < 1 || n > uint64(maxArgN) {
+			return nil, p.err(pos, errBadArgNum)
+		}
+		return &Expr{Op: OpArgN, Imm: int64(n)}, nil
+	}
+	return nil, p.err(pos, errBadVar)
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+func isAlpha(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+
+// isIdent reports whether w is a C identifier, the kernel's is_good_name.
+func isIdent(w string) bool {
+	if w == "" || !(isAlpha(w[0]) || w[0] == '_') {
+		return false
+	}
+	for i := 1; i < len(w); i++ {
+		if c := w[i]; !isAlpha(c) && !isDigit(c) && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseUint parses w as kstrtoul(w, 0) does: "0x"/"0X" hex, a leading 0
+// octal, else decimal; all of w, without sign, no overflow.
+func parseUint(w string) (uint64, bool) {
+	base := uint64(10)
+	switch {
+	case len(w) > 2 && w[0] == '0' && (w[1] == 'x' || w[1] == 'X'):
+		base, w = 16, w[2:]
+	case len(w) > 1 && w[0] == '0':
+		base, w = 8, w[1:]
+	}
+	return parseDigits(w, base)
+}
+
+// parseDecimal parses w as decimal digits only.
+func parseDecimal(w string) (uint64, bool) { return parseDigits(w, 10) }
+
+func parseDigits(w string, base uint64) (uint64, bool) {
+	if w == "" {
+		return 0, false
+	}
+	var v uint64
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		var d uint64
+		switch {
+		case isDigit(c):
+			d = uint64(c - '0')
+		case 'a' <= c && c <= 'f':
+			d = uint64(c-'a') + 10
+		case 'A' <= c && c <= 'F':
+			d = uint64(c-'A') + 10
+		default:
+			return 0, false
+		}
+		if d >= base || v > (math.MaxUint64-d)/base {
+			return 0, false
+		}
+		v = v*base + d
+	}
+	return v, true
+}
+
+// parseSigned parses the magnitude w (kstrtoul syntax) of a number whose
+// sign was already read, within int64.
+func parseSigned(neg bool, w string) (int64, bool) {
+	v, ok := parseUint(w)
+	switch {
+	case !ok:
+		return 0, false
+	case neg && v <= 1<<63:
+		return int64(-v), true // -(1<<63) wraps to itself: MinInt64
+	case !neg && v <= math.MaxInt64:
+		return int64(v), true
+	}
+	return 0, false
+}
+
+// defaultEvent names a probe whose spec does not, see Parse.
+func defaultEvent(s *Spec) string {
+	if s.Symbol != "" {
+		base := sanitize(s.Symbol)
+		if isDigit(base[0]) {
+			base = "_" + base
+		}
+		var suffix []byte
+		if s.Offset != 0 {
+			suffix = append(suffix, "_0x"...)
+			suffix = strconv.AppendUint(suffix, s.Offset, 16)
+		}
+		if s.Kind == Return {
+			suffix = append(suffix, "__return"...)
+		}
+		if len(base)+len(suffix) > maxNameLen {
+			base = base[:maxNameLen-len(suffix)]
+		}
+		return base + string(suffix)
+	}
+	// The kernel's rule (trace_uprobe.c): kbasename, cut at the first of
+	// ".-_", into "%c_%s_0x%lx" with 'p', truncated to the name buffer.
+	base := s.Path[strings.LastIndexByte(s.Path, '/')+1:]
+	if i := strings.IndexAny(base, ".-_"); i >= 0 {
+		base = base[:i]
+	}
+	name := "p_" + sanitize(base) + "_0x" + strconv.FormatUint(s.Offset, 16)
+	if len(name) > maxNameLen {
+		name = name[:maxNameLen]
+	}
+	return name
+}
+
+// sanitize replaces each byte outside [A-Za-z0-9_] by '_'.
+func sanitize(w string) string {
+	b := []byte(w)
+	for i, c := range b {
+		if !isAlpha(c) && !isDigit(c) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// String renders the spec canonically in the kernel's grammar:
+//
+//	p:GRP/EVENT PATH:TARGET NAME=EXPR:TYPE ...
+//
+// ("r:" for return probes), every default written out, so that the text
+// means the same to Parse and, for offset targets without ptprobe's
+// extensions, to the kernel. Symbol targets are kept as symbols.
+func (s *Spec) String() string {
+	var b strings.Builder
+	if s.Kind == Return {
+		b.WriteString("r:")
+	} else {
+		b.WriteString("p:")
+	}
+	b.WriteString(s.Group)
+	b.WriteByte('/')
+	b.WriteString(s.Event)
+	b.WriteByte(' ')
+	b.WriteString(s.Target())
+	for i := range s.Args {
+		b.WriteByte(' ')
+		b.WriteString(s.Args[i].String())
+	}
+	return b.String()
+}
+
+// String renders the fetch-arg canonically, "NAME=EXPR:TYPE".
+func (a *FetchArg) String() string {
+	b := []byte(a.Name)
+	b = append(b, '=')
+	b = a.Expr.appendText(b)
+	b = append(b, ':')
+	b = append(b, a.Type.String()...)
+	return string(b)
+}
+
+// String renders the expression in the kernel's fetch-arg syntax.
+func (e *Expr) String() string { return string(e.appendText(nil)) }
+
+func (e *Expr) appendText(b []byte) []byte {
+	if e == nil {
+		return append(b, "<nil>"...)
+	}
+	switch e.Op {
+	case OpReg:
+		return append(append(b, '%'), e.Reg.KernelName()...)
+	case OpAddr:
+		return strconv.AppendUint(append(b, "@0x"...), uint64(e.Imm), 16)
+	case OpFileOffset:
+		return strconv.AppendUint(append(b, "@+0x"...), uint64(e.Imm), 16)
+	case OpDeref:
+		if e.Imm >= 0 {
+			b = append(b, '+')
+		}
+		b = strconv.AppendInt(b, e.Imm, 10)
+		b = append(b, '(')
+		b = e.Inner.appendText(b)
+		return append(b, ')')
+	case OpStack:
+		return append(b, "$stack"...)
+	case OpStackN:
+		return strconv.AppendInt(append(b, "$stack"...), e.Imm, 10)
+	case OpRetval:
+		return append(b, "$retval"...)
+	case OpComm:
+		return append(b, "$comm"...)
+	case OpArgN:
+		return strconv.AppendInt(append(b, "$arg"...), e.Imm, 10)
+	}
+	return append(b, "<bad op>"...)
+}
+
+// Equal reports whether s and t define the same probe: the same kind,
+// names, target and fetch-args, however they were written (Text fields
+// are ignored). Parse(s.String()) is Equal to s.
+func (s *Spec) Equal(t *Spec) bool {
+	if s.Kind != t.Kind || s.Group != t.Group || s.Event != t.Event ||
+		s.Path != t.Path || s.Symbol != t.Symbol || s.Offset != t.Offset ||
+		len(s.Args) != len(t.Args) {
+		return false
+	}
+	for i := range s.Args {
+		a, b := &s.Args[i], &t.Args[i]
+		if a.Name != b.Name || a.Type != b.Type || !a.Expr.Equal(b.Expr) {
+			return false
+		}
+	}
+	return true
+}
+
+// Equal reports whether e and f are the same expression.
+func (e *Expr) Equal(f *Expr) bool {
+	for e != nil && f != nil {
+		if e.Op != f.Op || e.Imm != f.Imm || (e.Op == OpReg && e.Reg != f.Reg) {
+			return false
+		}
+		e, f = e.Inner, f.Inner
+	}
+	return e == nil && f == nil
+}
