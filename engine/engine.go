@@ -64,10 +64,9 @@ type Probe struct {
 	Spec     *uprobe.Spec
 	handlers uprobe.Handlers
 	hits     atomic.Uint64
-	// file is the probed file for path probes, opened at Launch; nil
-	// for library probes, resolved per mapped library.
-	file *elfsym.File
-	loc  *Location // of file
+	// loc is where a path probe is, resolved at Launch; nil for
+	// library probes, resolved per mapped library in byFile.
+	loc *Location
 	// byFile caches the resolution of a library probe per file.
 	byFile map[elfsym.FileID]*Location
 	armed  atomic.Uint64 // sites armed, over all processes
@@ -103,8 +102,10 @@ type Session struct {
 	// exits holds exits seen while waiting for one thread.
 	exits map[int]unix.WaitStatus
 
-	// files are the mapped files opened to resolve library probes.
-	files map[elfsym.FileID]*elfsym.File
+	// files are the ELF files the session opened, by identity (nil:
+	// not a readable ELF file), and byPath the probed files by path.
+	files  map[elfsym.FileID]*elfsym.File
+	byPath map[string]*elfsym.File
 
 	cpu       int
 	clockBase time.Duration // CLOCK_MONOTONIC at t0
@@ -131,10 +132,11 @@ func Launch(cfg Config, argv []string) (*Session, error) {
 		early:   make(map[int]unix.WaitStatus),
 		exits:   make(map[int]unix.WaitStatus),
 		files:   make(map[elfsym.FileID]*elfsym.File),
+		byPath:  make(map[string]*elfsym.File),
 		done:    make(chan struct{}),
 	}
 	for _, pc := range cfg.Probes {
-		p, err := newProbe(pc)
+		p, err := s.newProbe(pc)
 		if err != nil {
 			s.closeFiles()
 			return nil, err
@@ -155,10 +157,10 @@ func Launch(cfg Config, argv []string) (*Session, error) {
 	return s, nil
 }
 
-// newProbe opens the probe's file and resolves it there; library probes
-// are checked against the library the dynamic linker would find, and
-// resolved again in each library actually mapped.
-func newProbe(pc ProbeConfig) (*Probe, error) {
+// newProbe resolves a probe in its file; library probes are checked
+// against the library the dynamic linker would find, and resolved again in
+// each library actually mapped.
+func (s *Session) newProbe(pc ProbeConfig) (*Probe, error) {
 	spec := pc.Spec
 	p := &Probe{Spec: spec, handlers: pc.Handlers, byFile: make(map[elfsym.FileID]*Location)}
 	path := spec.Path
@@ -169,36 +171,45 @@ func newProbe(pc ProbeConfig) (*Probe, error) {
 		}
 		path = found
 	}
-	f, err := elfsym.Open(path)
+	f, err := s.openFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("probe %q: %w", spec.Text, err)
 	}
 	loc, err := Resolve(f, spec)
 	if err != nil {
-		f.Close()
 		return nil, err
 	}
 	if spec.IsLibrary() {
 		p.byFile[f.ID] = &loc
-		f.Close()
-		return p, nil
+	} else {
+		p.loc = &loc
 	}
-	p.file, p.loc = f, &loc
 	return p, nil
 }
 
-func (s *Session) closeFiles() {
-	for _, p := range s.probes {
-		if p.file != nil {
-			p.file.Close()
-		}
+// openFile opens a probed file once per session, however many probes it
+// has (a probe on every function of libc opens libc once).
+func (s *Session) openFile(path string) (*elfsym.File, error) {
+	if f, ok := s.byPath[path]; ok {
+		return f, nil
 	}
+	f, err := elfsym.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	s.byPath[path] = f
+	s.files[f.ID] = f
+	return f, nil
+}
+
+func (s *Session) closeFiles() {
 	for id, f := range s.files {
 		if f != nil {
 			f.Close()
 		}
 		delete(s.files, id)
 	}
+	clear(s.byPath)
 }
 
 // Pid is the process ID of the launched program.
