@@ -44,6 +44,9 @@ type Inst struct {
 	// Inst is the decoder's view. For encodings the decoder gets wrong
 	// (endbr64, rdpid, adcx/adox, vzeroupper, VEX/EVEX rip-relative
 	// operands) the fields below are authoritative, not Inst.Len/Op.
+	// Decode repairs what it can: Inst.Len is Len, a Mem argument's disp32
+	// is sign-extended and a VEX/EVEX rip-relative one has Base RIP. Op is
+	// 0 for the encodings x86asm has no name for; String names them.
 	x86asm.Inst
 	// Bytes is the encoding, exactly Len bytes, owned by the Inst.
 	Bytes []byte
@@ -56,6 +59,58 @@ type Inst struct {
 	// Class and, for ClassRefuse, Reason ("int3 cannot be probed", ...).
 	Class  Class
 	Reason string
+	// Flow says how the instruction transfers control. The engine needs it
+	// beyond Class: a return probe on a Go function puts a breakpoint on
+	// every FlowRet of the function, and a stop-exit trampoline cannot be
+	// built for FlowRet and FlowJmpIndirect (see ErrNeedsEmulation).
+	Flow Flow
+}
+
+// Flow is the way an instruction transfers control.
+type Flow uint8
+
+const (
+	// FlowNone: execution continues at the next instruction (this
+	// includes syscall, whose return is the next instruction).
+	FlowNone Flow = iota
+	// FlowJmp: jmp rel8/rel32.
+	FlowJmp
+	// FlowJcc: jcc rel8/rel32.
+	FlowJcc
+	// FlowLoop: loop, loope, loopne, jrcxz/jecxz (rel8 only, conditional).
+	FlowLoop
+	// FlowCall: call rel32.
+	FlowCall
+	// FlowCallIndirect: call *reg or call *mem (near, 64-bit operand).
+	FlowCallIndirect
+	// FlowJmpIndirect: jmp *reg or jmp *mem (near, 64-bit operand).
+	FlowJmpIndirect
+	// FlowRet: near ret or ret imm16.
+	FlowRet
+	// FlowOther: a transfer this package neither relocates nor emulates
+	// (int3, int n, iret, far call/jmp/ret, sysenter, xbegin, ...). Such an
+	// instruction is always ClassRefuse. (A refused near branch, e.g. one
+	// with a 66 prefix, keeps its own Flow.)
+	FlowOther
+)
+
+var flowNames = [...]string{
+	FlowNone:         "none",
+	FlowJmp:          "jmp",
+	FlowJcc:          "jcc",
+	FlowLoop:         "loop",
+	FlowCall:         "call",
+	FlowCallIndirect: "call-indirect",
+	FlowJmpIndirect:  "jmp-indirect",
+	FlowRet:          "ret",
+	FlowOther:        "other",
+}
+
+func (f Flow) String() string {
+	if int(f) < len(flowNames) {
+		return flowNames[f]
+	}
+	return "unknown"
 }
 
 // ErrUndecodable is wrapped by Decode when the bytes are not an
@@ -70,21 +125,33 @@ var ErrNotBoundary = errors.New("not an instruction boundary")
 // reach its data from the slot with a 32-bit displacement.
 var ErrFarData = errors.New("rip-relative operand out of reach of the slot")
 
-// Decode decodes the instruction at the start of code (64-bit mode) and
-// classifies it. code may be longer than the instruction.
-func Decode(code []byte) (Inst, error) {
-	panic("arch.Decode: not implemented")
-}
+// ErrRefused is wrapped by Relocate and Emulate when given an instruction
+// that Decode classified ClassRefuse; the error text carries the Reason.
+var ErrRefused = errors.New("instruction cannot be probed")
 
-// CheckBoundary decodes code (the bytes of a function starting at its
-// first instruction) linearly from offset 0 and reports whether off is the
-// start of an instruction. When it is not it returns an error wrapping
-// ErrNotBoundary that names the instruction containing off (its offset and
-// length); when an instruction before off cannot be decoded it returns an
-// error wrapping ErrUndecodable with that instruction's offset.
-func CheckBoundary(code []byte, off int) error {
-	panic("arch.CheckBoundary: not implemented")
-}
+// ErrNeedsEmulation is wrapped by Relocate when the instruction cannot run
+// out of line in the requested form, so the tracer must perform it with
+// Emulate at the breakpoint stop instead of moving rip to a slot:
+//
+//   - always for ClassEmulate (indirect calls: run from a slot they would
+//     push the slot's address as the return address);
+//   - with stopExits, for ret, ret imm16 and jmp *reg/*mem: their target is
+//     only known once they have run, and they leave the slot directly, so
+//     no int3 can follow them. (Without stopExits they are simply copied,
+//     with no exit.)
+//
+// After Emulate, regs.Rip is the target: a post handler can run there and
+// then the thread continues, with no slot and one stop per hit.
+var ErrNeedsEmulation = errors.New("instruction must be emulated by the tracer")
+
+// ErrNotEmulated is wrapped by Emulate when given an instruction it does not
+// perform (anything that is not a near call, jmp, jcc, loop/jrcxz or ret).
+var ErrNotEmulated = errors.New("instruction not emulated")
+
+// MaxTrampolineLen bounds len(Trampoline.Code) for every instruction:
+// call rel32 rewritten as lea+movl+movl+jmp is 5+7+8+5 bytes, and a 15-byte
+// loop/jrcxz with two jmp exits is 15+5+5. The engine sizes slots with it.
+const MaxTrampolineLen = 25
 
 // Exit is a point where execution leaves a trampoline and the address
 // where the original program continues.
@@ -106,26 +173,8 @@ type Trampoline struct {
 	Exits []Exit
 }
 
-// Relocate builds the trampoline that executes inst, originally at address
-// orig, from address slot. With stopExits each way out of the instruction
-// ends in an int3 (so the tracer can run a post handler and then set rip to
-// the exit's Resume); without, each ends in a jmp rel32 back to the original
-// code. inst.Class must be ClassRelocate. Relocate fails (ErrFarData) when a
-// rebased rip-relative displacement or a branch does not fit in 32 bits.
-func Relocate(inst *Inst, orig, slot uint64, stopExits bool) (Trampoline, error) {
-	panic("arch.Relocate: not implemented")
-}
-
 // Memory reads and writes the memory of a stopped thread.
 type Memory interface {
 	ReadMemory(addr uint64, p []byte) (int, error)
 	WriteMemory(addr uint64, p []byte) (int, error)
-}
-
-// Emulate performs inst, originally at address orig, on regs and mem:
-// afterwards regs.Rip is where the program continues. It handles the
-// instructions Decode classifies as ClassEmulate, and also ret, jmp and call
-// in all their near forms (so that a caller may choose to emulate them).
-func Emulate(inst *Inst, orig uint64, regs *Regs, mem Memory) error {
-	panic("arch.Emulate: not implemented")
 }

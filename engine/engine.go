@@ -57,6 +57,11 @@ type Config struct {
 	// it is confined to the CPU it runs on when the program starts, which
 	// makes each stop several times cheaper (DESIGN.md §6).
 	NoPin bool
+	// NoASLR starts the program with address space randomization off
+	// (personality ADDR_NO_RANDOMIZE), as setarch -R does: two runs of a
+	// program then see the same addresses, which `ptprobe compare`
+	// needs to compare pointer arguments.
+	NoASLR bool
 }
 
 // Probe is an armed probe of a session.
@@ -264,6 +269,13 @@ func (s *Session) start(path string, argv []string) error {
 	if env == nil {
 		env = os.Environ()
 	}
+	if s.cfg.NoASLR {
+		// The personality is the thread's and the child inherits it;
+		// this thread is the engine's own, so setting it is harmless.
+		if old, err := personality(0xffffffff); err == nil {
+			personality(old | addrNoRandomize)
+		}
+	}
 	proc, err := os.StartProcess(path, argv, &os.ProcAttr{
 		Dir:   s.cfg.Dir,
 		Env:   env,
@@ -314,6 +326,18 @@ func (s *Session) start(path string, argv []string) error {
 		return fmt.Errorf("resume %d: %w", s.pid, err)
 	}
 	return nil
+}
+
+// addrNoRandomize is ADDR_NO_RANDOMIZE of <sys/personality.h>.
+const addrNoRandomize = 0x0040000
+
+// personality calls personality(2); 0xffffffff queries it.
+func personality(p uint64) (uint64, error) {
+	r, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, uintptr(p), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return uint64(r), nil
 }
 
 func wait4(pid int, ws *unix.WaitStatus) (int, error) {

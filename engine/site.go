@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sort"
 
 	"golang.org/x/sys/unix"
 
@@ -76,8 +77,6 @@ func (s *Session) regionFor(t *thread, addr uint64, n int) (*slotRegion, error) 
 }
 
 // newRegion maps a slot region near addr in the thread's address space.
-// The hole closest below the probed file's mapping is preferred: above
-// the main executable lies the brk heap, which must stay free to grow.
 func (s *Session) newRegion(t *thread, addr uint64) (*slotRegion, error) {
 	maps, err := readMapsSorted(t.proc.pid)
 	if err != nil {
@@ -114,40 +113,61 @@ func (s *Session) newRegion(t *thread, addr uint64) (*slotRegion, error) {
 	return nil, fmt.Errorf("no free address range within ±2 GiB of 0x%x in process %d for a slot region", addr, t.proc.pid)
 }
 
-// holesNear lists candidate page-aligned addresses for a region of size n
-// within slotReach of addr: the top of each hole below addr (nearest
-// first), then the bottom of each hole above it.
+// slotOffset is how far below the probed code the engine prefers to put a
+// slot region. Right next to a library it would take the place of the
+// program's next mmap, and right above the main executable the place of
+// the brk heap: the program's own layout would change. 1 GiB below is in
+// reach of rel32 and far from both.
+const slotOffset = 1 << 30
+
+// holesNear lists page-aligned addresses for a region of n bytes within
+// reach of addr, each in a hole of the address space with a guard page on
+// either side, the closest to addr - slotOffset first.
 func holesNear(maps []mapRange, addr uint64, n uint64) []uint64 {
-	const low = 1 << 16 // never map near address 0
-	var below, above []uint64
+	const low = 1 << 16 // mmap_min_addr
+	const top = 0x7ffffffff000
+	target := uint64(low)
+	if addr > slotOffset+low {
+		target = addr - slotOffset
+	}
+	var cands []uint64
 	prevEnd := uint64(low)
 	for i := 0; i <= len(maps); i++ {
-		holeStart, holeEnd := prevEnd, uint64(0x7ffffffff000)
+		holeStart, holeEnd := prevEnd, uint64(top)
 		if i < len(maps) {
 			holeEnd = maps[i].start
 			prevEnd = max(prevEnd, maps[i].end)
 		}
-		// Keep a guard page either side of the region.
 		if holeEnd <= holeStart || holeEnd-holeStart < n+2*pageSize {
 			continue
 		}
-		if holeEnd <= addr {
-			cand := holeEnd - pageSize - n
-			if within(cand, addr, slotReach) {
-				below = append(below, cand)
+		lo, hi := holeStart+pageSize, holeEnd-pageSize-n // region start bounds
+		c := min(max(target, lo), hi) &^ (pageSize - 1)
+		if c < lo {
+			c += pageSize
+		}
+		if c > hi || !within(c, addr, slotReach) || !within(c+n, addr, slotReach) {
+			// The point nearest target is out of reach: try the
+			// end of the hole nearest addr.
+			if hi < addr {
+				c = hi &^ (pageSize - 1)
+			} else {
+				c = lo
 			}
-		} else if holeStart > addr {
-			cand := holeStart + pageSize
-			if within(cand+n, addr, slotReach) {
-				above = append(above, cand)
+			if !within(c, addr, slotReach) || !within(c+n, addr, slotReach) {
+				continue
 			}
 		}
+		cands = append(cands, c)
 	}
-	// Nearest first.
-	for i, j := 0, len(below)-1; i < j; i, j = i+1, j-1 {
-		below[i], below[j] = below[j], below[i]
+	dist := func(c uint64) uint64 {
+		if c > target {
+			return c - target
+		}
+		return target - c
 	}
-	return append(below, above...)
+	sort.Slice(cands, func(i, j int) bool { return dist(cands[i]) < dist(cands[j]) })
+	return cands
 }
 
 const pageSize = 4096
