@@ -1,5 +1,15 @@
 package elfsym
 
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
 // Mapping is one line of /proc/PID/maps.
 type Mapping struct {
 	Start, End uint64 // [Start, End) virtual addresses
@@ -35,8 +45,100 @@ func (m Mapping) FileOffsetOf(addr uint64) (uint64, bool) {
 }
 
 // ReadMaps reads and parses /proc/PID/maps.
-func ReadMaps(pid int) ([]Mapping, error) { panic("not implemented") }
+func ReadMaps(pid int) ([]Mapping, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil, fmt.Errorf("elfsym: %w", err)
+	}
+	ms, err := ParseMaps(data)
+	if err != nil {
+		return nil, fmt.Errorf("elfsym: /proc/%d/maps: %w", pid, err)
+	}
+	return ms, nil
+}
 
 // ParseMaps parses the text of a /proc/PID/maps file. Paths may contain
 // spaces and the " (deleted)" suffix is kept in Path.
-func ParseMaps(data []byte) ([]Mapping, error) { panic("not implemented") }
+//
+// The kernel writes a newline in a path as "\012"; it is kept as written
+// (a backslash in a path is not escaped, so it cannot be undone reliably).
+// Blank lines are skipped.
+func ParseMaps(data []byte) ([]Mapping, error) {
+	var ms []Mapping
+	for n := 1; len(data) > 0; n++ {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		m, err := parseMapsLine(string(line))
+		if err != nil {
+			return nil, fmt.Errorf("maps line %d %q: %w", n, line, err)
+		}
+		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
+// parseMapsLine parses "start-end perms offset major:minor inode   path"
+// (numbers in hex but the inode, decimal; the path after padding blanks).
+func parseMapsLine(s string) (Mapping, error) {
+	var m Mapping
+	field := func() string {
+		s = strings.TrimLeft(s, " \t")
+		i := strings.IndexAny(s, " \t")
+		if i < 0 {
+			i = len(s)
+		}
+		f := s[:i]
+		s = s[i:]
+		return f
+	}
+	rng, perms, off, dev, ino := field(), field(), field(), field(), field()
+	lo, hi, ok := strings.Cut(rng, "-")
+	if !ok {
+		return m, fmt.Errorf("address range %q", rng)
+	}
+	var err error
+	if m.Start, err = strconv.ParseUint(lo, 16, 64); err != nil {
+		return m, fmt.Errorf("start address: %w", err)
+	}
+	if m.End, err = strconv.ParseUint(hi, 16, 64); err != nil {
+		return m, fmt.Errorf("end address: %w", err)
+	}
+	if m.End < m.Start {
+		return m, fmt.Errorf("end %#x before start %#x", m.End, m.Start)
+	}
+	if len(perms) != 4 {
+		return m, fmt.Errorf("permissions %q", perms)
+	}
+	m.Perms = perms
+	if m.Offset, err = strconv.ParseUint(off, 16, 64); err != nil {
+		return m, fmt.Errorf("offset: %w", err)
+	}
+	major, minor, ok := strings.Cut(dev, ":")
+	if !ok {
+		return m, fmt.Errorf("device %q", dev)
+	}
+	maj, err := strconv.ParseUint(major, 16, 32)
+	if err != nil {
+		return m, fmt.Errorf("device major: %w", err)
+	}
+	mnr, err := strconv.ParseUint(minor, 16, 32)
+	if err != nil {
+		return m, fmt.Errorf("device minor: %w", err)
+	}
+	m.Dev = unix.Mkdev(uint32(maj), uint32(mnr))
+	if m.Inode, err = strconv.ParseUint(ino, 10, 64); err != nil {
+		return m, fmt.Errorf("inode: %w", err)
+	}
+	// One blank separates the inode from the padding; the path starts at
+	// the first non-blank. Trailing blanks belong to the path only if the
+	// file name has them, which the kernel cannot tell apart: keep them.
+	m.Path = strings.TrimLeft(s, " \t")
+	return m, nil
+}
