@@ -91,6 +91,9 @@ type Result struct {
 	Signal syscall.Signal
 	// CoreDumped with Signal.
 	CoreDumped bool
+	// Wall is how long the program ran, from its first instruction to
+	// its exit, probe hits included.
+	Wall time.Duration
 }
 
 // Session is one traced program.
@@ -117,9 +120,10 @@ type Session struct {
 	t0        time.Time
 	ev        uprobe.Event
 
-	result Result
-	err    error
-	done   chan struct{}
+	started time.Time // the program's first instruction
+	result  Result
+	err     error
+	done    chan struct{}
 }
 
 // Launch resolves the probes, starts argv under ptrace and arms the
@@ -184,12 +188,26 @@ func (s *Session) newProbe(pc ProbeConfig) (*Probe, error) {
 	if err != nil {
 		return nil, err
 	}
+	if loc.IFunc {
+		s.warn(fmt.Errorf("probe %q: %s is an indirect function (IFUNC) of %s: the probe is on its resolver, which runs once; probe one of its implementations instead (ptprobe list %s '*%s*')",
+			spec.Text, spec.Symbol, f.Path, f.Path, spec.Symbol))
+	}
 	if spec.IsLibrary() {
 		p.byFile[f.ID] = &loc
 	} else {
 		p.loc = &loc
 	}
 	return p, nil
+}
+
+// Check resolves spec as Launch does and returns the error Launch would
+// return for it, without starting anything. A library probe whose library
+// is not found is not an error (it stays pending in a session).
+func Check(spec *uprobe.Spec) error {
+	s := &Session{files: make(map[elfsym.FileID]*elfsym.File), byPath: make(map[string]*elfsym.File)}
+	defer s.closeFiles()
+	_, err := s.newProbe(ProbeConfig{Spec: spec})
+	return err
 }
 
 // openFile opens a probed file once per session, however many probes it
@@ -321,6 +339,7 @@ func (s *Session) start(path string, argv []string) error {
 		wait4(s.pid, &ws)
 		return err
 	}
+	s.started = time.Now()
 	if err := unix.PtraceCont(s.pid, 0); err != nil {
 		unix.Kill(s.pid, unix.SIGKILL)
 		return fmt.Errorf("resume %d: %w", s.pid, err)

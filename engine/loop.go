@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -122,6 +123,7 @@ func (s *Session) threadExited(t *thread, ws unix.WaitStatus) {
 			case ws.Signaled():
 				s.result = Result{ExitCode: -1, Signal: ws.Signal(), CoreDumped: ws.CoreDump()}
 			}
+			s.result.Wall = time.Since(s.started)
 		}
 		delete(s.procs, p.pid)
 		p.as.release()

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
 
@@ -20,6 +21,10 @@ type Location struct {
 	// it ("malloc+0x4"), for messages.
 	Function string
 	Inst     arch.Inst
+	// IFunc: the symbol is a GNU indirect function, so the probe is on
+	// its resolver, which the dynamic linker runs once, not on the
+	// implementation that calls reach.
+	IFunc bool
 }
 
 // ResolveError is a spec that cannot be armed in a file: unknown symbol,
@@ -59,6 +64,7 @@ func resolve(f *elfsym.File, spec *uprobe.Spec) (Location, error) {
 		if sym.Size > 0 && spec.Offset >= sym.Size {
 			return loc, fmt.Errorf("offset 0x%x is beyond the end of %s (size 0x%x)", spec.Offset, sym.Name, sym.Size)
 		}
+		loc.IFunc = sym.Type == elf.STT_GNU_IFUNC
 		loc.Vaddr = sym.Value + spec.Offset
 		off, err := f.FileOffset(loc.Vaddr)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/ptprobe/ptprobe/kernel"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -23,6 +24,11 @@ const usage = `usage: ptprobe COMMAND [FLAGS] [ARGS]
 commands:
   trace [-e SPEC]... [--format text|json] [--count] [-o FILE] -- CMD [ARGS]
         run CMD under the ptrace engine and report each probe hit
+  trace --backend kernel [-e SPEC]... [-k KSPEC]... -- CMD [ARGS]
+        the same through the kernel's tracefs (uprobes, kprobes; needs root)
+  compare [-e SPEC]... [--format text|json] -- CMD [ARGS]
+        run CMD under kernel uprobes and under the ptrace engine and compare
+        hits, fetched arguments and cost per hit
   list PATH|LIB [GLOB]
         list the functions of an ELF file with address, file offset and size
 
@@ -50,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "trace":
 		status, err = traceCmd(args[1:], stdout, stderr)
+	case "compare":
+		status, err = compareCmd(args[1:], stdout, stderr)
 	case "list":
 		err = listCmd(args[1:], stdout)
 	case "help", "-h", "--help":
@@ -71,6 +79,11 @@ func reportError(w io.Writer, err error) {
 	var se *uprobe.Error
 	if errors.As(err, &se) {
 		fmt.Fprintf(w, "ptprobe: bad probe spec: %s\n", se.Caret())
+		return
+	}
+	var ke *kernel.KernelError
+	if errors.As(err, &ke) {
+		fmt.Fprintf(w, "ptprobe: the kernel refused a probe: %v\n%s\n", err, ke.Caret())
 		return
 	}
 	fmt.Fprintf(w, "ptprobe: %v\n", err)

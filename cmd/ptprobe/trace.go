@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ptprobe/ptprobe/engine"
+	"github.com/ptprobe/ptprobe/kernel"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -29,6 +30,8 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	count := fs.Bool("count", false, "print only the number of hits of each probe, at exit")
 	output := fs.StringP("output", "o", "", "write events to `FILE` instead of standard output")
 	noPin := fs.Bool("no-pin", false, "do not keep the tracer on one CPU (slower stops)")
+	backend := fs.String("backend", "ptrace", "ptrace (the engine, no privilege needed) or kernel (tracefs uprobe_events/kprobe_events, needs root)")
+	kspecs := fs.StringArrayP("kprobe", "k", nil, "kernel probe `KSPEC` in kprobe_events grammar (--backend kernel)")
 	fs.SetInterspersed(false)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -41,8 +44,14 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	if len(argv) == 0 {
 		return 0, errors.New("trace: no program given (ptprobe trace -e SPEC -- CMD [ARGS])")
 	}
-	if len(*specs) == 0 {
-		return 0, errors.New("trace: no probe given (-e SPEC)")
+	if len(*specs) == 0 && len(*kspecs) == 0 {
+		return 0, errors.New("trace: no probe given (-e SPEC or, with --backend kernel, -k KSPEC)")
+	}
+	if *backend != "ptrace" && *backend != "kernel" {
+		return 0, fmt.Errorf("trace: --backend must be ptrace or kernel, not %q", *backend)
+	}
+	if len(*kspecs) > 0 && *backend != "kernel" {
+		return 0, errors.New("trace: kernel probes (-k) need --backend kernel")
 	}
 	if *format != "text" && *format != "json" {
 		return 0, fmt.Errorf("trace: --format must be text or json, not %q", *format)
@@ -60,6 +69,18 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		}
 		seen[spec.Probe()] = text
 		cfg.Probes = append(cfg.Probes, engine.ProbeConfig{Spec: spec})
+	}
+	var kprobes []*kernel.KprobeSpec
+	for _, text := range *kspecs {
+		k, err := kernel.ParseKprobe(text)
+		if err != nil {
+			return 0, err
+		}
+		if prev, dup := seen[k.Probe()]; dup {
+			return 0, fmt.Errorf("trace: probes %q and %q have the same name %s; name one with p:GROUP/EVENT", prev, text, k.Probe())
+		}
+		seen[k.Probe()] = text
+		kprobes = append(kprobes, k)
 	}
 
 	out := stdout
@@ -90,43 +111,98 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 
 	// The program is in ptprobe's process group: a terminal's Ctrl-C
 	// reaches it directly, and ptprobe goes on tracing until it exits.
-	// Termination requests sent to ptprobe alone are passed on.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
 
+	type probeCount struct {
+		name string
+		hits uint64
+	}
+	var counts []probeCount
+	var status int
+	if *backend == "kernel" {
+		var specList []*uprobe.Spec
+		for _, pc := range cfg.Probes {
+			specList = append(specList, pc.Spec)
+		}
+		// Count from the events read back: the kernel's profile counts
+		// hits of every process, before the pid filter.
+		byProbe := make(map[string]uint64)
+		onEvent := cfg.OnEvent
+		st, _, err := kernelRun(specList, kprobes, argv, kernel.Options{Warn: cfg.Warn}, nil, nil, func(ev *uprobe.Event) {
+			byProbe[ev.Probe()]++
+			if onEvent != nil {
+				onEvent(ev)
+			}
+		})
+		if err != nil {
+			return 0, err
+		}
+		status = st
+		for _, s := range specList {
+			counts = append(counts, probeCount{s.Probe(), byProbe[s.Probe()]})
+		}
+		for _, k := range kprobes {
+			counts = append(counts, probeCount{k.Probe(), byProbe[k.Probe()]})
+		}
+	} else {
+		st, probes, err := ptraceRun(cfg, argv, stderr)
+		if err != nil {
+			return 0, err
+		}
+		status = st
+		for _, p := range probes {
+			counts = append(counts, probeCount{p.Spec.Probe(), p.Hits()})
+		}
+	}
+	if *count {
+		var buf []byte
+		for _, p := range counts {
+			if *format == "json" {
+				buf = append(buf, `{"probe":`...)
+				buf = strconv.AppendQuote(buf, p.name)
+				buf = append(buf, `,"hits":`...)
+				buf = strconv.AppendUint(buf, p.hits, 10)
+				buf = append(buf, "}\n"...)
+			} else {
+				buf = append(buf, p.name...)
+				buf = append(buf, ' ')
+				buf = strconv.AppendUint(buf, p.hits, 10)
+				buf = append(buf, '\n')
+			}
+		}
+		w.Write(buf)
+	}
+	return status, nil
+}
+
+// ptraceRun runs argv under the ptrace engine and returns its exit status
+// (128+N when signal N killed it) and the session's probes.
+func ptraceRun(cfg engine.Config, argv []string, stderr io.Writer) (int, []*engine.Probe, error) {
+	// Termination requests sent to ptprobe alone are passed on.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	sess, err := engine.Launch(cfg, argv)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
-		for sig := range sigs {
-			if sig == syscall.SIGTERM || sig == syscall.SIGHUP {
+		for {
+			select {
+			case sig := <-sigs:
 				syscall.Kill(sess.Pid(), sig.(syscall.Signal))
+			case <-done:
+				return
 			}
 		}
 	}()
 	res, err := sess.Wait()
 	if err != nil {
-		return 0, err
-	}
-	if *count {
-		var buf []byte
-		for _, p := range sess.Probes() {
-			if *format == "json" {
-				buf = append(buf, `{"probe":`...)
-				buf = strconv.AppendQuote(buf, p.Spec.Probe())
-				buf = append(buf, `,"hits":`...)
-				buf = strconv.AppendUint(buf, p.Hits(), 10)
-				buf = append(buf, "}\n"...)
-			} else {
-				buf = append(buf, p.Spec.Probe()...)
-				buf = append(buf, ' ')
-				buf = strconv.AppendUint(buf, p.Hits(), 10)
-				buf = append(buf, '\n')
-			}
-		}
-		w.Write(buf)
+		return 0, nil, err
 	}
 	for _, p := range sess.Probes() {
 		if !p.Armed() {
@@ -134,9 +210,9 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		}
 	}
 	if res.ExitCode < 0 {
-		return 128 + int(res.Signal), nil
+		return 128 + int(res.Signal), sess.Probes(), nil
 	}
-	return res.ExitCode, nil
+	return res.ExitCode, sess.Probes(), nil
 }
 
 // eventWriter buffers event lines and flushes them at least every 100 ms,

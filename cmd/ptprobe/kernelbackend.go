@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ptprobe/ptprobe/kernel"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+// kernelRun runs argv with uprobe specs and kprobe specs on the kernel's
+// tracefs backend: the probes are defined in a group and instance of this
+// run's own, filtered to the program's process tree, and removed when the
+// run ends, also when ptprobe is interrupted. It returns the program's
+// exit status and how long it ran.
+func kernelRun(specs []*uprobe.Spec, kspecs []*kernel.KprobeSpec, argv []string, opts kernel.Options,
+	out, errOut *os.File, onEvent func(*uprobe.Event)) (status int, wall time.Duration, err error) {
+	tfs, err := kernel.OpenTracefs()
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(kspecs) > 0 && !tfs.Features.KprobeEvents {
+		return 0, 0, fmt.Errorf("%w (no %s/kprobe_events)", kernel.ErrKprobesUnsupported, tfs.Root)
+	}
+	sess, err := kernel.NewSession(tfs, &opts)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer sess.Close()
+
+	// Close removes our events even when ptprobe is interrupted; the
+	// program gets the terminal's signal itself.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-sigs:
+			sess.Close()
+			os.Exit(exitUsage)
+		case <-done:
+		}
+	}()
+
+	for _, s := range specs {
+		if err := sess.AddUprobe(s); err != nil {
+			return 0, 0, err
+		}
+	}
+	for _, k := range kspecs {
+		if err := sess.AddKprobe(k); err != nil {
+			return 0, 0, err
+		}
+	}
+	code, sig, err := kernel.Run(sess, argv, os.Stdin, out, errOut, nil, func(ev *uprobe.Event) error {
+		if onEvent != nil {
+			onEvent(ev)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if code < 0 {
+		return 128 + int(sig), sess.RunWall(), nil
+	}
+	return code, sess.RunWall(), nil
+}
+
+// runKernel is the kernel uprobe backend of compare.
+func runKernel(specs []*uprobe.Spec, argv []string, out, errOut *os.File, onEvent func(*uprobe.Event)) (int, time.Duration, error) {
+	return kernelRun(specs, nil, argv, kernel.Options{NoASLR: true}, out, errOut, onEvent)
+}

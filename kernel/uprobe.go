@@ -1,0 +1,188 @@
+package kernel
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/ptprobe/ptprobe/arch"
+	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+// UprobeLine renders the uprobe_events line of spec under the kernel's
+// group and event names, for the file at path and the file offset:
+//
+//	p:GROUP/EVENT PATH:0xOFFSET NAME=FETCHARG:TYPE ...
+//
+// ("r:" for return probes). Every fetch-arg is written out in the
+// kernel's syntax with its name and type: registers by their kernel names
+// (%di, %ax, ...), and $argN, which the kernel accepts only for kernel
+// function entries, as the SysV register of the Nth integer argument (%di
+// %si %dx %cx %r8 %r9), which is what it means at a function's first
+// instruction. Registers the kernel does not know (%ds, %fs_base...) are
+// written as they are: the kernel refuses them, with its own message.
+func UprobeLine(spec *uprobe.Spec, group, event, path string, offset uint64) string {
+	return uprobeLine(spec, group, event, path, offset, "")
+}
+
+// uprobeLine is UprobeLine with extra fetch-args written before the
+// spec's (" NAME=FETCHARG:TYPE...", or "").
+func uprobeLine(spec *uprobe.Spec, group, event, path string, offset uint64, extra string) string {
+	var b strings.Builder
+	if spec.Kind == uprobe.Return {
+		b.WriteString("r:")
+	} else {
+		b.WriteString("p:")
+	}
+	b.WriteString(group)
+	b.WriteByte('/')
+	b.WriteString(event)
+	b.WriteByte(' ')
+	b.WriteString(path)
+	b.WriteString(":0x")
+	b.WriteString(strconv.FormatUint(offset, 16))
+	b.WriteString(extra)
+	for i := range spec.Args {
+		a := &spec.Args[i]
+		b.WriteByte(' ')
+		b.WriteString(a.Name)
+		b.WriteByte('=')
+		b.WriteString(kernelExpr(a.Expr).String())
+		b.WriteByte(':')
+		b.WriteString(a.Type.String())
+	}
+	return b.String()
+}
+
+// kernelExpr returns e with every $argN replaced by its register (a copy
+// when there is one to replace).
+func kernelExpr(e *uprobe.Expr) *uprobe.Expr {
+	if e == nil {
+		return nil
+	}
+	switch {
+	case e.Op == uprobe.OpArgN && e.Imm >= 1 && int(e.Imm) <= len(arch.ArgRegs):
+		return &uprobe.Expr{Op: uprobe.OpReg, Reg: arch.ArgRegs[e.Imm-1]}
+	case e.Inner != nil:
+		inner := kernelExpr(e.Inner)
+		if inner != e.Inner {
+			c := *e
+			c.Inner = inner
+			return &c
+		}
+	}
+	return e
+}
+
+// Location is a uprobe spec resolved to what uprobe_events takes.
+type Location struct {
+	Path   string // absolute path of the probed file
+	Offset uint64 // file offset of the probed instruction, bytes
+	// Function names the containing function and the probe's offset in
+	// it ("push_func", "mid_func+0x8"), "" when unknown.
+	Function string
+}
+
+// ResolveUprobe finds the file and the file offset spec probes, as the
+// ptrace engine does but before the program runs:
+//   - a library name (no '/': "libc", "libz.so.1") is looked up in the
+//     dynamic linker's search path (elfsym.SearchLibrary), so the program
+//     must load that same file for the probe to fire;
+//   - SYMBOL[+OFFS] is the symbol's address plus OFFS, converted through
+//     the executable PT_LOAD segment; OFFS must lie within the symbol;
+//   - a numeric offset is a file offset, which must lie in an executable
+//     segment (the kernel would accept any offset and silently never
+//     fire).
+//
+// The probed offset must be an instruction boundary, proved by decoding
+// from the start of the containing function, as the engine requires: the
+// kernel does not check, and a probe inside an instruction corrupts the
+// program.
+func ResolveUprobe(spec *uprobe.Spec) (Location, error) {
+	var loc Location
+	path := spec.Path
+	if spec.IsLibrary() {
+		p, ok := elfsym.SearchLibrary(spec.Path)
+		if !ok {
+			return loc, fmt.Errorf("kernel: probe %q: library %q not found in the dynamic linker's search path (the kernel backend needs the file before the program runs)", spec.Text, spec.Path)
+		}
+		path = p
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return loc, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
+	}
+	if strings.ContainsAny(abs, " \t\n\v\f\r") {
+		// uprobe_events splits its lines at white space.
+		if real, err := filepath.EvalSymlinks(abs); err == nil && !strings.ContainsAny(real, " \t\n\v\f\r") {
+			abs = real
+		} else {
+			return loc, fmt.Errorf("kernel: probe %q: the kernel cannot probe %q: its path contains white space", spec.Text, abs)
+		}
+	}
+	loc.Path = abs
+
+	f, err := elfsym.Open(abs)
+	if err != nil {
+		return loc, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
+	}
+	defer f.Close()
+
+	var vaddr uint64
+	if spec.Symbol != "" {
+		sym, err := f.Lookup(spec.Symbol)
+		if err != nil {
+			return loc, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
+		}
+		if sym.Size > 0 && spec.Offset >= sym.Size {
+			return loc, fmt.Errorf("kernel: probe %q: offset 0x%x is beyond the end of %s (size 0x%x)", spec.Text, spec.Offset, sym.Name, sym.Size)
+		}
+		vaddr = sym.Value + spec.Offset
+		if loc.Offset, err = f.FileOffset(vaddr); err != nil {
+			return loc, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
+		}
+	} else {
+		loc.Offset = spec.Offset
+		if vaddr, err = f.Vaddr(spec.Offset); err != nil {
+			return loc, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
+		}
+	}
+
+	start, end, name, ok := f.Function(vaddr)
+	if !ok {
+		if spec.Symbol != "" && spec.Offset == 0 {
+			return loc, nil // a symbol's address starts an instruction
+		}
+		return loc, fmt.Errorf("kernel: probe %q: cannot prove that file offset 0x%x is an instruction boundary: no symbol or unwind entry contains it", spec.Text, loc.Offset)
+	}
+	if name == "" {
+		name = fmt.Sprintf("func_0x%x", start)
+	}
+	loc.Function = name
+	if vaddr == start {
+		return loc, nil
+	}
+	loc.Function = fmt.Sprintf("%s+0x%x", name, vaddr-start)
+	if spec.Kind == uprobe.Return {
+		return loc, fmt.Errorf("kernel: probe %q at %s: a return probe must be at the start of a function", spec.Text, loc.Function)
+	}
+	startOff, err := f.FileOffset(start)
+	if err != nil {
+		return loc, fmt.Errorf("kernel: probe %q: function %s: %w", spec.Text, name, err)
+	}
+	n := int(vaddr-start) + arch.MaxInstLen
+	if end > start && n > int(end-start)+arch.MaxInstLen {
+		n = int(end-start) + arch.MaxInstLen
+	}
+	code := make([]byte, n)
+	got, err := f.ReadAt(code, int64(startOff))
+	if got <= int(vaddr-start) {
+		return loc, fmt.Errorf("kernel: probe %q: read the code of %s: %v", spec.Text, name, err)
+	}
+	if err := arch.CheckBoundary(code[:got], int(vaddr-start)); err != nil {
+		return loc, fmt.Errorf("kernel: probe %q at %s (file offset 0x%x): %w", spec.Text, loc.Function, loc.Offset, err)
+	}
+	return loc, nil
+}
