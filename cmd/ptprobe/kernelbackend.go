@@ -31,18 +31,19 @@ func kernelRun(specs []*uprobe.Spec, kspecs []*kernel.KprobeSpec, argv []string,
 	}
 	defer sess.Close()
 
-	// Close removes our events even when ptprobe is interrupted; the
-	// program gets the terminal's signal itself.
+	// Interrupted, ptprobe stops tracing and removes its events. The
+	// program runs untraced by ptprobe (the kernel does the probing), so
+	// it is left alone: a terminal's Ctrl-C reaches it by itself.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
 		select {
-		case <-sigs:
+		case sig := <-sigs:
 			sess.Close()
-			os.Exit(exitUsage)
+			os.Exit(128 + int(sig.(syscall.Signal)))
 		case <-done:
 		}
 	}()
@@ -74,5 +75,7 @@ func kernelRun(specs []*uprobe.Spec, kspecs []*kernel.KprobeSpec, argv []string,
 
 // runKernel is the kernel uprobe backend of compare.
 func runKernel(specs []*uprobe.Spec, argv []string, out, errOut *os.File, onEvent func(*uprobe.Event)) (int, time.Duration, error) {
-	return kernelRun(specs, nil, argv, kernel.Options{NoASLR: true}, out, errOut, onEvent)
+	// Large per-CPU buffers: a lost event would be a false difference.
+	opts := kernel.Options{NoASLR: true, BufferKB: 16 << 10, Warn: func(err error) { fmt.Fprintf(os.Stderr, "ptprobe: warning: %v\n", err) }}
+	return kernelRun(specs, nil, argv, opts, out, errOut, onEvent)
 }
