@@ -498,3 +498,14 @@ func addSat(a, b uint64) uint64 {
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	return f.osf.ReadAt(p, off)
 }
+
+// IsGo reports whether the file was built by the Go toolchain (it has a
+// .go.buildinfo section or a Go build ID note). Go moves goroutine stacks,
+// so a return address rewritten on one is lost when the stack is copied:
+// return probes on Go code must not hijack return addresses.
+func (f *File) IsGo() bool {
+	if f.ef == nil {
+		return false
+	}
+	return f.ef.Section(".go.buildinfo") != nil || f.ef.Section(".note.go.buildid") != nil
+}

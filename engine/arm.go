@@ -92,13 +92,32 @@ func (s *Session) forgetSites(as *addrSpace, start, end uint64) {
 	}
 }
 
-// armMapping arms every probe that falls in the executable mapping m.
+// sitePlan is what one site of a mapping will carry.
+type sitePlan struct {
+	loc    *Location
+	probes []*Probe // entry and return probes whose function starts here
+	retAt  []retAt  // Go return probes whose function returns here
+}
+
+// retAt is a Go return probe observed at one of its function's rets.
+type retAt struct {
+	probe *Probe
+	fn    uint64 // address of the function's entry
+}
+
+// armMapping arms every probe that falls in the executable mapping m, and
+// the engine's own breakpoints on C++ exception unwinding when return
+// probes need them.
 func (s *Session) armMapping(t *thread, m elfsym.Mapping) error {
-	type at struct {
-		loc    *Location
-		probes []*Probe
+	plans := make(map[uint64]*sitePlan)
+	plan := func(addr uint64, loc *Location) *sitePlan {
+		pl := plans[addr]
+		if pl == nil {
+			pl = &sitePlan{loc: loc}
+			plans[addr] = pl
+		}
+		return pl
 	}
-	var sites map[uint64]*at
 	for _, p := range s.probes {
 		loc, err := s.locate(p, t.proc.pid, m)
 		if err != nil {
@@ -111,30 +130,31 @@ func (s *Session) armMapping(t *thread, m elfsym.Mapping) error {
 		if !ok {
 			continue
 		}
-		if sites == nil {
-			sites = make(map[uint64]*at)
+		plan(addr, loc).probes = append(plan(addr, loc).probes, p)
+		for _, r := range loc.Rets {
+			if raddr, ok := m.Addr(r.Offset); ok {
+				pl := plan(raddr, r)
+				pl.retAt = append(pl.retAt, retAt{probe: p, fn: addr})
+			}
 		}
-		a := sites[addr]
-		if a == nil {
-			a = &at{loc: loc}
-			sites[addr] = a
-		}
-		a.probes = append(a.probes, p)
 	}
 	// Arm in address order so slot regions fill predictably.
-	addrs := make([]uint64, 0, len(sites))
-	for a := range sites {
+	addrs := make([]uint64, 0, len(plans))
+	for a := range plans {
 		addrs = append(addrs, a)
 	}
 	sort.Slice(addrs, func(i, j int) bool { return addrs[i] < addrs[j] })
 	for _, addr := range addrs {
-		a := sites[addr]
-		if err := s.armSite(t, addr, addr-a.loc.Offset, a.loc, a.probes, nil); err != nil {
+		pl := plans[addr]
+		if err := s.armSite(t, addr, addr-pl.loc.Offset, pl, nil); err != nil {
 			return err
 		}
-		for _, p := range a.probes {
+		for _, p := range pl.probes {
 			p.armed.Add(1)
 		}
+	}
+	if s.hijacks {
+		return s.armUnwindHooks(t, m)
 	}
 	return nil
 }
@@ -238,7 +258,7 @@ func (s *Session) armLinker(t *thread) error {
 		}
 		if addr, ok := m.Addr(loc.Offset); ok {
 			t.proc.as.dlState = addr
-			return s.armSite(t, addr, addr-loc.Offset, &loc, nil, s.rescan)
+			return s.armSite(t, addr, addr-loc.Offset, &sitePlan{loc: &loc}, s.rescan)
 		}
 	}
 	return fmt.Errorf("dynamic linker %s: _dl_debug_state is not mapped", f.Path)

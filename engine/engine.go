@@ -110,6 +110,9 @@ type Session struct {
 	// exits holds exits seen while waiting for one thread.
 	exits map[int]unix.WaitStatus
 
+	// hijacks: some probe is a return probe, so the C++ unwinder must be
+	// watched (see armUnwindHooks).
+	hijacks bool
 	// files are the ELF files the session opened, by identity (nil:
 	// not a readable ELF file), and byPath the probed files by path.
 	files  map[elfsym.FileID]*elfsym.File
@@ -151,6 +154,7 @@ func Launch(cfg Config, argv []string) (*Session, error) {
 			return nil, err
 		}
 		s.probes = append(s.probes, p)
+		s.hijacks = s.hijacks || p.Spec.Kind == uprobe.Return
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {

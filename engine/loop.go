@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -172,7 +171,13 @@ func (s *Session) hit(t *thread, st *site) error {
 		if p.handlers.Pre != nil {
 			p.handlers.Pre(t)
 		}
-		s.emit(t, p, st.addr, 0)
+		s.emit(t, p, st.addr, 0, 0)
+	}
+	for _, r := range st.retAt {
+		s.goReturn(t, st, r)
+	}
+	if len(st.goEntry) > 0 {
+		s.goEntered(t, st)
 	}
 	if st.internal != nil {
 		if err := st.internal(t); err != nil {
@@ -222,52 +227,6 @@ func (s *Session) postStop(t *thread, ex exitStop) error {
 	t.regs.Rip = ex.resume
 	t.hit = ex.site
 	s.runPost(t, ex.site)
-	t.hit = nil
-	return s.setRegsAndResume(t, 0)
-}
-
-// hijackReturn replaces the return address at the top of t's stack (the
-// thread is on the first instruction of the function) with the return
-// trampoline and remembers the real one.
-func (s *Session) hijackReturn(t *thread, st *site) error {
-	as := t.proc.as
-	if as.retTramp == 0 {
-		return errors.New("no return trampoline")
-	}
-	sp := t.regs.Rsp
-	ret, err := as.mem.readU64(sp)
-	if err != nil {
-		return fmt.Errorf("return probe at 0x%x: %w", st.addr, err)
-	}
-	if err := as.mem.writeU64(sp, as.retTramp); err != nil {
-		return fmt.Errorf("return probe at 0x%x: %w", st.addr, err)
-	}
-	t.shadow = append(t.shadow, retFrame{sp: sp, ret: ret, site: st})
-	return nil
-}
-
-// returnHit is a function returning through the return trampoline.
-func (s *Session) returnHit(t *thread) error {
-	sp := t.regs.Rsp - 8 // where the hijacked return address was
-	// Frames deeper than the returning one were skipped (longjmp,
-	// exception unwinding): drop them without firing.
-	for len(t.shadow) > 0 && t.shadow[len(t.shadow)-1].sp < sp {
-		t.shadow = t.shadow[:len(t.shadow)-1]
-	}
-	if len(t.shadow) == 0 || t.shadow[len(t.shadow)-1].sp != sp {
-		return fmt.Errorf("thread %d returned through the return trampoline with no matching frame (sp 0x%x)", t.tid, sp)
-	}
-	fr := t.shadow[len(t.shadow)-1]
-	t.shadow = t.shadow[:len(t.shadow)-1]
-	t.regs.Rip = fr.ret
-	t.hit = fr.site
-	for _, p := range fr.site.ret {
-		p.hits.Add(1)
-		if p.handlers.Return != nil {
-			p.handlers.Return(t)
-		}
-		s.emit(t, p, fr.site.addr, fr.ret)
-	}
 	t.hit = nil
 	return s.setRegsAndResume(t, 0)
 }
@@ -344,8 +303,9 @@ func trapNo(sig unix.Signal, code int32) int {
 	return -1
 }
 
-// emit sends the event of one hit of p to OnEvent.
-func (s *Session) emit(t *thread, p *Probe, ip, retIP uint64) {
+// emit sends the event of one hit of p to OnEvent; for return probes
+// retIP is the address returned to and dur the time since the entry.
+func (s *Session) emit(t *thread, p *Probe, ip, retIP, dur uint64) {
 	if s.cfg.OnEvent == nil {
 		return
 	}
@@ -357,7 +317,7 @@ func (s *Session) emit(t *thread, p *Probe, ip, retIP uint64) {
 	}
 	ev.Comm = t.Comm()
 	ev.Group, ev.Name, ev.Kind = p.Spec.Group, p.Spec.Event, p.Spec.Kind
-	ev.IP, ev.RetIP = ip, retIP
+	ev.IP, ev.RetIP, ev.DurationNS = ip, retIP, dur
 	ev.Args = ev.Args[:0]
 	for i := range p.Spec.Args {
 		ev.Args = append(ev.Args, p.Spec.Args[i].Fetch(t))

@@ -118,6 +118,9 @@ type process struct {
 	as  *addrSpace
 	// nthreads counts the live threads we know of.
 	nthreads int
+	// goFrames are the entries of Go functions with return probes, by
+	// stack pointer (see goEntered).
+	goFrames map[uint64][]goFrame
 }
 
 // threadState says what a stop of the thread means.
@@ -152,9 +155,13 @@ type thread struct {
 
 // retFrame is one hijacked return address.
 type retFrame struct {
-	sp   uint64 // where the return address sits on the stack
-	ret  uint64 // the real return address
-	site *site
+	sp      uint64 // where the return address sits on the stack
+	ret     uint64 // the real return address
+	site    *site
+	entryNS uint64 // when the function was entered
+	// restored: the real return address is back on the stack while an
+	// exception unwinds (see unwindStarts).
+	restored bool
 }
 
 // Context methods: a *thread stopped on a hit is the uprobe.Context given

@@ -25,6 +25,11 @@ type Location struct {
 	// its resolver, which the dynamic linker runs once, not on the
 	// implementation that calls reach.
 	IFunc bool
+	// Rets are, for a return probe on a Go function, the function's
+	// ret instructions: Go moves goroutine stacks, so its returns are
+	// caught where they happen instead of by rewriting the return
+	// address (golang/go#22008).
+	Rets []*Location
 }
 
 // ResolveError is a spec that cannot be armed in a file: unknown symbol,
@@ -104,6 +109,9 @@ func resolve(f *elfsym.File, spec *uprobe.Spec) (Location, error) {
 	if fnLen := int(end - start); end > start && n > fnLen+arch.MaxInstLen {
 		n = fnLen + arch.MaxInstLen
 	}
+	if spec.Kind == uprobe.Return && end > start && f.IsGo() {
+		n = int(end-start) + arch.MaxInstLen // the whole function, for its rets
+	}
 	code := make([]byte, n)
 	got, err := f.ReadAt(code, int64(startOff))
 	if got <= int(loc.Vaddr-start) {
@@ -124,7 +132,49 @@ func resolve(f *elfsym.File, spec *uprobe.Spec) (Location, error) {
 		return loc, fmt.Errorf("return probe at %s: a return probe must be at the start of a function", loc.Function)
 	}
 	loc.Inst = inst
+	if spec.Kind == uprobe.Return && f.IsGo() {
+		rets, err := retInsts(code, start, end)
+		if err != nil {
+			return loc, fmt.Errorf("return probe on Go function %s: %w", name, err)
+		}
+		for _, r := range rets {
+			l := Location{Path: loc.Path, ID: loc.ID, Offset: startOff + uint64(r.pos), Vaddr: start + uint64(r.pos),
+				Function: fmt.Sprintf("%s+0x%x", name, r.pos), Inst: r.inst}
+			loc.Rets = append(loc.Rets, &l)
+		}
+	}
 	return loc, nil
+}
+
+type retInst struct {
+	pos  int // offset in the function
+	inst arch.Inst
+}
+
+// retInsts decodes a whole function, whose bytes are in code and which
+// spans [start, end), and returns its ret instructions.
+func retInsts(code []byte, start, end uint64) ([]retInst, error) {
+	if end <= start {
+		return nil, errors.New("its size is unknown, so its ret instructions cannot be found")
+	}
+	var rets []retInst
+	for pos := 0; pos < int(end-start); {
+		if pos >= len(code) {
+			return nil, fmt.Errorf("function bytes end at +0x%x", pos)
+		}
+		inst, err := arch.Decode(code[pos:])
+		if err != nil {
+			return nil, fmt.Errorf("at +0x%x: %w", pos, err)
+		}
+		if inst.Flow == arch.FlowRet {
+			rets = append(rets, retInst{pos, inst})
+		}
+		pos += inst.Len
+	}
+	if len(rets) == 0 {
+		return nil, errors.New("it has no ret instruction")
+	}
+	return rets, nil
 }
 
 // errPending marks a library probe whose library is not mapped yet.

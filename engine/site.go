@@ -20,8 +20,12 @@ type site struct {
 	fileBase uint64 // address of file offset 0 of the probed file
 	loc      *Location
 	entry    []*Probe // entry probes, in registration order
-	ret      []*Probe // return probes
-	post     bool     // some entry probe has a post handler
+	ret      []*Probe // return probes caught by rewriting the return address
+	// goEntry are return probes of Go functions starting here: the
+	// entry only records the time, the return is caught at retAt sites.
+	goEntry []*Probe
+	retAt   []retAt // Go return probes whose function returns through this ret
+	post    bool    // some entry probe has a post handler
 	// emulate: the tracer performs the instruction (no trampoline).
 	emulate bool
 	// tramp is the trampoline's address, 0 when emulated.
@@ -175,9 +179,10 @@ const pageSize = 4096
 // int3 is the breakpoint instruction.
 const int3 = 0xcc
 
-// armSite arms the probes probes at addr: it checks that memory holds the
+// armSite arms the probes of plan pl at addr: it checks that memory holds the
 // file's bytes, writes the trampoline and then the int3.
-func (s *Session) armSite(t *thread, addr, fileBase uint64, loc *Location, probes []*Probe, internal func(*thread) error) error {
+func (s *Session) armSite(t *thread, addr, fileBase uint64, pl *sitePlan, internal func(*thread) error) error {
+	loc := pl.loc
 	as := t.proc.as
 	if st, ok := as.sites[addr]; ok {
 		// Already armed (the engine's own breakpoint and a user probe,
@@ -198,11 +203,14 @@ func (s *Session) armSite(t *thread, addr, fileBase uint64, loc *Location, probe
 		}
 		return fmt.Errorf("%s at 0x%x in process %d: memory % x differs from the file's % x; refusing to arm it", loc.Function, addr, t.proc.pid, cur, inst.Bytes)
 	}
-	st := &site{addr: addr, fileBase: fileBase, loc: loc, internal: internal}
-	for _, p := range probes {
-		if p.Spec.Kind == returnKind {
+	st := &site{addr: addr, fileBase: fileBase, loc: loc, internal: internal, retAt: pl.retAt}
+	for _, p := range pl.probes {
+		switch {
+		case p.Spec.Kind == returnKind && len(loc.Rets) > 0:
+			st.goEntry = append(st.goEntry, p)
+		case p.Spec.Kind == returnKind:
 			st.ret = append(st.ret, p)
-		} else {
+		default:
 			st.entry = append(st.entry, p)
 			st.post = st.post || p.handlers.Post != nil
 		}

@@ -27,7 +27,11 @@ type Event struct {
 	Kind   Kind
 	IP     uint64 // probe address; return probes: the function's address
 	RetIP  uint64 // return probes: the address returned to
-	Args   []Value
+	// DurationNS is, for return probes, the time from the function's
+	// entry to its return in nanoseconds (0 when the backend does not
+	// know it, as the kernel backend does not).
+	DurationNS uint64
+	Args       []Value
 }
 
 // Probe is "GROUP/EVENT".

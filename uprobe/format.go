@@ -117,7 +117,12 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = append(b, `","retip":"0x`...)
 		b = strconv.AppendUint(b, e.RetIP, 16)
 	}
-	b = append(b, `","args":{`...)
+	b = append(b, '"')
+	if e.Kind == Return && e.DurationNS != 0 {
+		b = append(b, `,"duration_ns":`...)
+		b = strconv.AppendUint(b, e.DurationNS, 10)
+	}
+	b = append(b, `,"args":{`...)
 	for i := range e.Args {
 		v := &e.Args[i]
 		if i > 0 {

@@ -39,6 +39,7 @@ func TestCompareAgrees(t *testing.T) {
 	dir := t.TempDir()
 	probes := testprog.Build(t, dir, "probes", testprog.PIE...)
 	threads := testprog.Build(t, dir, "threads", testprog.PIE...)
+	rets := testprog.Build(t, dir, "retprobes", testprog.PIE...)
 	input := filepath.Join(dir, "input")
 	var lines []string
 	for i := 0; i < 2000; i++ {
@@ -61,6 +62,17 @@ func TestCompareAgrees(t *testing.T) {
 			"p:t/icall " + probes + ":icall_func+4 x=%di:s64",
 			"r:t/ret " + probes + ":push_func v=$retval:s64",
 		}, []string{probes, "300"}, nil},
+		// Not recurse(10000): the kernel stops hijacking returns 64
+		// frames deep (MAX_URETPROBE_DEPTH), ptprobe does not.
+		{"retprobes", []string{
+			"r:t/plain " + rets + ":plain v=$retval:s64",
+			"r:t/l1 " + rets + ":level1 v=$retval:s64",
+			"r:t/l2 " + rets + ":level2 v=$retval:s64",
+			"r:t/l3 " + rets + ":level3 v=$retval:s64",
+			"r:t/multi " + rets + ":multi_ret v=$retval:s64",
+			"r:t/ta " + rets + ":tail_a v=$retval:s64",
+			"r:t/tb " + rets + ":tail_b v=$retval:s64",
+		}, []string{rets, "50"}, nil},
 		{"threads", []string{"p:t/probed " + threads + ":probed t=%di:s64 i=%si:s64"}, []string{threads, "4", "2000"}, nil},
 		{"ls", []string{"p:t/malloc libc:malloc size=%di:u64", "r:t/mallocret libc:malloc ptr=$retval"},
 			[]string{"/bin/ls", "-l", "/usr/bin"}, []string{"/bin/ls"}},

@@ -32,6 +32,11 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	noPin := fs.Bool("no-pin", false, "do not keep the tracer on one CPU (slower stops)")
 	backend := fs.String("backend", "ptrace", "ptrace (the engine, no privilege needed) or kernel (tracefs uprobe_events/kprobe_events, needs root)")
 	kspecs := fs.StringArrayP("kprobe", "k", nil, "kernel probe `KSPEC` in kprobe_events grammar (--backend kernel)")
+	latency := fs.Bool("latency", false, "print, per return probe, a log2 histogram of the time from entry to return, at exit")
+	setRetval := fs.String("set-retval", "", "make the functions of the return probes return `VALUE` to their callers (fault injection)")
+	every := fs.Uint64("every", 0, "with --set-retval: only every `N`th return of each probe")
+	probability := fs.Float64("probability", 0, "with --set-retval: each return with probability `P` (0 < P <= 1)")
+	seed := fs.Int64("seed", 0, "with --probability: random seed (0: from the clock)")
 	fs.SetInterspersed(false)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -57,6 +62,14 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, fmt.Errorf("trace: --format must be text or json, not %q", *format)
 	}
 
+	override, err := newRetvalOverride(*setRetval, fs.Changed("set-retval"), *every, *probability, *seed)
+	if err != nil {
+		return 0, err
+	}
+	if (*latency || override != nil) && *backend == "kernel" {
+		return 0, errors.New("trace: --latency and --set-retval work with the ptrace backend only")
+	}
+
 	var cfg engine.Config
 	seen := make(map[string]string)
 	for _, text := range *specs {
@@ -68,7 +81,14 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 			return 0, fmt.Errorf("trace: probes %q and %q have the same name %s; name one with p:GROUP/EVENT", prev, text, spec.Probe())
 		}
 		seen[spec.Probe()] = text
-		cfg.Probes = append(cfg.Probes, engine.ProbeConfig{Spec: spec})
+		if (*latency || override != nil) && spec.Kind != uprobe.Return {
+			return 0, fmt.Errorf("trace: %q is an entry probe, and --latency and --set-retval take return probes (r ... or ...%%return)", text)
+		}
+		pc := engine.ProbeConfig{Spec: spec}
+		if override != nil {
+			pc.Handlers.Return = override.handler()
+		}
+		cfg.Probes = append(cfg.Probes, pc)
 	}
 	var kprobes []*kernel.KprobeSpec
 	for _, text := range *kspecs {
@@ -94,7 +114,12 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	w := newEventWriter(out)
 	defer w.Close()
-	if !*count {
+	var hists *latencies
+	switch {
+	case *latency:
+		hists = newLatencies()
+		cfg.OnEvent = hists.add
+	case !*count:
 		var buf []byte
 		json := *format == "json"
 		cfg.OnEvent = func(ev *uprobe.Event) {
@@ -154,6 +179,11 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		status = st
 		for _, p := range probes {
 			counts = append(counts, probeCount{p.Spec.Probe(), p.Hits()})
+		}
+	}
+	if hists != nil {
+		for _, c := range counts {
+			w.Write(hists.render(c.name))
 		}
 	}
 	if *count {
