@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -57,6 +58,11 @@ type Config struct {
 	// it is confined to the CPU it runs on when the program starts, which
 	// makes each stop several times cheaper (DESIGN.md §6).
 	NoPin bool
+	// NoFollowFork lets children of fork go untraced: every int3 and
+	// hijacked return address is removed from the child before it runs.
+	// A vfork child shares its parent's memory and text, so it stays
+	// traced (its hits not reported) until it execs or exits.
+	NoFollowFork bool
 	// NoASLR starts the program with address space randomization off
 	// (personality ADDR_NO_RANDOMIZE), as setarch -R does: two runs of a
 	// program then see the same addresses, which `ptprobe compare`
@@ -94,6 +100,15 @@ type Result struct {
 	// Wall is how long the program ran, from its first instruction to
 	// its exit, probe hits included.
 	Wall time.Duration
+	// Detached: the session stopped (Stop) before the program ended; the
+	// program runs on, untraced. ExitCode is then meaningless.
+	Detached bool
+	// TextMismatches lists the sites whose text, read back after the
+	// detach restored it, differs from the file's bytes (it should be
+	// empty).
+	TextMismatches []string
+	// SitesRestored counts the breakpoints removed at the detach.
+	SitesRestored int
 }
 
 // Session is one traced program.
@@ -101,9 +116,10 @@ type Session struct {
 	cfg    Config
 	probes []*Probe
 
-	pid     int // the launched program
-	threads map[int]*thread
-	procs   map[int]*process
+	pid      int  // the launched or attached program
+	attached bool // by Attach: the program is not our child
+	threads  map[int]*thread
+	procs    map[int]*process
 	// early holds stops of new threads reported before the clone event
 	// of their parent.
 	early map[int]unix.WaitStatus
@@ -124,6 +140,10 @@ type Session struct {
 	ev        uprobe.Event
 
 	started time.Time // the program's first instruction
+	// stopReq asks the ptrace thread to detach (Stop); wakers are the
+	// short-lived children Stop starts to wake it from wait4.
+	stopReq atomic.Bool
+	wakers  sync.Map
 	result  Result
 	err     error
 	done    chan struct{}
@@ -137,6 +157,20 @@ func Launch(cfg Config, argv []string) (*Session, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("no program to launch")
 	}
+	s, err := newSession(cfg)
+	if err != nil {
+		return nil, err
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("program %q: %w", argv[0], err)
+	}
+	return s.begin(func() error { return s.start(path, argv) })
+}
+
+// newSession resolves the probes of cfg.
+func newSession(cfg Config) (*Session, error) {
 	s := &Session{
 		cfg:     cfg,
 		threads: make(map[int]*thread),
@@ -156,13 +190,14 @@ func Launch(cfg Config, argv []string) (*Session, error) {
 		s.probes = append(s.probes, p)
 		s.hijacks = s.hijacks || p.Spec.Kind == uprobe.Return
 	}
-	path, err := exec.LookPath(argv[0])
-	if err != nil {
-		s.closeFiles()
-		return nil, fmt.Errorf("program %q: %w", argv[0], err)
-	}
+	return s, nil
+}
+
+// begin starts the session's ptrace thread, which runs first (launching
+// or attaching) and then handles every stop.
+func (s *Session) begin(first func() error) (*Session, error) {
 	started := make(chan error, 1)
-	go s.run(path, argv, started)
+	go s.run(first, started)
 	if err := <-started; err != nil {
 		<-s.done
 		return nil, err
@@ -260,7 +295,7 @@ func (s *Session) warn(err error) {
 
 // run is the session's ptrace thread: it starts the program, arms the
 // probes and handles every stop until no traced thread is left.
-func (s *Session) run(path string, argv []string, started chan<- error) {
+func (s *Session) run(first func() error, started chan<- error) {
 	runtime.LockOSThread()
 	// Never unlocked: the thread is the tracer of the program's threads
 	// and must not run other goroutines' code afterwards either; Go
@@ -268,15 +303,17 @@ func (s *Session) run(path string, argv []string, started chan<- error) {
 	defer close(s.done)
 	defer s.closeFiles()
 
-	err := s.start(path, argv)
+	err := first()
 	started <- err
 	if err != nil {
 		s.err = err
 		return
 	}
 	if err := s.loop(); err != nil {
+		// Leave the programs as they were rather than with int3s
+		// nobody handles.
 		s.err = err
-		s.killAll()
+		s.detachAll()
 	}
 }
 
@@ -319,9 +356,26 @@ func (s *Session) start(path string, argv []string) error {
 	if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
 		return fmt.Errorf("%s did not start under ptrace (status 0x%x)", path, uint32(ws))
 	}
-	if err := unix.PtraceSetOptions(s.pid, ptraceOptions|unix.PTRACE_O_EXITKILL); err != nil {
+	// Go starts it with PTRACE_TRACEME, whose tracees cannot be left in a
+	// job-control stop and still be told of SIGCONT. Trade it for
+	// PTRACE_SEIZE: detach into a SIGSTOP, seize the stopped program,
+	// and continue it (SIGCONT) once armed. None of it runs meanwhile.
+	if err := detach(s.pid, unix.SIGSTOP); err != nil {
 		unix.Kill(s.pid, unix.SIGKILL)
-		return fmt.Errorf("set ptrace options of %d: %w", s.pid, err)
+		return fmt.Errorf("detach %d to seize it: %w", s.pid, err)
+	}
+	if _, err := unix.Wait4(s.pid, &ws, unix.WUNTRACED, nil); err != nil || !ws.Stopped() {
+		unix.Kill(s.pid, unix.SIGKILL)
+		return fmt.Errorf("wait for %s to stop (status 0x%x): %v", path, uint32(ws), err)
+	}
+	if err := seize(s.pid, ptraceOptions|unix.PTRACE_O_EXITKILL); err != nil {
+		unix.Kill(s.pid, unix.SIGKILL)
+		return fmt.Errorf("seize %d: %w", s.pid, err)
+	}
+	// Seized while stopped, it traps again into a ptrace-stop.
+	if _, err := wait4(s.pid, &ws); err != nil || !ws.Stopped() {
+		unix.Kill(s.pid, unix.SIGKILL)
+		return fmt.Errorf("%s did not stop once seized (status 0x%x): %v", path, uint32(ws), err)
 	}
 	if !s.cfg.NoPin {
 		s.cpu = currentCPU()
@@ -329,10 +383,7 @@ func (s *Session) start(path string, argv []string) error {
 			s.warn(fmt.Errorf("pin the tracer to CPU %d: %w", s.cpu, err))
 		}
 	}
-	s.t0 = time.Now()
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	s.clockBase = time.Duration(ts.Nano())
+	s.initClock()
 
 	p := &process{pid: s.pid, nthreads: 1}
 	s.procs[s.pid] = p
@@ -344,6 +395,7 @@ func (s *Session) start(path string, argv []string) error {
 		return err
 	}
 	s.started = time.Now()
+	unix.Kill(s.pid, unix.SIGCONT) // ends the SIGSTOP of the seizing
 	if err := unix.PtraceCont(s.pid, 0); err != nil {
 		unix.Kill(s.pid, unix.SIGKILL)
 		return fmt.Errorf("resume %d: %w", s.pid, err)
@@ -384,6 +436,14 @@ func (s *Session) killAll() {
 			return
 		}
 	}
+}
+
+// initClock sets the base of the event timestamps.
+func (s *Session) initClock() {
+	s.t0 = time.Now()
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	s.clockBase = time.Duration(ts.Nano())
 }
 
 // now is the CLOCK_MONOTONIC time in nanoseconds, from the vDSO clock.

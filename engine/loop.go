@@ -33,8 +33,14 @@ func (s *Session) loop() error {
 				return fmt.Errorf("wait: %w", err)
 			}
 		}
-		if err := s.handle(tid, ws); err != nil {
-			return err
+		if _, waker := s.wakers.LoadAndDelete(tid); !waker {
+			if err := s.handle(tid, ws); err != nil {
+				return err
+			}
+		}
+		if s.stopReq.Load() {
+			s.detachAll()
+			return nil
 		}
 	}
 }
@@ -62,25 +68,42 @@ func (s *Session) handle(tid int, ws unix.WaitStatus) error {
 		return nil
 	}
 	sig := ws.StopSignal()
+	event := stopEvent(ws)
 	switch {
-	case sig == unix.SIGTRAP && ws.TrapCause() > 0:
-		return s.ptraceEvent(t, ws.TrapCause())
+	case event == unix.PTRACE_EVENT_STOP:
+		return s.stopEvent(t, sig)
+	case event != 0:
+		return s.ptraceEvent(t, event)
 	case t.state == newborn && sig == unix.SIGSTOP:
-		t.state = running
-		return s.resume(t, 0)
+		return s.stopEvent(t, sig)
 	case sig == unix.SIGTRAP:
 		return s.trap(t)
 	case sig == unix.SIGSEGV || sig == unix.SIGBUS || sig == unix.SIGFPE || sig == unix.SIGILL:
 		return s.fault(t, sig)
-	case sig == unix.SIGSTOP || sig == unix.SIGTSTP || sig == unix.SIGTTIN || sig == unix.SIGTTOU:
-		if _, err := getSiginfo(t.tid); err == unix.EINVAL {
-			// A group-stop: the thread has stopped for job control.
-			// A tracee launched with PTRACE_TRACEME cannot be left
-			// in it and still be resumed by SIGCONT, so it runs on.
-			return s.resume(t, 0)
-		}
 	}
 	return s.resume(t, sig)
+}
+
+// stopEvent handles a PTRACE_EVENT_STOP of a seized thread: its first stop
+// when it was just created, a group-stop (job control), the trap after a
+// SIGCONT ended one, or a PTRACE_INTERRUPT.
+func (s *Session) stopEvent(t *thread, sig unix.Signal) error {
+	if t.state == newborn {
+		t.state = running
+		if t.proc.unfollowed && t.proc.as.users == 1 {
+			return s.releaseChild(t)
+		}
+		return s.resume(t, 0)
+	}
+	if isStopSignal(sig) {
+		// Stay stopped as without ptrace; SIGCONT ends the listen with
+		// another PTRACE_EVENT_STOP.
+		if err := listen(t.tid); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("listen on thread %d: %w", t.tid, err)
+		}
+		return nil
+	}
+	return s.resume(t, 0)
 }
 
 // resume continues t, delivering sig (0 for none) and any signal requeued
@@ -166,6 +189,11 @@ func (s *Session) trap(t *thread) error {
 func (s *Session) hit(t *thread, st *site) error {
 	t.regs.Rip = st.addr
 	t.hit = st
+	if t.proc.unfollowed {
+		// A vfork child not followed: it shares the parent's int3s
+		// until it execs; its hits only run the displaced instruction.
+		return s.displaced(t, st)
+	}
 	for _, p := range st.entry {
 		p.hits.Add(1)
 		if p.handlers.Pre != nil {
@@ -194,6 +222,12 @@ func (s *Session) hit(t *thread, st *site) error {
 			s.warn(err)
 		}
 	}
+	return s.displaced(t, st)
+}
+
+// displaced sends t, stopped on st's int3 with rip at st.addr, through the
+// displaced instruction: its trampoline, or its emulation.
+func (s *Session) displaced(t *thread, st *site) error {
 	if st.emulate {
 		if err := arch.Emulate(&st.loc.Inst, st.addr, &t.regs, t.proc.as.mem); err != nil {
 			// The instruction would fault: let it, at its own address,
@@ -212,7 +246,7 @@ func (s *Session) hit(t *thread, st *site) error {
 }
 
 func (s *Session) runPost(t *thread, st *site) {
-	if !st.post {
+	if !st.post || t.proc.unfollowed {
 		return
 	}
 	for _, p := range st.entry {
@@ -339,6 +373,16 @@ func (s *Session) ptraceEvent(t *thread, cause int) error {
 	case unix.PTRACE_EVENT_EXEC:
 		msg, _ := unix.PtraceGetEventMsg(t.tid)
 		s.execed(t, int(msg))
+		if t.proc.unfollowed {
+			// A vfork child not followed: its new image has no int3
+			// of ours; let it go.
+			delete(s.threads, t.tid)
+			delete(s.procs, t.proc.pid)
+			if err := detach(t.tid, 0); err != nil && err != unix.ESRCH {
+				return fmt.Errorf("detach %d after exec: %w", t.tid, err)
+			}
+			return nil
+		}
 		// Step out of execve to an ordinary stop, where the new image
 		// can be armed (registers set at this stop would be overwritten
 		// by execve's return value).
@@ -362,7 +406,7 @@ func (s *Session) newTask(t *thread, id, cause int) error {
 		p.nthreads++
 	case cause == unix.PTRACE_EVENT_VFORK || (cause == unix.PTRACE_EVENT_CLONE && sameVM(parent.pid, id)):
 		// Shares the parent's memory: same sites, same slots.
-		p = &process{pid: id, as: parent.as, nthreads: 1}
+		p = &process{pid: id, as: parent.as, nthreads: 1, unfollowed: s.cfg.NoFollowFork}
 		parent.as.users++
 		s.procs[id] = p
 	default:
@@ -370,7 +414,7 @@ func (s *Session) newTask(t *thread, id, cause int) error {
 		if err != nil {
 			return err
 		}
-		p = &process{pid: id, as: as, nthreads: 1}
+		p = &process{pid: id, as: as, nthreads: 1, unfollowed: s.cfg.NoFollowFork}
 		s.procs[id] = p
 	}
 	nt := &thread{tid: id, proc: p, state: newborn}
@@ -419,4 +463,30 @@ func (s *Session) execed(t *thread, formerTID int) {
 	t.shadow = nil
 	p.as.release()
 	p.as = nil
+}
+
+// releaseChild lets a fork child go untraced before it runs: its copy of
+// the text gets the original bytes back, its copy of the stack the real
+// return addresses.
+func (s *Session) releaseChild(t *thread) error {
+	as := t.proc.as
+	for _, fr := range t.shadow {
+		if !fr.restored && fr.ret != as.retTramp {
+			if err := as.mem.writeU64(fr.sp, fr.ret); err != nil {
+				return fmt.Errorf("child %d: put back a return address: %w", t.tid, err)
+			}
+		}
+	}
+	s.restoreText(as)
+	if n := len(s.result.TextMismatches); n > 0 {
+		return fmt.Errorf("child %d: text differs from the file after removing the probes: %s", t.tid, s.result.TextMismatches[n-1])
+	}
+	s.result.SitesRestored = 0 // counts the main detach only
+	delete(s.threads, t.tid)
+	delete(s.procs, t.proc.pid)
+	as.release()
+	if err := detach(t.tid, 0); err != nil && err != unix.ESRCH {
+		return fmt.Errorf("detach child %d: %w", t.tid, err)
+	}
+	return nil
 }

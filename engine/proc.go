@@ -45,6 +45,7 @@ func keyOf(m elfsym.Mapping) mapKey {
 // exitStop is a post-handler int3 at the end of a trampoline.
 type exitStop struct {
 	site   *site
+	addr   uint64 // of the exit's int3 or jmp
 	resume uint64
 }
 
@@ -118,6 +119,10 @@ type process struct {
 	as  *addrSpace
 	// nthreads counts the live threads we know of.
 	nthreads int
+	// unfollowed: a child of a fork that the session does not follow
+	// (Config.NoFollowFork): its probes do not fire, and it is let go
+	// as soon as it has no int3 of ours (see releaseChild).
+	unfollowed bool
 	// goFrames are the entries of Go functions with return probes, by
 	// stack pointer (see goEntered).
 	goFrames map[uint64][]goFrame

@@ -142,3 +142,37 @@ func pinThread(cpu int) error {
 	set.Set(cpu)
 	return unix.SchedSetaffinity(0, &set)
 }
+
+// ptraceRaw makes a ptrace request the unix package has no wrapper for.
+func ptraceRaw(req, pid int, addr, data uintptr) error {
+	_, _, errno := unix.Syscall6(unix.SYS_PTRACE, uintptr(req), uintptr(pid), addr, data, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// seize attaches to a thread with PTRACE_SEIZE and the engine's options.
+// Seized threads report group-stops as such, so that job control works
+// (PTRACE_LISTEN), and can be stopped with PTRACE_INTERRUPT.
+func seize(tid int, options int) error {
+	return ptraceRaw(unix.PTRACE_SEIZE, tid, 0, uintptr(options))
+}
+
+// listen leaves a seized thread in its group-stop, to be told when it is
+// continued by SIGCONT.
+func listen(tid int) error { return ptraceRaw(unix.PTRACE_LISTEN, tid, 0, 0) }
+
+// detach detaches from a stopped thread, delivering sig (0 for none).
+func detach(tid int, sig unix.Signal) error {
+	return ptraceRaw(unix.PTRACE_DETACH, tid, 0, uintptr(sig))
+}
+
+// stopEvent returns the PTRACE_EVENT_* of a ptrace-stop status, 0 for a
+// signal-delivery-stop.
+func stopEvent(ws unix.WaitStatus) int { return int(ws>>16) & 0xff }
+
+// isStopSignal reports whether sig stops a process (job control).
+func isStopSignal(sig unix.Signal) bool {
+	return sig == unix.SIGSTOP || sig == unix.SIGTSTP || sig == unix.SIGTTIN || sig == unix.SIGTTOU
+}

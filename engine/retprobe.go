@@ -46,6 +46,15 @@ func (s *Session) hijackReturn(t *thread, st *site) error {
 
 // returnHit is a function returning through the return trampoline.
 func (s *Session) returnHit(t *thread) error {
+	if err := s.takeReturn(t); err != nil {
+		return err
+	}
+	return s.setRegsAndResume(t, 0)
+}
+
+// takeReturn fires the return probes of the frame t returns from and sets
+// t.regs.Rip to the real return address.
+func (s *Session) takeReturn(t *thread) error {
 	sp := t.regs.Rsp - 8 // where the hijacked return address was
 	// Frames deeper than the returning one were skipped (longjmp,
 	// exception unwinding): drop them without firing.
@@ -66,11 +75,14 @@ func (s *Session) returnHit(t *thread) error {
 		s.fireReturn(t, p, fr.site.addr, fr.ret, now-fr.entryNS)
 	}
 	t.hit = nil
-	return s.setRegsAndResume(t, 0)
+	return nil
 }
 
 // fireReturn counts a return of p's function and runs its handler.
 func (s *Session) fireReturn(t *thread, p *Probe, fn, ret, dur uint64) {
+	if t.proc.unfollowed {
+		return
+	}
 	p.hits.Add(1)
 	if p.handlers.Return != nil {
 		p.handlers.Return(t)

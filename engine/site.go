@@ -28,8 +28,10 @@ type site struct {
 	post    bool    // some entry probe has a post handler
 	// emulate: the tracer performs the instruction (no trampoline).
 	emulate bool
-	// tramp is the trampoline's address, 0 when emulated.
-	tramp uint64
+	// tramp is the trampoline's address, 0 when emulated, and
+	// trampExits its exits (jmp or int3) with where each resumes.
+	tramp      uint64
+	trampExits []exitStop
 	// internal is the engine's own action on a hit (the dynamic
 	// linker's _dl_debug_state: rescan the mappings).
 	internal func(t *thread) error
@@ -254,9 +256,11 @@ func (s *Session) writeTrampoline(t *thread, st *site) error {
 	st.tramp = r.next
 	r.tramps = append(r.tramps, trampRef{start: r.next, end: r.next + uint64(len(tr.Code)), site: st})
 	r.next += uint64(len(tr.Code))
-	if st.post {
-		for _, e := range tr.Exits {
-			as.exits[st.tramp+uint64(e.Offset)] = exitStop{site: st, resume: e.Resume}
+	for _, e := range tr.Exits {
+		ex := exitStop{site: st, addr: st.tramp + uint64(e.Offset), resume: e.Resume}
+		st.trampExits = append(st.trampExits, ex)
+		if st.post {
+			as.exits[ex.addr] = ex
 		}
 	}
 	return nil

@@ -133,3 +133,32 @@ func TestCompareDiffers(t *testing.T) {
 		t.Errorf("report does not say the backends differ:\n%s", r.stdout)
 	}
 }
+
+// TestCompareMultithreaded: a real multi-threaded program of the machine
+// gets the same hits under both backends. Only deterministic counts are
+// compared: xz's own number of mallocs varies by one from run to run (with
+// either backend, or none), and which thread encodes which block too.
+func TestCompareMultithreaded(t *testing.T) {
+	requireKernelUprobes(t)
+	if _, err := os.Stat("/usr/bin/xz"); err != nil {
+		t.Skip("skipped: /usr/bin/xz is not on this machine")
+	}
+	dir := t.TempDir()
+	input := filepath.Join(dir, "input")
+	var b strings.Builder
+	for i := 0; b.Len() < 3<<20; i++ {
+		b.WriteString(strings.Repeat(string(rune('a'+i%26)), i%97))
+	}
+	os.WriteFile(input, []byte(b.String()), 0o644)
+	r, res := compare(t, "-e", "p:t/header liblzma:lzma_block_header_encode", "-e", "p:t/index liblzma:lzma_index_append",
+		"-e", "p:t/pthread_create libc:pthread_create",
+		"--", "/usr/bin/xz", "-T2", "--block-size=256KiB", "-c", input)
+	if r.status == 2 {
+		t.Fatalf("compare failed: %s", r.stderr)
+	}
+	for _, p := range res.Probes {
+		if p.KernelHits != p.PtraceHits || p.KernelHits == 0 {
+			t.Errorf("%s: kernel %d hits, ptrace %d", p.Probe, p.KernelHits, p.PtraceHits)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -37,6 +38,11 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	every := fs.Uint64("every", 0, "with --set-retval: only every `N`th return of each probe")
 	probability := fs.Float64("probability", 0, "with --set-retval: each return with probability `P` (0 < P <= 1)")
 	seed := fs.Int64("seed", 0, "with --probability: random seed (0: from the clock)")
+	attachPID := fs.IntP("pid", "p", 0, "attach to the running process `PID` instead of launching CMD")
+	duration := fs.Duration("duration", 0, "stop tracing after `D` (e.g. 10s) and detach; the program runs on")
+	noFollow := fs.Bool("no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
+	detachOnExit := fs.Bool("detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
+	pidFilter := fs.IntSlice("pid-filter", nil, "report only hits of these `PIDS` (processes of the traced tree)")
 	fs.SetInterspersed(false)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -46,8 +52,14 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, fmt.Errorf("trace: %w", err)
 	}
 	argv := fs.Args()
-	if len(argv) == 0 {
-		return 0, errors.New("trace: no program given (ptprobe trace -e SPEC -- CMD [ARGS])")
+	if len(argv) == 0 && *attachPID == 0 {
+		return 0, errors.New("trace: no program given (ptprobe trace -e SPEC -- CMD [ARGS], or -p PID)")
+	}
+	if len(argv) > 0 && *attachPID != 0 {
+		return 0, errors.New("trace: give a program to launch or -p PID, not both")
+	}
+	if *attachPID != 0 && *backend == "kernel" {
+		return 0, errors.New("trace: -p works with the ptrace backend only")
 	}
 	if len(*specs) == 0 && len(*kspecs) == 0 {
 		return 0, errors.New("trace: no probe given (-e SPEC or, with --backend kernel, -k KSPEC)")
@@ -131,11 +143,25 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 			w.Write(buf)
 		}
 	}
+	if len(*pidFilter) > 0 && cfg.OnEvent != nil {
+		keep := make(map[int]bool)
+		for _, pid := range *pidFilter {
+			keep[pid] = true
+		}
+		report := cfg.OnEvent
+		cfg.OnEvent = func(ev *uprobe.Event) {
+			if keep[ev.PID] {
+				report(ev)
+			}
+		}
+	}
 	cfg.Warn = func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }
 	cfg.NoPin = *noPin
+	cfg.NoFollowFork = *noFollow
 
 	// The program is in ptprobe's process group: a terminal's Ctrl-C
-	// reaches it directly, and ptprobe goes on tracing until it exits.
+	// (and Ctrl-\\) reaches it directly; ptprobe decides what it does
+	// itself (ptraceRun, kernelRun) and otherwise goes on tracing.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
@@ -172,7 +198,7 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 			counts = append(counts, probeCount{k.Probe(), byProbe[k.Probe()]})
 		}
 	} else {
-		st, probes, err := ptraceRun(cfg, argv, stderr)
+		st, probes, err := ptraceRun(cfg, argv, runOptions{pid: *attachPID, duration: *duration, detachOnExit: *detachOnExit}, stderr)
 		if err != nil {
 			return 0, err
 		}
@@ -207,24 +233,52 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	return status, nil
 }
 
-// ptraceRun runs argv under the ptrace engine and returns its exit status
-// (128+N when signal N killed it) and the session's probes.
-func ptraceRun(cfg engine.Config, argv []string, stderr io.Writer) (int, []*engine.Probe, error) {
-	// Termination requests sent to ptprobe alone are passed on.
+// runOptions say how ptraceRun starts and stops.
+type runOptions struct {
+	pid          int           // attach to it instead of launching
+	duration     time.Duration // detach after it, if not 0
+	detachOnExit bool          // detach on SIGINT/SIGTERM/SIGHUP
+}
+
+// ptraceRun runs argv (or attaches to opts.pid) under the ptrace engine and
+// returns the exit status of the program (128+N when signal N killed it;
+// 0 when ptprobe detached first) and the session's probes.
+func ptraceRun(cfg engine.Config, argv []string, opts runOptions, stderr io.Writer) (int, []*engine.Probe, error) {
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	sess, err := engine.Launch(cfg, argv)
+	var sess *engine.Session
+	var err error
+	if opts.pid != 0 {
+		sess, err = engine.Attach(cfg, opts.pid)
+	} else {
+		sess, err = engine.Launch(cfg, argv)
+	}
 	if err != nil {
 		return 0, nil, err
 	}
 	done := make(chan struct{})
 	defer close(done)
+	var timeout <-chan time.Time
+	if opts.duration > 0 {
+		timer := time.NewTimer(opts.duration)
+		defer timer.Stop()
+		timeout = timer.C
+	}
 	go func() {
 		for {
 			select {
 			case sig := <-sigs:
-				syscall.Kill(sess.Pid(), sig.(syscall.Signal))
+				switch {
+				case opts.pid != 0 || opts.detachOnExit:
+					sess.Stop()
+				case sig == syscall.SIGINT:
+					// The terminal sent it to the program too.
+				default:
+					syscall.Kill(sess.Pid(), sig.(syscall.Signal))
+				}
+			case <-timeout:
+				sess.Stop()
 			case <-done:
 				return
 			}
@@ -238,6 +292,13 @@ func ptraceRun(cfg engine.Config, argv []string, stderr io.Writer) (int, []*engi
 		if !p.Armed() {
 			fmt.Fprintf(stderr, "ptprobe: probe %s (%s) was never armed: no mapping of %s was executed\n", p.Spec.Probe(), p.Spec.Target(), p.Spec.Path)
 		}
+	}
+	if res.Detached {
+		if len(res.TextMismatches) > 0 {
+			return 0, nil, fmt.Errorf("detached from %d, but its text differs from the file at:\n  %s", sess.Pid(), strings.Join(res.TextMismatches, "\n  "))
+		}
+		fmt.Fprintf(stderr, "ptprobe: detached from %d: %d breakpoints removed, text checked against the file\n", sess.Pid(), res.SitesRestored)
+		return 0, sess.Probes(), nil
 	}
 	if res.ExitCode < 0 {
 		return 128 + int(res.Signal), sess.Probes(), nil

@@ -1,0 +1,180 @@
+package engine_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ptprobe/ptprobe/engine"
+	"github.com/ptprobe/ptprobe/internal/testprog"
+)
+
+// TestFork: 200 children call the probed function; followed, every call
+// is a hit; not followed, no child dies of a stray int3 and only the
+// parent's hit is seen.
+func TestFork(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "forker", testprog.PIE...)
+	want, _ := testprog.Run(t, prog, "200", "10")
+	if want != "children=200 bad=0\n" {
+		t.Fatalf("untraced forker printed %q", want)
+	}
+	tr := runTraced(t, specs(t, "p:t/probed "+prog+":probed", "r:t/ret "+prog+":probed"), false, prog, "200", "10")
+	if tr.out != want {
+		t.Errorf("followed: output %q, want %q", tr.out, want)
+	}
+	if a, b := tr.probe(t, "t/probed").Hits(), tr.probe(t, "t/ret").Hits(); a != 2001 || b != 2001 {
+		t.Errorf("followed: %d hits, %d returns; want 2001 each", a, b)
+	}
+
+	cfg := engine.Config{NoFollowFork: true}
+	tr = runTracedCfg(t, cfg, specs(t, "p:t/probed "+prog+":probed", "r:t/ret "+prog+":probed"), prog, "200", "10")
+	if tr.out != want {
+		t.Errorf("not followed: output %q, want %q (children died?)", tr.out, want)
+	}
+	if a, b := tr.probe(t, "t/probed").Hits(), tr.probe(t, "t/ret").Hits(); a != 1 || b != 1 {
+		t.Errorf("not followed: %d hits, %d returns; want only the parent's 1", a, b)
+	}
+}
+
+// TestSpawn: vfork+exec, a chain of three execs and posix_spawn; each new
+// image is armed again.
+func TestSpawn(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "spawner", testprog.PIE...)
+	for _, c := range []struct {
+		args     []string
+		hits     uint64
+		noFollow bool
+	}{
+		{[]string{"vfork"}, 2, false},
+		{[]string{"vfork"}, 1, true},
+		{[]string{"chain", "3"}, 4, false},
+		{[]string{"spawn"}, 2, false},
+		{[]string{"spawn"}, 1, true},
+	} {
+		t.Run(fmt.Sprintf("%s/nofollow=%v", strings.Join(c.args, "-"), c.noFollow), func(t *testing.T) {
+			argv := append([]string{prog}, c.args...)
+			want, _ := testprog.Run(t, argv...)
+			tr := runTracedCfg(t, engine.Config{NoFollowFork: c.noFollow}, specs(t, "p:t/stage "+prog+":stage"), argv...)
+			if tr.out != want {
+				t.Errorf("output %q, untraced %q", tr.out, want)
+			}
+			if got := tr.probe(t, "t/stage").Hits(); got != c.hits {
+				t.Errorf("%d hits, want %d", got, c.hits)
+			}
+		})
+	}
+}
+
+// TestDlopen: probes on a library loaded a second after start, named by
+// path and by library name, are armed before its code runs.
+func TestDlopen(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "dlopener", testprog.PIE...)
+	lib := filepath.Join(dir, "libplugin.so")
+	if out, err := exec.Command("gcc", "-O2", "-shared", "-fPIC", "-o", lib, filepath.Join(testprog.Root(), "testdata", "c", "plugin.c")).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	argv := []string{prog, lib, "50", "1000"}
+	want, _ := testprog.Run(t, argv...)
+	tr := runTraced(t, specs(t, "p:t/bypath "+lib+":plugin_func x=%di:s64", "p:t/byname libplugin:plugin_func"), true, argv...)
+	if tr.out != want {
+		t.Errorf("output %q, untraced %q", tr.out, want)
+	}
+	hits := tr.byProbe("t/bypath")
+	if len(hits) != 50 || tr.probe(t, "t/byname").Hits() != 50 {
+		t.Fatalf("%d and %d hits, want 50 each", len(hits), tr.probe(t, "t/byname").Hits())
+	}
+	for i, h := range hits {
+		if h.args[0].U != uint64(i) {
+			t.Fatalf("hit %d: x=%d", i, h.args[0].U)
+		}
+	}
+}
+
+// TestSignals: a program that stops itself, one with its own SIGTRAP
+// handler, and a read interrupted by an interval timer with and without
+// SA_RESTART behave as untraced.
+func TestSignals(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "signals", testprog.PIE...)
+	for _, args := range [][]string{{"trap", "7"}, {"itimer", "1"}, {"itimer", "0"}} {
+		t.Run(strings.Join(args, "-"), func(t *testing.T) {
+			argv := append([]string{prog}, args...)
+			want, _ := testprog.Run(t, argv...)
+			tr := runTraced(t, specs(t, "p:t/probed "+prog+":probed", "r:t/ret "+prog+":probed"), false, argv...)
+			if tr.out != want {
+				t.Errorf("output %q, untraced %q", tr.out, want)
+			}
+			if a, b := tr.probe(t, "t/probed").Hits(), tr.probe(t, "t/ret").Hits(); a != 10 || b != 10 {
+				t.Errorf("%d hits and %d returns, want 10 each", a, b)
+			}
+		})
+	}
+	t.Run("stop", func(t *testing.T) {
+		out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		sess, err := engine.Launch(engine.Config{Probes: specs(t, "p:t/probed "+prog+":probed"), Stdout: out}, []string{prog, "stop"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// It must stay stopped, as without ptprobe, until continued.
+		stopped := false
+		for i := 0; i < 200 && !stopped; i++ {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", sess.Pid()))
+			f := strings.Fields(string(b))
+			stopped = len(f) > 2 && (f[2] == "t" || f[2] == "T")
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if b, _ := os.ReadFile(out.Name()); len(b) != 0 {
+			t.Errorf("the program went on before SIGCONT: %q", b)
+		}
+		if !stopped {
+			t.Error("the program never stopped")
+		}
+		unix.Kill(sess.Pid(), unix.SIGCONT)
+		res, err := sess.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(out.Name())
+		if string(b) != "continued\nsum=45\n" || res.ExitCode != 0 || sess.Probes()[0].Hits() != 10 {
+			t.Errorf("after SIGCONT: output %q, status %d, %d hits", b, res.ExitCode, sess.Probes()[0].Hits())
+		}
+	})
+}
+
+// runTracedCfg is runTraced with more of the Config set.
+func runTracedCfg(t *testing.T, cfg engine.Config, probes []engine.ProbeConfig, argv ...string) *traced {
+	t.Helper()
+	outFile, err := os.Create(filepath.Join(t.TempDir(), "stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outFile.Close()
+	cfg.Probes, cfg.Stdout = probes, outFile
+	cfg.Warn = func(err error) { t.Errorf("engine warning: %v", err) }
+	sess, err := engine.Launch(cfg, argv)
+	if err != nil {
+		t.Fatalf("launch %v: %v", argv, err)
+	}
+	tr := &traced{sess: sess}
+	tr.result, err = sess.Wait()
+	if err != nil {
+		t.Fatalf("trace %v: %v", argv, err)
+	}
+	b, _ := os.ReadFile(outFile.Name())
+	tr.out = string(b)
+	return tr
+}
