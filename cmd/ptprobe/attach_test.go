@@ -199,4 +199,3 @@ func TestAttachUnprivileged(t *testing.T) {
 		t.Errorf("nobody attaching to root's process: status %d, stderr %q", r.status, r.stderr)
 	}
 }
-
