@@ -52,9 +52,11 @@ func boundaries(t *testing.T, prog string, funcs []string) []uint64 {
 	return offs
 }
 
-// stepCounts runs prog under single-stepping and counts how often each
-// instruction at a file offset of prog's executable mapping ran.
-func stepCounts(t *testing.T, prog string) (counts map[uint64]int, output string, last uint64) {
+// singleStep runs argv under single-stepping and calls visit with the
+// registers at each stop, from the exec stop (before the first
+// instruction) to the instruction that exits. It returns the program's
+// standard output (up to 64 KiB).
+func singleStep(t *testing.T, argv []string, visit func(pid int, regs *unix.PtraceRegs)) string {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -64,7 +66,7 @@ func stepCounts(t *testing.T, prog string) (counts map[uint64]int, output string
 		t.Fatal(err)
 	}
 	defer r.Close()
-	p, err := os.StartProcess(prog, []string{prog}, &os.ProcAttr{
+	p, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
 		Files: []*os.File{os.Stdin, w, os.Stderr},
 		Sys:   &syscall.SysProcAttr{Ptrace: true},
 	})
@@ -76,30 +78,12 @@ func stepCounts(t *testing.T, prog string) (counts map[uint64]int, output string
 	if _, err := unix.Wait4(p.Pid, &ws, 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	maps, err := elfsym.ReadMaps(p.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var exec []elfsym.Mapping
-	for _, m := range maps {
-		if m.Exec() && m.Inode != 0 {
-			exec = append(exec, m)
-		}
-	}
-	counts = make(map[uint64]int)
-	// Count the instruction about to run at each stop, from the first
-	// (the exec stop) to the one that exits.
 	for {
 		var regs unix.PtraceRegs
 		if err := unix.PtraceGetRegs(p.Pid, &regs); err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range exec {
-			if off, ok := m.FileOffsetOf(regs.Rip); ok {
-				counts[off]++
-				last = off
-			}
-		}
+		visit(p.Pid, &regs)
 		if err := unix.PtraceSingleStep(p.Pid); err != nil {
 			t.Fatal(err)
 		}
@@ -110,9 +94,38 @@ func stepCounts(t *testing.T, prog string) (counts map[uint64]int, output string
 			break
 		}
 	}
-	out := make([]byte, 4096)
+	out := make([]byte, 1<<16)
 	n, _ := r.Read(out)
-	return counts, string(out[:n]), last
+	return string(out[:n])
+}
+
+// stepCounts single-steps prog and counts how often each instruction at a
+// file offset of its executable mappings ran; last is the offset of the
+// last one (the exit system call).
+func stepCounts(t *testing.T, prog string) (counts map[uint64]int, output string, last uint64) {
+	t.Helper()
+	counts = make(map[uint64]int)
+	var exec []elfsym.Mapping
+	output = singleStep(t, []string{prog}, func(pid int, regs *unix.PtraceRegs) {
+		if exec == nil {
+			maps, err := elfsym.ReadMaps(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range maps {
+				if m.Exec() && m.Inode != 0 {
+					exec = append(exec, m)
+				}
+			}
+		}
+		for _, m := range exec {
+			if off, ok := m.FileOffsetOf(regs.Rip); ok {
+				counts[off]++
+				last = off
+			}
+		}
+	})
+	return counts, output, last
 }
 
 // TestAcid puts a probe on every instruction boundary of the functions of

@@ -2,10 +2,7 @@ package engine_test
 
 import (
 	"fmt"
-	"os"
-	"runtime"
 	"sort"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -21,33 +18,12 @@ import (
 // returns the path and identity of the libc that was mapped.
 func libcSteps(t *testing.T, argv []string) (map[uint64]int, string, string) {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	defer pinForStepping()()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	p, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
-		Files: []*os.File{os.Stdin, w, os.Stderr},
-		Sys:   &syscall.SysProcAttr{Ptrace: true},
-	})
-	w.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ws unix.WaitStatus
-	unix.Wait4(p.Pid, &ws, 0, nil)
 	counts := make(map[uint64]int)
 	var libc *elfsym.Mapping
 	var known []elfsym.Mapping // executable mappings seen so far
 	steps := 0
-	for {
-		var regs unix.PtraceRegs
-		if err := unix.PtraceGetRegs(p.Pid, &regs); err != nil {
-			t.Fatal(err)
-		}
+	out := singleStep(t, argv, func(pid int, regs *unix.PtraceRegs) {
+		steps++
 		if libc == nil {
 			inKnown := false
 			for _, m := range known {
@@ -56,7 +32,7 @@ func libcSteps(t *testing.T, argv []string) (map[uint64]int, string, string) {
 			if !inKnown {
 				// New code: libc is mapped by the dynamic linker
 				// after the first steps.
-				maps, _ := elfsym.ReadMaps(p.Pid)
+				maps, _ := elfsym.ReadMaps(pid)
 				known = known[:0]
 				for i := range maps {
 					m := maps[i]
@@ -75,24 +51,12 @@ func libcSteps(t *testing.T, argv []string) (map[uint64]int, string, string) {
 				counts[off]++
 			}
 		}
-		if err := unix.PtraceSingleStep(p.Pid); err != nil {
-			t.Fatal(err)
-		}
-		steps++
-		if _, err := unix.Wait4(p.Pid, &ws, 0, nil); err != nil {
-			t.Fatal(err)
-		}
-		if ws.Exited() || ws.Signaled() {
-			break
-		}
-	}
-	out := make([]byte, 1<<16)
-	n, _ := r.Read(out)
+	})
 	if libc == nil {
 		t.Fatal("libc was never executed")
 	}
 	t.Logf("%d instructions single-stepped, %d distinct in libc", steps, len(counts))
-	return counts, libc.Path, string(out[:n])
+	return counts, libc.Path, out
 }
 
 // TestAcidLibc is the acid test on real compiler output: every instruction

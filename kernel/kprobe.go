@@ -477,50 +477,8 @@ func kprobeLine(k *KprobeSpec, group, event, extra string) string {
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 func isAlpha(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
-// isIdent reports whether w is a C identifier, the kernel's is_good_name.
-func isIdent(w string) bool {
-	if w == "" || !(isAlpha(w[0]) || w[0] == '_') {
-		return false
-	}
-	for i := 1; i < len(w); i++ {
-		if c := w[i]; !isAlpha(c) && !isDigit(c) && c != '_' {
-			return false
-		}
-	}
-	return true
-}
+// isIdent reports whether w is a valid event or group name.
+func isIdent(w string) bool { return uprobe.IsGoodName(w) }
 
-// parseKUint parses w as the kernel's kstrtoul(w, 0): "0x" hex, leading
-// 0 octal, else decimal; all of w, no sign, no overflow.
-func parseKUint(w string) (uint64, bool) {
-	base := uint64(10)
-	switch {
-	case len(w) > 2 && w[0] == '0' && (w[1] == 'x' || w[1] == 'X'):
-		base, w = 16, w[2:]
-	case len(w) > 1 && w[0] == '0':
-		base, w = 8, w[1:]
-	}
-	if w == "" {
-		return 0, false
-	}
-	var v uint64
-	for i := 0; i < len(w); i++ {
-		c := w[i]
-		var d uint64
-		switch {
-		case isDigit(c):
-			d = uint64(c - '0')
-		case 'a' <= c && c <= 'f':
-			d = uint64(c-'a') + 10
-		case 'A' <= c && c <= 'F':
-			d = uint64(c-'A') + 10
-		default:
-			return 0, false
-		}
-		if d >= base || v > (math.MaxUint64-d)/base {
-			return 0, false
-		}
-		v = v*base + d
-	}
-	return v, true
-}
+// parseKUint parses w as the kernel's kstrtoul(w, 0).
+func parseKUint(w string) (uint64, bool) { return uprobe.ParseKernelUint(w) }

@@ -30,3 +30,11 @@ func ParseFetchArgs(text string, start int, kind Kind) ([]FetchArg, error) {
 	}
 	return s.Args, nil
 }
+
+// IsGoodName reports whether w is a valid event or group name: a C
+// identifier, the kernel's is_good_name.
+func IsGoodName(w string) bool { return isIdent(w) }
+
+// ParseKernelUint parses w as the kernel's kstrtoul(w, 0) does: "0x" hex,
+// a leading 0 octal, else decimal; all of w, without sign or overflow.
+func ParseKernelUint(w string) (uint64, bool) { return parseUint(w) }
