@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"debug/elf"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/ptprobe/ptprobe/arch"
+	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/engine"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+// libcSites returns up to n probe specs on instruction boundaries of
+// libc's functions, and the specs of every libc function's entry.
+func libcSites(n int) (sites, entries []engine.ProbeConfig, err error) {
+	path, ok := elfsym.SearchLibrary("libc")
+	if !ok {
+		return nil, nil, fmt.Errorf("libc not found")
+	}
+	f, err := elfsym.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	i := 0
+	for _, sym := range f.Symbols() {
+		if sym.Type != elf.STT_FUNC || sym.Size == 0 {
+			continue
+		}
+		i++
+		spec, err := uprobe.Parse(fmt.Sprintf("p:e/f%d %s:0x%x", i, path, sym.Offset))
+		if err != nil {
+			return nil, nil, err
+		}
+		entries = append(entries, engine.ProbeConfig{Spec: spec})
+		code := make([]byte, sym.Size)
+		f.ReadAt(code, int64(sym.Offset))
+		for pos := 0; pos < len(code) && len(sites) < n; {
+			inst, err := arch.Decode(code[pos:])
+			if err != nil {
+				break // the rest of this function cannot be proved
+			}
+			if inst.Class != arch.ClassRefuse {
+				spec, err := uprobe.Parse(fmt.Sprintf("p:s/s%d %s:0x%x", len(sites), path, sym.Offset+uint64(pos)))
+				if err != nil {
+					return nil, nil, err
+				}
+				sites = append(sites, engine.ProbeConfig{Spec: spec})
+			}
+			pos += inst.Len
+		}
+	}
+	return sites, entries, nil
+}
+
+func vmHWM() int64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return v
+}
+
+// scaling measures how the cost per hit and the start-up change with the
+// number of probes and of threads, and what memory and allocations cost.
+func (b *bench) scaling() []byte {
+	var rep bytes.Buffer
+	fmt.Fprintf(&rep, "\n## Scaling (ptprobe one-stop, `push %%rbp` function)\n\n")
+	extra, entries, err := libcSites(9999)
+	if err != nil {
+		b.notes = append(b.notes, "scaling with many probes skipped: "+err.Error())
+		return rep.Bytes()
+	}
+	hwm0 := vmHWM()
+	fmt.Fprintf(&rep, "| probes armed | µs/hit |\n|---:|---:|\n")
+	var base float64
+	for _, k := range []int{1, 100, 10000} {
+		m := b.measure(fmt.Sprintf("ptprobe one-stop, %d probes armed", k), "push", false,
+			b.engineRun("p:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, extra[:k-1]))
+		fmt.Fprintf(&rep, "| %d | %s |\n", k, cellOf(m))
+		if k == 1 {
+			base = m.median()
+		} else if k == 10000 && m.err == nil && base > 0 {
+			fmt.Fprintf(&rep, "\n10000 probes / 1 probe: %.2f× (target ≤ 1.1×). ", m.median()/base)
+		}
+	}
+	fmt.Fprintf(&rep, "Peak RSS of the benchmark process grew by %d KiB while 10000 probes were armed (VmHWM).\n", vmHWM()-hwm0)
+
+	// Start-up with a probe on every libc function: an empty run.
+	for _, probes := range [][]engine.ProbeConfig{nil, entries} {
+		start := time.Now()
+		sess, err := engine.Launch(engine.Config{Probes: append([]engine.ProbeConfig{{Spec: mustSpec("p:bench/hit " + b.prog + ":bench_push")}}, probes...), Stdout: devNull()}, b.argv("push", 0))
+		if err != nil {
+			b.notes = append(b.notes, "arming every libc function: "+err.Error())
+			break
+		}
+		sess.Wait()
+		if probes != nil {
+			var hits uint64
+			for _, p := range sess.Probes() {
+				hits += p.Hits()
+			}
+			fmt.Fprintf(&rep, "\nA run of the benchmark program with no call, with a probe on each of libc's %d functions: %.1f ms from launch to exit (%d hits during start-up and exit), against %.1f ms with one probe.\n",
+				len(probes), float64(time.Since(start).Microseconds())/1000, hits, b.emptyRun)
+		} else {
+			b.emptyRun = float64(time.Since(start).Microseconds()) / 1000
+		}
+	}
+
+	// Allocations per hit: the difference between runs of n and 2n calls.
+	mallocs := func(n int) uint64 {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		before := ms.Mallocs
+		b.engineRun("p:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, nil)("push", n)
+		runtime.ReadMemStats(&ms)
+		return ms.Mallocs - before
+	}
+	n := b.calls
+	a1, a2 := mallocs(n), mallocs(2*n)
+	perHit := (float64(a2) - float64(a1)) / float64(n)
+	if perHit > -0.0005 && perHit < 0.0005 {
+		perHit = 0 // not "-0.000"
+	}
+	fmt.Fprintf(&rep, "\nAllocations per hit on the one-stop path: %.3f (mallocs of a %d-call run minus a %d-call run, over %d; the target is 0).\n", perHit, 2*n, n, n)
+
+	// Threads hitting the probe at once.
+	fmt.Fprintf(&rep, "\n| threads hitting the probe | µs/hit (wall time over untraced, per hit) |\n|---:|---:|\n")
+	for _, th := range []int{1, 2, 8} {
+		per := b.calls / th
+		argv := []string{b.threads, strconv.Itoa(th), strconv.Itoa(per)}
+		var traced, plain []float64
+		for i := 0; i < b.runs; i++ {
+			t0 := time.Now()
+			if err := exec.Command(argv[0], argv[1:]...).Run(); err != nil {
+				break
+			}
+			plain = append(plain, float64(time.Since(t0).Nanoseconds()))
+			t0 = time.Now()
+			sess, err := engine.Launch(engine.Config{Probes: []engine.ProbeConfig{{Spec: mustSpec("p:bench/t " + b.threads + ":probed")}}, Stdout: devNull()}, argv)
+			if err != nil {
+				break
+			}
+			sess.Wait()
+			if sess.Probes()[0].Hits() != uint64(th*per) {
+				b.notes = append(b.notes, fmt.Sprintf("threads %d: %d hits, want %d", th, sess.Probes()[0].Hits(), th*per))
+			}
+			traced = append(traced, float64(time.Since(t0).Nanoseconds()))
+		}
+		if len(traced) == 0 {
+			fmt.Fprintf(&rep, "| %d | failed |\n", th)
+			continue
+		}
+		fmt.Fprintf(&rep, "| %d | %.3f |\n", th, (medianOf(traced)-medianOf(plain))/float64(th*per)/1000)
+	}
+	return rep.Bytes()
+}
+
+func cellOf(m *measurement) string {
+	if m.err != nil {
+		return "failed: " + m.err.Error()
+	}
+	return fmt.Sprintf("%.3f", m.median())
+}
+
+func medianOf(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s[len(s)/2]
+}
+
+func mustSpec(text string) *uprobe.Spec {
+	s, err := uprobe.Parse(text)
+	if err != nil {
+		panic(fmt.Sprintf("benchmark spec %q: %v", text, err)) // a bug of this program
+	}
+	return s
+}
+
+func devNull() *os.File {
+	f, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	return f
+}
