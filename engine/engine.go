@@ -58,6 +58,15 @@ type Config struct {
 	// it is confined to the CPU it runs on when the program starts, which
 	// makes each stop several times cheaper (DESIGN.md §6).
 	NoPin bool
+	// SameCPU confines the launched program (and so its threads and
+	// children, which inherit it) and the tracer to CPU: every stop is
+	// then a same-CPU wake-up, the cheapest there is (DESIGN.md §6), at
+	// the price of the program's parallelism. Without it the program's
+	// affinity is untouched, and the scheduler may place it on another
+	// CPU than the tracer's, which makes each stop several times dearer.
+	SameCPU bool
+	// CPU is SameCPU's CPU; -1 picks the one the tracer runs on.
+	CPU int
 	// NoFollowFork lets children of fork go untraced: every int3 and
 	// hijacked return address is removed from the child before it runs.
 	// A vfork child shares its parent's memory and text, so it stays
@@ -379,6 +388,17 @@ func (s *Session) start(path string, argv []string) error {
 	}
 	if !s.cfg.NoPin {
 		s.cpu = currentCPU()
+		if s.cfg.SameCPU {
+			if s.cfg.CPU >= 0 {
+				s.cpu = s.cfg.CPU
+			}
+			var one unix.CPUSet
+			one.Set(s.cpu)
+			if err := unix.SchedSetaffinity(s.pid, &one); err != nil {
+				unix.Kill(s.pid, unix.SIGKILL)
+				return fmt.Errorf("confine %s to CPU %d: %w", path, s.cpu, err)
+			}
+		}
 		if err := pinThread(s.cpu); err != nil {
 			s.warn(fmt.Errorf("pin the tracer to CPU %d: %w", s.cpu, err))
 		}

@@ -184,6 +184,10 @@ func (b *bench) argv(fn string, n int) []string { return []string{b.prog, fn, st
 
 // engineRun runs the bench program under ptprobe's engine.
 func (b *bench) engineRun(specText string, h uprobe.Handlers, format bool, extra []engine.ProbeConfig) runner {
+	return b.engineRunCfg(specText, h, format, extra, engine.Config{})
+}
+
+func (b *bench) engineRunCfg(specText string, h uprobe.Handlers, format bool, extra []engine.ProbeConfig, cfg engine.Config) runner {
 	return func(fn string, n int) (int64, int64, error) {
 		spec, err := uprobe.Parse(strings.ReplaceAll(specText, "FN", "bench_"+fn))
 		if err != nil {
@@ -195,7 +199,7 @@ func (b *bench) engineRun(specText string, h uprobe.Handlers, format bool, extra
 		}
 		defer os.Remove(outf.Name())
 		defer outf.Close()
-		cfg := engine.Config{Probes: append([]engine.ProbeConfig{{Spec: spec, Handlers: h}}, extra...), Stdout: outf}
+		cfg.Probes, cfg.Stdout = append([]engine.ProbeConfig{{Spec: spec, Handlers: h}}, extra...), outf
 		if format {
 			var buf []byte
 			cfg.OnEvent = func(ev *uprobe.Event) { buf = ev.AppendText(buf[:0]) }
@@ -291,11 +295,16 @@ func (b *bench) run() []byte {
 	floor := both("C ptrace tracer, 1 stop/hit, same CPU (floor)", false, commandRun(func(fn string, n int) []string {
 		return append([]string{b.floor, cpu, "0x" + strconv.FormatUint(b.offs["bench_"+fn], 16), "0x" + strconv.FormatUint(b.offs["bench_"+fn+"_ool"], 16)}, b.argv(fn, n)...)
 	}, func(out []byte, fn string) (int64, error) { return intAfter(regexp.MustCompile(`hits=(\d+)`), out) }))
+	sameCfg := engine.Config{SameCPU: true, CPU: firstCPU()}
 	one := both("ptprobe one-stop", false, b.engineRun("p:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, nil))
+	same := both("ptprobe one-stop, --same-cpu", false, b.engineRunCfg("p:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, nil, sameCfg))
 	post := both("ptprobe with a post handler", false, b.engineRun("p:bench/hit "+b.prog+":FN", uprobe.Handlers{Post: func(uprobe.Context) {}}, false, nil))
+	postSame := both("ptprobe with a post handler, --same-cpu", false, b.engineRunCfg("p:bench/hit "+b.prog+":FN", uprobe.Handlers{Post: func(uprobe.Context) {}}, false, nil, sameCfg))
 	args := both("ptprobe, 2 fetch-args (one a string)", false, b.engineRun("p:bench/hit "+b.prog+":FN x=%di:s64 s=+0(%si):string", uprobe.Handlers{}, true, nil))
+	argsSame := both("ptprobe, 2 fetch-args (one a string), --same-cpu", false, b.engineRunCfg("p:bench/hit "+b.prog+":FN x=%di:s64 s=+0(%si):string", uprobe.Handlers{}, true, nil, sameCfg))
 	ret := both("ptprobe return probe", false, b.engineRun("r:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, nil))
-	rows = append(rows, none, floor, one, post, args, ret)
+	retSame := both("ptprobe return probe, --same-cpu", false, b.engineRunCfg("r:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, nil, sameCfg))
+	rows = append(rows, none, floor, one, same, post, postSame, args, argsSame, ret, retSame)
 	var kern, kret row
 	if os.Geteuid() == 0 {
 		kern = both("kernel uprobe (tracefs)", false, b.kernelRun(false))
@@ -359,14 +368,18 @@ func (b *bench) run() []byte {
 	}
 	fmt.Fprintf(&rep, "\n## Ratios\n\n| ratio | push | rip |\n|---|---:|---:|\n")
 	fmt.Fprintf(&rep, "| ptprobe one-stop / C floor (target ≤ 1.15×) | %s | %s |\n", ratio(one.push, floor.push), ratio(one.rip, floor.rip))
+	fmt.Fprintf(&rep, "| ptprobe one-stop --same-cpu / C floor (both on one CPU) | %s | %s |\n", ratio(same.push, floor.push), ratio(same.rip, floor.rip))
 	if kern.push != nil {
 		fmt.Fprintf(&rep, "| ptprobe one-stop / kernel uprobe (target on rip ≤ 1.1×) | %s | %s |\n", ratio(one.push, kern.push), ratio(one.rip, kern.rip))
+		fmt.Fprintf(&rep, "| ptprobe one-stop --same-cpu / kernel uprobe | %s | %s |\n", ratio(same.push, kern.push), ratio(same.rip, kern.rip))
 	}
 	if ltrace.push != nil {
 		fmt.Fprintf(&rep, "| ltrace / ptprobe one-stop (target ≥ 15×) | %s | %s |\n", ratio(ltrace.push, one.push), ratio(ltrace.rip, one.rip))
+		fmt.Fprintf(&rep, "| ltrace / ptprobe one-stop --same-cpu | %s | %s |\n", ratio(ltrace.push, same.push), ratio(ltrace.rip, same.rip))
 	}
 	if gdb.push != nil {
 		fmt.Fprintf(&rep, "| gdb / ptprobe one-stop (target ≥ 15×) | %s | %s |\n", ratio(gdb.push, one.push), ratio(gdb.rip, one.rip))
+		fmt.Fprintf(&rep, "| gdb / ptprobe one-stop --same-cpu | %s | %s |\n", ratio(gdb.push, same.push), ratio(gdb.rip, same.rip))
 	}
 	rep.Write(b.scaling())
 	if len(b.notes) > 0 {

@@ -249,3 +249,16 @@ func TestUnprivileged(t *testing.T) {
 		t.Errorf("unprivileged count output %q", out.String())
 	}
 }
+
+// TestSameCPU: --same-cpu confines the program to one CPU, exactly traced.
+func TestSameCPU(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "probes", testprog.PIE...)
+	r := ptprobe(t, "trace", "--same-cpu", "--cpu", "0", "--count", "-e", prog+":push_func", "--", "/bin/sh", "-c", "grep Cpus_allowed_list /proc/self/status; exec "+prog+" 25")
+	if r.status != 3 || !strings.HasSuffix(r.stdout, "ptprobe/push_func 25\n") {
+		t.Fatalf("status %d, output %q, stderr %q", r.status, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "Cpus_allowed_list:\t0\n") {
+		t.Errorf("the program was not confined to CPU 0: %q", r.stdout)
+	}
+}

@@ -31,6 +31,8 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	count := fs.Bool("count", false, "print only the number of hits of each probe, at exit")
 	output := fs.StringP("output", "o", "", "write events to `FILE` instead of standard output")
 	noPin := fs.Bool("no-pin", false, "do not keep the tracer on one CPU (slower stops)")
+	sameCPU := fs.Bool("same-cpu", false, "confine the launched program and the tracer to one CPU: the cheapest stops, at the price of the program's parallelism")
+	cpu := fs.Int("cpu", -1, "with --same-cpu: the `CPU` (default: the one ptprobe runs on)")
 	backend := fs.String("backend", "ptrace", "ptrace (the engine, no privilege needed) or kernel (tracefs uprobe_events/kprobe_events, needs root)")
 	kspecs := fs.StringArrayP("kprobe", "k", nil, "kernel probe `KSPEC` in kprobe_events grammar (--backend kernel)")
 	latency := fs.Bool("latency", false, "print, per return probe, a log2 histogram of the time from entry to return, at exit")
@@ -157,6 +159,10 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	cfg.Warn = func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }
 	cfg.NoPin = *noPin
+	cfg.SameCPU, cfg.CPU = *sameCPU, *cpu
+	if *sameCPU && (*noPin || *attachPID != 0) {
+		return 0, errors.New("trace: --same-cpu confines a launched program; it goes with neither --no-pin nor -p")
+	}
 	cfg.NoFollowFork = *noFollow
 
 	// The program is in ptprobe's process group: a terminal's Ctrl-C
