@@ -118,26 +118,13 @@ type word struct {
 	pos int
 }
 
+// words splits the definition as the kernel's argv_split does.
 func words(text string) []word {
 	var ws []word
-	for i := 0; i < len(text); {
-		for i < len(text) && isSpace(text[i]) {
-			i++
-		}
-		start := i
-		for i < len(text) && !isSpace(text[i]) {
-			i++
-		}
-		if i > start {
-			ws = append(ws, word{text[start:i], start})
-		}
+	for _, w := range uprobe.Words(text) {
+		ws = append(ws, word{w.Text, w.Pos})
 	}
 	return ws
-}
-
-// isSpace is the kernel's isspace, by which argv_split cuts commands.
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }
 
 func (p *kparser) parse() (*KprobeSpec, error) {

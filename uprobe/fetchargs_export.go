@@ -38,3 +38,21 @@ func IsGoodName(w string) bool { return isIdent(w) }
 // ParseKernelUint parses w as the kernel's kstrtoul(w, 0) does: "0x" hex,
 // a leading 0 octal, else decimal; all of w, without sign or overflow.
 func ParseKernelUint(w string) (uint64, bool) { return parseUint(w) }
+
+// Word is a whitespace-separated word of a probe definition and its byte
+// position in the definition.
+type Word struct {
+	Text string
+	Pos  int
+}
+
+// Words splits a probe definition into words the way the kernel's
+// argv_split does (at isspace characters).
+func Words(text string) []Word {
+	toks := tokenize(text)
+	ws := make([]Word, len(toks))
+	for i, t := range toks {
+		ws[i] = Word{Text: t.s, Pos: t.pos}
+	}
+	return ws
+}
