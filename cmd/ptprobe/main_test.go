@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ptprobe/ptprobe/internal/testprog"
 )
@@ -260,5 +261,38 @@ func TestSameCPU(t *testing.T) {
 	}
 	if !strings.Contains(r.stdout, "Cpus_allowed_list:\t0\n") {
 		t.Errorf("the program was not confined to CPU 0: %q", r.stdout)
+	}
+}
+
+// TestOutputToClosedPipe: events written with -o to a pipe whose reader
+// goes away (| head) must not hang ptprobe: it must not hold the pipe open
+// for reading itself.
+func TestOutputToClosedPipe(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "probes", testprog.PIE...)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(ptprobeBin, "trace", "-o", "/dev/fd/3", "-e", prog+":push_func", "--", prog, "20000")
+	cmd.ExtraFiles = []*os.File{w}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	buf := make([]byte, 100)
+	r.Read(buf) // one read, then the reader is gone
+	r.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("ptprobe hung writing to a pipe nobody reads")
 	}
 }

@@ -119,7 +119,9 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 
 	out := stdout
 	if *output != "" {
-		f, err := os.Create(*output)
+		// Write-only: opened read-write, a pipe or FIFO (-o /dev/stderr) would
+		// have ptprobe as a reader of its own output and never report EPIPE.
+		f, err := os.OpenFile(*output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
 			return 0, fmt.Errorf("trace: %w", err)
 		}
