@@ -230,9 +230,10 @@ func (s *Session) hit(t *thread, st *site) error {
 func (s *Session) displaced(t *thread, st *site) error {
 	if st.emulate {
 		if err := arch.Emulate(&st.loc.Inst, st.addr, &t.regs, t.proc.as.mem); err != nil {
-			// The instruction would fault: let it, at its own address,
-			// by single-stepping... the int3 is there, so deliver the
-			// fault the way the CPU would have as closely as we can.
+			// The instruction would have faulted (an unreadable call
+			// target or stack): the program gets a SIGSEGV at the
+			// probed address, with a siginfo of the kernel's making
+			// for an injected signal rather than the CPU's.
 			t.hit = nil
 			s.warn(fmt.Errorf("emulate %q at 0x%x in thread %d: %w", st.loc.Inst.String(), st.addr, t.tid, err))
 			return s.setRegsAndResume(t, unix.SIGSEGV)
