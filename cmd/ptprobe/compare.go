@@ -30,6 +30,7 @@ func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	specTexts := fs.StringArrayP("event", "e", nil, "probe `SPEC` (repeatable)")
 	format := fs.String("format", "text", "output format: text or json")
 	showOutput := fs.Bool("show-output", false, "let the program's output through (default: compared, then discarded)")
+	sameCPU := fs.Bool("same-cpu", false, "run the ptrace backend with the program and the tracer on one CPU (see trace --same-cpu)")
 	fs.SetInterspersed(false)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -75,7 +76,7 @@ func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	ptr, err := runRecorded("ptrace", specs, argv, *showOutput, runPtrace)
+	ptr, err := runRecorded("ptrace", specs, argv, *showOutput, ptraceBackend(*sameCPU))
 	if err != nil {
 		return 0, err
 	}
@@ -196,9 +197,15 @@ func runRecorded(name string, specs []*uprobe.Spec, argv []string, show bool, ba
 	return r, nil
 }
 
-// runPtrace is the ptrace engine backend.
-func runPtrace(specs []*uprobe.Spec, argv []string, out, errOut *os.File, onEvent func(*uprobe.Event)) (int, time.Duration, error) {
-	cfg := engine.Config{Stdout: out, Stderr: errOut, OnEvent: onEvent, NoASLR: true}
+// ptraceBackend is the ptrace engine backend.
+func ptraceBackend(sameCPU bool) backendFunc {
+	return func(specs []*uprobe.Spec, argv []string, out, errOut *os.File, onEvent func(*uprobe.Event)) (int, time.Duration, error) {
+		return runPtrace(specs, argv, out, errOut, onEvent, sameCPU)
+	}
+}
+
+func runPtrace(specs []*uprobe.Spec, argv []string, out, errOut *os.File, onEvent func(*uprobe.Event), sameCPU bool) (int, time.Duration, error) {
+	cfg := engine.Config{Stdout: out, Stderr: errOut, OnEvent: onEvent, NoASLR: true, SameCPU: sameCPU, CPU: -1}
 	for _, s := range specs {
 		cfg.Probes = append(cfg.Probes, engine.ProbeConfig{Spec: s})
 	}

@@ -162,3 +162,15 @@ func TestCompareMultithreaded(t *testing.T) {
 		}
 	}
 }
+
+// TestCompareSameCPU: the ptrace run with the program on the tracer's CPU
+// agrees as well.
+func TestCompareSameCPU(t *testing.T) {
+	requireKernelUprobes(t)
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "threads", testprog.PIE...)
+	r, res := compare(t, "--same-cpu", "-e", "p:t/probed "+prog+":probed t=%di:s64 i=%si:s64", "--", prog, "3", "500")
+	if r.status != 0 || !res.Agree || len(res.Probes) != 1 || res.Probes[0].PtraceHits != 1500 {
+		t.Fatalf("status %d: %s %s", r.status, r.stdout, r.stderr)
+	}
+}
