@@ -67,6 +67,14 @@ func mustParse(t testing.TB, text string) *uprobe.Spec {
 
 func runTraced(t *testing.T, probes []engine.ProbeConfig, record bool, argv ...string) *traced {
 	t.Helper()
+	return launchTraced(t, engine.Config{}, probes, record, argv)
+}
+
+// launchTraced runs argv under the engine with cfg and the probes, its
+// standard output to a file, engine warnings failing the test; with
+// record, every event is kept.
+func launchTraced(t *testing.T, cfg engine.Config, probes []engine.ProbeConfig, record bool, argv []string) *traced {
+	t.Helper()
 	outFile, err := os.Create(filepath.Join(t.TempDir(), "stdout"))
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +82,8 @@ func runTraced(t *testing.T, probes []engine.ProbeConfig, record bool, argv ...s
 	defer outFile.Close()
 	tr := &traced{}
 	var mu sync.Mutex
-	cfg := engine.Config{Probes: probes, Stdout: outFile, Warn: func(err error) { t.Errorf("engine warning: %v", err) }}
+	cfg.Probes, cfg.Stdout = probes, outFile
+	cfg.Warn = func(err error) { t.Errorf("engine warning: %v", err) }
 	if record {
 		cfg.OnEvent = func(ev *uprobe.Event) {
 			mu.Lock()

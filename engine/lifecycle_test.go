@@ -158,23 +158,5 @@ func TestSignals(t *testing.T) {
 // runTracedCfg is runTraced with more of the Config set.
 func runTracedCfg(t *testing.T, cfg engine.Config, probes []engine.ProbeConfig, argv ...string) *traced {
 	t.Helper()
-	outFile, err := os.Create(filepath.Join(t.TempDir(), "stdout"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer outFile.Close()
-	cfg.Probes, cfg.Stdout = probes, outFile
-	cfg.Warn = func(err error) { t.Errorf("engine warning: %v", err) }
-	sess, err := engine.Launch(cfg, argv)
-	if err != nil {
-		t.Fatalf("launch %v: %v", argv, err)
-	}
-	tr := &traced{sess: sess}
-	tr.result, err = sess.Wait()
-	if err != nil {
-		t.Fatalf("trace %v: %v", argv, err)
-	}
-	b, _ := os.ReadFile(outFile.Name())
-	tr.out = string(b)
-	return tr
+	return launchTraced(t, cfg, probes, false, argv)
 }
