@@ -64,6 +64,7 @@ func libcSteps(t *testing.T, argv []string) (map[uint64]int, string, string) {
 // with AVX2, strtol, printf internals) gets a probe, all at once, and each
 // site's hit count must equal the count from single-stepping.
 func TestAcidLibc(t *testing.T) {
+	testprog.SystemProbes(t, false)
 	if testing.Short() {
 		t.Skip("single-steps a whole program: skipped in -short mode")
 	}

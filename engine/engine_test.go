@@ -189,6 +189,7 @@ func TestThreads(t *testing.T) {
 // TestLibraryProbe probes a libc function by library name and fetches a
 // string argument.
 func TestLibraryProbe(t *testing.T) {
+	testprog.SystemProbes(t, false)
 	dir := t.TempDir()
 	prog := testprog.Build(t, dir, "libcalls", testprog.PIE...)
 	const n = 500
@@ -211,6 +212,7 @@ func TestLibraryProbe(t *testing.T) {
 // TestSystemBinary traces a real stripped PIE program of the machine with
 // a probe on libc's malloc: its output must not change.
 func TestSystemBinary(t *testing.T) {
+	testprog.SystemProbes(t, false)
 	ls := "/bin/ls"
 	if _, err := os.Stat(ls); err != nil {
 		t.Skip("/bin/ls is not on this machine")

@@ -180,6 +180,7 @@ func TestReturnProbesGo(t *testing.T) {
 
 // TestReturnValueOverride: a return handler changes what malloc returns.
 func TestReturnValueOverride(t *testing.T) {
+	testprog.SystemProbes(t, false)
 	dir := t.TempDir()
 	prog := testprog.Build(t, dir, "oom", testprog.PIE...)
 	pcs := specs(t, "r:t/malloc libc:malloc")

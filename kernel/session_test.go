@@ -110,6 +110,7 @@ func TestUprobeAndRetprobe(t *testing.T) {
 // TestStrings: string fetches from the program's memory, through a
 // library probe, and strings that are awkward to print.
 func TestStrings(t *testing.T) {
+	testprog.SystemProbes(t, true)
 	t.Parallel()
 	tfs := requireTracefs(t)
 	dir := t.TempDir()

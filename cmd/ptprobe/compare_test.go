@@ -35,6 +35,7 @@ func compare(t *testing.T, args ...string) (result, compareJSON) {
 // TestCompareAgrees: the two backends agree on the engine's targets, a
 // multi-threaded target and real programs probed in their libraries.
 func TestCompareAgrees(t *testing.T) {
+	testprog.SystemProbes(t, true)
 	requireKernelUprobes(t)
 	dir := t.TempDir()
 	probes := testprog.Build(t, dir, "probes", testprog.PIE...)
@@ -139,6 +140,7 @@ func TestCompareDiffers(t *testing.T) {
 // compared: xz's own number of mallocs varies by one from run to run (with
 // either backend, or none), and which thread encodes which block too.
 func TestCompareMultithreaded(t *testing.T) {
+	testprog.SystemProbes(t, true)
 	requireKernelUprobes(t)
 	if _, err := os.Stat("/usr/bin/xz"); err != nil {
 		t.Skip("skipped: /usr/bin/xz is not on this machine")

@@ -166,6 +166,7 @@ func startKernelTrace(t *testing.T, tfs *kernel.Tracefs) (*exec.Cmd, int) {
 // TestKernelInterrupted: SIGINT makes ptprobe remove its events; after
 // SIGKILL, the next run removes them.
 func TestKernelInterrupted(t *testing.T) {
+	testprog.SystemProbes(t, true)
 	tfs := requireKernelUprobes(t)
 
 	cmd, _ := startKernelTrace(t, tfs)

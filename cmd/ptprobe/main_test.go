@@ -220,6 +220,7 @@ func TestList(t *testing.T) {
 // TestUnprivileged runs ptprobe as an ordinary user (nobody), without any
 // capability, tracing a program it launches.
 func TestUnprivileged(t *testing.T) {
+	testprog.SystemProbes(t, false)
 	dir := t.TempDir()
 	prog := testprog.Build(t, dir, "probes", testprog.PIE...)
 	var argv []string

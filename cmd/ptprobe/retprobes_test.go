@@ -10,6 +10,7 @@ import (
 )
 
 func TestSetRetval(t *testing.T) {
+	testprog.SystemProbes(t, false)
 	dir := t.TempDir()
 	prog := testprog.Build(t, dir, "oom", testprog.PIE...)
 	r := ptprobe(t, "trace", "--count", "-e", "r libc:malloc", "--set-retval", "0", "--every", "3", "--", prog, "9")

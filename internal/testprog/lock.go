@@ -1,0 +1,40 @@
+package testprog
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// SystemProbes serializes the tests that probe the machine's own files
+// (libc, /bin/ls) with ptrace against those that put kernel uprobes on
+// them. A kernel uprobe is an int3 in every process that maps the file,
+// so a ptrace test probing the same instruction in its own program meanwhile
+// finds the kernel's int3 there and rightly refuses to arm it. go test
+// runs the packages' test binaries in parallel, so the lock is a flock
+// on a file of the system's temporary directory: kernel tests take it
+// exclusively, ptrace tests shared. It is released when t ends.
+func SystemProbes(t testing.TB, kernel bool) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "ptprobe-tests-system-probes.lock"), os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		t.Fatalf("system probes lock: %v", err)
+	}
+	how := unix.LOCK_SH
+	if kernel {
+		how = unix.LOCK_EX
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		t.Fatalf("system probes lock: %v", err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing the file releases the lock
+}
