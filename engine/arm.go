@@ -8,7 +8,6 @@ import (
 	"sort"
 
 	"golang.org/x/arch/x86/x86asm"
-	"golang.org/x/sys/unix"
 
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/uprobe"
@@ -35,7 +34,7 @@ func readMapsSorted(pid int) ([]mapRange, error) {
 // newImage arms a freshly exec'd image: t is the only thread of its
 // process, stopped before the program's first instruction.
 func (s *Session) newImage(t *thread) error {
-	if err := unix.PtraceGetRegs(t.tid, &t.regs); err != nil {
+	if err := getRegs(t.tid, &t.regs); err != nil {
 		return fmt.Errorf("registers of thread %d: %w", t.tid, err)
 	}
 	as, err := newAddrSpace(t.proc.pid)

@@ -65,8 +65,7 @@ func (s *Session) attach(pid int) error {
 		}
 	}
 	if !s.cfg.NoPin {
-		s.cpu = currentCPU()
-		pinThread(s.cpu)
+		s.sched = startFollower(s.cfg.Priority, s.warn)
 	}
 	s.initClock()
 
@@ -223,13 +222,13 @@ func (s *Session) detachAll() {
 		case sig == unix.SIGTRAP:
 			s.leaveTrap(t, pending)
 		default:
-			unix.PtraceGetRegs(t.tid, &t.regs)
+			getRegs(t.tid, &t.regs)
 			if as := t.proc.as; as != nil {
 				if st, ok := as.trampAt(t.regs.Rip); ok && t.regs.Rip == st.tramp {
 					// A fault of the displaced instruction:
 					// the program sees it at the probed address.
 					t.regs.Rip = st.addr
-					unix.PtraceSetRegs(t.tid, &t.regs)
+					setRegs(t.tid, &t.regs)
 				}
 			}
 			pending[tid] = sig
@@ -242,7 +241,7 @@ func (s *Session) detachAll() {
 		if as == nil {
 			continue
 		}
-		if err := unix.PtraceGetRegs(t.tid, &t.regs); err != nil {
+		if err := getRegs(t.tid, &t.regs); err != nil {
 			continue
 		}
 		for _, fr := range t.shadow {
@@ -268,7 +267,7 @@ func (s *Session) detachAll() {
 			// rewritten call) the thread finishes there: the slot
 			// region stays mapped and jumps back by itself.
 		}
-		unix.PtraceSetRegs(t.tid, &t.regs)
+		setRegs(t.tid, &t.regs)
 	}
 
 	// Remove the int3s, once per address space, and check the text.
@@ -292,7 +291,7 @@ func (s *Session) detachAll() {
 // instruction has not run yet, a post-handler exit, a return through the
 // trampoline; any other SIGTRAP is the program's and is delivered.
 func (s *Session) leaveTrap(t *thread, pending map[int]unix.Signal) {
-	if err := unix.PtraceGetRegs(t.tid, &t.regs); err != nil {
+	if err := getRegs(t.tid, &t.regs); err != nil {
 		return
 	}
 	as := t.proc.as
@@ -314,7 +313,7 @@ func (s *Session) leaveTrap(t *thread, pending map[int]unix.Signal) {
 		pending[t.tid] = unix.SIGTRAP
 		return
 	}
-	unix.PtraceSetRegs(t.tid, &t.regs)
+	setRegs(t.tid, &t.regs)
 }
 
 // restoreText writes the original first byte of every site of as back and

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -54,10 +55,13 @@ type Config struct {
 	Env []string
 	// Dir is the program's working directory; "" means ptprobe's.
 	Dir string
-	// NoPin leaves the ptrace thread free to run on any CPU. By default
-	// it is confined to the CPU it runs on when the program starts, which
-	// makes each stop several times cheaper (DESIGN.md §6).
+	// NoPin leaves the ptrace thread free to run on any CPU, at normal
+	// priority. By default it follows the program thread it serves from
+	// CPU to CPU, so that stops and resumes are same-CPU wake-ups,
+	// several times cheaper (see cpuFollower).
 	NoPin bool
+	// Priority is the scheduling policy of the following ptrace thread.
+	Priority TracerPriority
 	// SameCPU confines the launched program (and so its threads and
 	// children, which inherit it) and the tracer to CPU: every stop is
 	// then a same-CPU wake-up, the cheapest there is (DESIGN.md §6), at
@@ -78,6 +82,26 @@ type Config struct {
 	// needs to compare pointer arguments.
 	NoASLR bool
 }
+
+// TracerPriority chooses the scheduling policy of the ptrace thread.
+type TracerPriority int
+
+const (
+	// PriorityAuto makes the tracer SCHED_IDLE while some CPU is free,
+	// so that the program threads it resumes run on its CPU, and
+	// SCHED_OTHER while every CPU is busy; if the process may not
+	// leave SCHED_IDLE again (no CAP_SYS_NICE, RLIMIT_NICE 0), it
+	// stays SCHED_OTHER.
+	PriorityAuto TracerPriority = iota
+	// PriorityNormal keeps SCHED_OTHER: a fair share of a busy CPU,
+	// but the program threads it resumes are woken on another CPU
+	// whenever one is idle, which costs several times more a hit.
+	PriorityNormal
+	// PriorityIdle makes the tracer SCHED_IDLE for good, even where it
+	// cannot leave it: same-CPU hits for unprivileged users, but hits
+	// wait milliseconds for the tracer while every CPU is busy.
+	PriorityIdle
+)
 
 // Probe is an armed probe of a session.
 type Probe struct {
@@ -143,7 +167,8 @@ type Session struct {
 	files  map[elfsym.FileID]*elfsym.File
 	byPath map[string]*elfsym.File
 
-	cpu       int
+	// sched keeps the ptrace thread near the program (nil: NoPin).
+	sched     *cpuFollower
 	clockBase time.Duration // CLOCK_MONOTONIC at t0
 	t0        time.Time
 	ev        uprobe.Event
@@ -311,6 +336,8 @@ func (s *Session) run(first func() error, started chan<- error) {
 	// retires it when this goroutine returns.
 	defer close(s.done)
 	defer s.closeFiles()
+	defer func() { s.sched.close() }()
+	quietStops()
 
 	err := first()
 	started <- err
@@ -386,22 +413,21 @@ func (s *Session) start(path string, argv []string) error {
 		unix.Kill(s.pid, unix.SIGKILL)
 		return fmt.Errorf("%s did not stop once seized (status 0x%x): %v", path, uint32(ws), err)
 	}
-	if !s.cfg.NoPin {
-		s.cpu = currentCPU()
-		if s.cfg.SameCPU {
-			if s.cfg.CPU >= 0 {
-				s.cpu = s.cfg.CPU
-			}
-			var one unix.CPUSet
-			one.Set(s.cpu)
-			if err := unix.SchedSetaffinity(s.pid, &one); err != nil {
-				unix.Kill(s.pid, unix.SIGKILL)
-				return fmt.Errorf("confine %s to CPU %d: %w", path, s.cpu, err)
-			}
+	switch {
+	case s.cfg.SameCPU:
+		cpu := currentCPU()
+		if s.cfg.CPU >= 0 {
+			cpu = s.cfg.CPU
 		}
-		if err := pinThread(s.cpu); err != nil {
-			s.warn(fmt.Errorf("pin the tracer to CPU %d: %w", s.cpu, err))
+		var one unix.CPUSet
+		one.Set(cpu)
+		if err := unix.SchedSetaffinity(s.pid, &one); err != nil {
+			unix.Kill(s.pid, unix.SIGKILL)
+			return fmt.Errorf("confine %s to CPU %d: %w", path, cpu, err)
 		}
+		s.sched = pinnedFollower(cpu, s.warn)
+	case !s.cfg.NoPin:
+		s.sched = startFollower(s.cfg.Priority, s.warn)
 	}
 	s.initClock()
 
@@ -416,7 +442,7 @@ func (s *Session) start(path string, argv []string) error {
 	}
 	s.started = time.Now()
 	unix.Kill(s.pid, unix.SIGCONT) // ends the SIGSTOP of the seizing
-	if err := unix.PtraceCont(s.pid, 0); err != nil {
+	if err := cont(s.pid, 0); err != nil {
 		unix.Kill(s.pid, unix.SIGKILL)
 		return fmt.Errorf("resume %d: %w", s.pid, err)
 	}
@@ -442,6 +468,16 @@ func wait4(pid int, ws *unix.WaitStatus) (int, error) {
 			return wpid, err
 		}
 	}
+}
+
+// wait4NoHang returns a stop or exit of any traced thread if one is ready,
+// else 0, without blocking or entering the Go scheduler.
+func wait4NoHang(ws *unix.WaitStatus) (int, error) {
+	pid, _, errno := unix.RawSyscall6(unix.SYS_WAIT4, ^uintptr(0), uintptr(unsafe.Pointer(ws)), unix.WALL|unix.WNOHANG, 0, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(pid), nil
 }
 
 // killAll kills every traced process after an internal error: they carry

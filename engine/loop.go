@@ -25,7 +25,15 @@ func (s *Session) loop() error {
 			}
 		} else {
 			var err error
-			tid, err = wait4(-1, &ws)
+			if s.sched.following() {
+				tid, err = wait4NoHang(&ws)
+				if tid == 0 && err == nil {
+					s.sched.waitMissed()
+				}
+			}
+			if tid == 0 || err != nil {
+				tid, err = wait4(-1, &ws)
+			}
 			if err == unix.ECHILD {
 				return nil
 			}
@@ -66,6 +74,9 @@ func (s *Session) handle(tid int, ws unix.WaitStatus) error {
 		// not reported yet: it starts when that event arrives.
 		s.early[tid] = ws
 		return nil
+	}
+	if s.sched != nil {
+		s.sched.stopped(tid, s.now())
 	}
 	sig := ws.StopSignal()
 	event := stopEvent(ws)
@@ -113,7 +124,7 @@ func (s *Session) resume(t *thread, sig unix.Signal) error {
 		unix.Tgkill(t.proc.pid, t.tid, q)
 	}
 	t.requeue = t.requeue[:0]
-	if err := unix.PtraceCont(t.tid, int(sig)); err != nil {
+	if err := cont(t.tid, sig); err != nil {
 		if err == unix.ESRCH {
 			return nil // killed meanwhile; its exit is reported next
 		}
@@ -124,7 +135,7 @@ func (s *Session) resume(t *thread, sig unix.Signal) error {
 
 // setRegsAndResume writes t.regs back and resumes t.
 func (s *Session) setRegsAndResume(t *thread, sig unix.Signal) error {
-	if err := unix.PtraceSetRegs(t.tid, &t.regs); err != nil {
+	if err := setRegs(t.tid, &t.regs); err != nil {
 		if err == unix.ESRCH {
 			return nil
 		}
@@ -162,7 +173,7 @@ func (s *Session) trap(t *thread) error {
 		}
 		return s.resume(t, 0)
 	}
-	if err := unix.PtraceGetRegs(t.tid, &t.regs); err != nil {
+	if err := getRegs(t.tid, &t.regs); err != nil {
 		if err == unix.ESRCH {
 			return nil
 		}
@@ -273,7 +284,7 @@ func (s *Session) fault(t *thread, sig unix.Signal) error {
 	if t.proc.as == nil {
 		return s.resume(t, sig)
 	}
-	if err := unix.PtraceGetRegs(t.tid, &t.regs); err != nil {
+	if err := getRegs(t.tid, &t.regs); err != nil {
 		if err == unix.ESRCH {
 			return nil
 		}
@@ -346,10 +357,8 @@ func (s *Session) emit(t *thread, p *Probe, ip, retIP, dur uint64) {
 	}
 	ev := &s.ev
 	ev.TimeNS = s.now()
-	ev.PID, ev.TID, ev.CPU = t.proc.pid, t.tid, s.cpu
-	if s.cfg.NoPin {
-		ev.CPU = currentCPU()
-	}
+	// The tracer runs where the program thread stopped, when it can.
+	ev.PID, ev.TID, ev.CPU = t.proc.pid, t.tid, s.sched.pinnedCPU()
 	ev.Comm = t.Comm()
 	ev.Group, ev.Name, ev.Kind = p.Spec.Group, p.Spec.Event, p.Spec.Kind
 	ev.IP, ev.RetIP, ev.DurationNS = ip, retIP, dur

@@ -176,3 +176,61 @@ func stopEvent(ws unix.WaitStatus) int { return int(ws>>16) & 0xff }
 func isStopSignal(sig unix.Signal) bool {
 	return sig == unix.SIGSTOP || sig == unix.SIGTSTP || sig == unix.SIGTTIN || sig == unix.SIGTTOU
 }
+
+// kernelSigaction is struct sigaction as rt_sigaction(2) takes it on
+// x86-64.
+type kernelSigaction struct {
+	handler  uintptr
+	flags    uint64
+	restorer uintptr
+	mask     uint64
+}
+
+const saNoCldStop = 0x1 // SA_NOCLDSTOP
+
+// quietStops sets SA_NOCLDSTOP on the process's SIGCHLD action, keeping
+// its handler (Go's). Every stop of a traced thread otherwise sends the
+// tracer a SIGCHLD, and Go's handler, which ignores it, still costs a
+// signal delivery and return per probe hit (~1.5 µs here, in a ~12 µs
+// hit). With the flag the kernel only wakes the waiting tracer, as it
+// does for stops of children when SIGCHLD is ignored by default. Exits
+// still raise SIGCHLD, so os/signal users of it keep working.
+func quietStops() {
+	var act kernelSigaction
+	if _, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGCHLD), 0, uintptr(unsafe.Pointer(&act)), 8, 0, 0); errno != 0 {
+		return
+	}
+	if act.flags&saNoCldStop != 0 || act.handler == 0 || act.handler == 1 {
+		return // set already, or SIG_DFL/SIG_IGN: no handler runs
+	}
+	act.flags |= saNoCldStop
+	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGCHLD), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0)
+}
+
+// The hot path's ptrace requests, as raw system calls: none of them
+// blocks (a stopped tracee's registers are read and written in place, and
+// PTRACE_CONT only wakes it), so they need not tell the Go scheduler, which
+// unix.Ptrace* does at ~0.1 µs a call.
+
+// getRegs is PTRACE_GETREGS.
+func getRegs(tid int, regs *unix.PtraceRegs) error {
+	return ptraceNoBlock(unix.PTRACE_GETREGS, tid, uintptr(unsafe.Pointer(regs)))
+}
+
+// setRegs is PTRACE_SETREGS.
+func setRegs(tid int, regs *unix.PtraceRegs) error {
+	return ptraceNoBlock(unix.PTRACE_SETREGS, tid, uintptr(unsafe.Pointer(regs)))
+}
+
+// cont is PTRACE_CONT delivering sig (0: none).
+func cont(tid int, sig unix.Signal) error {
+	return ptraceNoBlock(unix.PTRACE_CONT, tid, uintptr(sig))
+}
+
+func ptraceNoBlock(req, tid int, data uintptr) error {
+	_, _, errno := unix.RawSyscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), 0, data, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}

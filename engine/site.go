@@ -297,7 +297,7 @@ func (s *Session) remoteSyscall(t *thread, nr uintptr, a1, a2, a3, a4, a5, a6 ui
 		}
 	}
 	t.regs = saved
-	if serr := unix.PtraceSetRegs(t.tid, &saved); serr != nil && err == nil {
+	if serr := setRegs(t.tid, &saved); serr != nil && err == nil {
 		err = fmt.Errorf("restore registers of thread %d: %w", t.tid, serr)
 	}
 	if err != nil {
@@ -313,10 +313,10 @@ func (s *Session) remoteSyscall(t *thread, nr uintptr, a1, a2, a3, a4, a5, a6 ui
 // stops on the int3 before stop (rip == stop). It returns rax there.
 // Signals that arrive meanwhile are requeued for the thread.
 func (s *Session) runUntil(t *thread, regs *arch.Regs, stop uint64) (uint64, error) {
-	if err := unix.PtraceSetRegs(t.tid, regs); err != nil {
+	if err := setRegs(t.tid, regs); err != nil {
 		return 0, fmt.Errorf("set registers of thread %d: %w", t.tid, err)
 	}
-	if err := unix.PtraceCont(t.tid, 0); err != nil {
+	if err := cont(t.tid, 0); err != nil {
 		return 0, fmt.Errorf("resume thread %d: %w", t.tid, err)
 	}
 	for {
@@ -333,7 +333,7 @@ func (s *Session) runUntil(t *thread, regs *arch.Regs, stop uint64) (uint64, err
 			return 0, fmt.Errorf("thread %d exited during an injected system call", t.tid)
 		}
 		var r arch.Regs
-		if err := unix.PtraceGetRegs(t.tid, &r); err != nil {
+		if err := getRegs(t.tid, &r); err != nil {
 			return 0, fmt.Errorf("registers of thread %d: %w", t.tid, err)
 		}
 		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() == 0 && r.Rip == stop {
@@ -343,7 +343,7 @@ func (s *Session) runUntil(t *thread, regs *arch.Regs, stop uint64) (uint64, err
 		if sig := ws.StopSignal(); sig != unix.SIGTRAP {
 			t.requeue = append(t.requeue, sig)
 		}
-		if err := unix.PtraceCont(t.tid, 0); err != nil {
+		if err := cont(t.tid, 0); err != nil {
 			return 0, fmt.Errorf("resume thread %d: %w", t.tid, err)
 		}
 	}

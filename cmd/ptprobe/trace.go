@@ -30,7 +30,8 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	format := fs.String("format", "text", "output format: text (trace_pipe lines) or json (one object per line)")
 	count := fs.Bool("count", false, "print only the number of hits of each probe, at exit")
 	output := fs.StringP("output", "o", "", "write events to `FILE` instead of standard output")
-	noPin := fs.Bool("no-pin", false, "do not keep the tracer on one CPU (slower stops)")
+	noPin := fs.Bool("no-pin", false, "let the tracer thread run anywhere at normal priority instead of following the program's threads from CPU to CPU (slower stops)")
+	prio := fs.String("tracer-priority", "auto", "scheduling of the tracer thread: auto (SCHED_IDLE while a CPU is free, if it can return to SCHED_OTHER, which needs root or CAP_SYS_NICE), normal (SCHED_OTHER: program threads resumed on other CPUs, slower hits), or idle (SCHED_IDLE for good: fast hits without root, but slow ones while every CPU is busy)")
 	sameCPU := fs.Bool("same-cpu", false, "confine the launched program and the tracer to one CPU: the cheapest stops, at the price of the program's parallelism")
 	cpu := fs.Int("cpu", -1, "with --same-cpu: the `CPU` (default: the one ptprobe runs on)")
 	backend := fs.String("backend", "ptrace", "ptrace (the engine, no privilege needed) or kernel (tracefs uprobe_events/kprobe_events, needs root)")
@@ -161,6 +162,16 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	cfg.Warn = func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }
 	cfg.NoPin = *noPin
+	switch *prio {
+	case "auto":
+		cfg.Priority = engine.PriorityAuto
+	case "normal":
+		cfg.Priority = engine.PriorityNormal
+	case "idle":
+		cfg.Priority = engine.PriorityIdle
+	default:
+		return 0, fmt.Errorf("trace: --tracer-priority %q: want auto, normal or idle", *prio)
+	}
 	cfg.SameCPU, cfg.CPU = *sameCPU, *cpu
 	if *sameCPU && (*noPin || *attachPID != 0) {
 		return 0, errors.New("trace: --same-cpu confines a launched program; it goes with neither --no-pin nor -p")

@@ -1,0 +1,292 @@
+package engine
+
+import (
+	"fmt"
+	"runtime"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// cpuFollower keeps the engine's ptrace thread on the CPU of the program
+// thread it serves, without touching the program's own affinity.
+//
+// Each probe hit is two wake-ups: the stop wakes the tracer, and
+// PTRACE_CONT wakes the program thread. On one CPU that costs ~10 µs a
+// hit on this machine; when a wake-up has to bring another CPU out of its
+// idle halt, ~60 µs (DESIGN.md §6). Pinning the tracer next to the
+// program thread is not enough: at PTRACE_CONT the tracer is running, so
+// its CPU is busy, and the kernel's wake-up placement
+// (select_idle_sibling) sends the program thread to any idle CPU of the
+// cache domain instead. A SCHED_IDLE tracer does not make its CPU busy:
+// the scheduler counts a CPU that runs only SCHED_IDLE threads as idle
+// (sched_idle_cpu), so the program thread is woken on the tracer's CPU,
+// preempts the tracer at once, and the tracer finds the next stop ready
+// when it runs again.
+//
+// The price is that a SCHED_IDLE thread gets almost no CPU while normal
+// threads are runnable where it runs: on a machine whose CPUs are all
+// busy, hits would wait milliseconds for the tracer. So the tracer is
+// SCHED_IDLE only while some CPU is free, and only if it may return to
+// SCHED_OTHER (CAP_SYS_NICE, or an RLIMIT_NICE that allows nice 0: the
+// kernel treats leaving SCHED_IDLE as raising the priority from nice 20).
+// Otherwise it stays SCHED_OTHER and still follows the program, which
+// is then woken on another CPU whenever one idles. Config.Priority
+// chooses otherwise.
+//
+// Following: the program thread may move (the load balancer pulls it to
+// an idle CPU). A tracer on its CPU would have found the next stop ready,
+// so a wait that finds none (waitMissed) is the cheap sign of a move; the
+// thread's CPU is then read from /proc and the tracer moves after it.
+// Without such a sign the check runs every checkEvery.
+//
+// All methods run on the ptrace thread, except where said.
+type cpuFollower struct {
+	// cpu is the CPU the ptrace thread is confined to, -1 when none.
+	cpu int
+	// follow: move to the CPU of the stopped program thread.
+	follow bool
+	// allowed is the ptrace thread's affinity before any pinning.
+	allowed unix.CPUSet
+
+	// idle: the ptrace thread's policy is SCHED_IDLE now.
+	idle bool
+	// mayIdle: SCHED_IDLE is wanted and can be left again.
+	mayIdle bool
+	// busyChecks and freeChecks count the consecutive checks that found
+	// every CPU busy, and some CPU free.
+	busyChecks, freeChecks int
+
+	// last is the session-clock time (ns) of the last check.
+	last   uint64
+	missed bool
+
+	loadavg int    // fd of /proc/loadavg, or -1
+	path    []byte // reused /proc/TID/stat path, NUL-terminated
+	buf     [1024]byte
+}
+
+const (
+	// checkEvery spaces the periodic checks: a check (one or two small
+	// /proc reads, ~5 µs) every 2 ms costs 0.25%.
+	checkEvery = 2 * time.Millisecond
+	// missGap spaces the checks after missed waits, which a program
+	// thread that sleeps between hits misses every time.
+	missGap = 200 * time.Microsecond
+	// busyToNormal consecutive checks with every CPU busy make a
+	// SCHED_IDLE tracer SCHED_OTHER; freeToIdle with a CPU free make it
+	// SCHED_IDLE again.
+	busyToNormal = 2
+	freeToIdle   = 50
+)
+
+// startFollower confines the calling (ptrace) thread to the CPU it runs
+// on and sets its policy as prio says.
+func startFollower(prio TracerPriority, warn func(error)) *cpuFollower {
+	f := &cpuFollower{cpu: currentCPU(), follow: true, loadavg: -1}
+	if err := unix.SchedGetaffinity(0, &f.allowed); err != nil {
+		f.allowed.Zero()
+		f.allowed.Set(f.cpu)
+	}
+	if err := pinThread(f.cpu); err != nil {
+		warn(fmt.Errorf("pin the tracer to CPU %d: %w", f.cpu, err))
+		f.cpu, f.follow = -1, false
+		return f
+	}
+	switch {
+	case prio == PriorityIdle:
+		if err := f.setIdle(true); err != nil {
+			warn(fmt.Errorf("make the tracer SCHED_IDLE: %w", err))
+		}
+		return f
+	case prio != PriorityAuto || !canLeaveIdle():
+		return f
+	}
+	fd, err := unix.Open("/proc/loadavg", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return f // without it, busy CPUs would go unnoticed
+	}
+	f.loadavg, f.mayIdle = fd, true
+	if f.setIdle(true) != nil {
+		f.mayIdle = false
+	}
+	return f
+}
+
+// pinnedFollower confines the calling thread to cpu for good (SameCPU):
+// the program is confined there too, so there is nothing to follow.
+func pinnedFollower(cpu int, warn func(error)) *cpuFollower {
+	f := &cpuFollower{cpu: cpu, loadavg: -1}
+	if err := pinThread(cpu); err != nil {
+		warn(fmt.Errorf("pin the tracer to CPU %d: %w", cpu, err))
+		f.cpu = -1
+	}
+	return f
+}
+
+// canLeaveIdle reports whether a thread of this process may go from
+// SCHED_IDLE back to SCHED_OTHER, by trying on a thread of its own that
+// Go retires afterwards (its goroutine ends locked to it). It runs on
+// any goroutine.
+func canLeaveIdle() bool {
+	ok := make(chan bool)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with us
+		if unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0) != nil {
+			ok <- false
+			return
+		}
+		ok <- unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}, 0) == nil
+	}()
+	return <-ok
+}
+
+// pinnedCPU is the CPU the ptrace thread is confined to, else the one it
+// runs on now.
+func (f *cpuFollower) pinnedCPU() int {
+	if f == nil || f.cpu < 0 {
+		return currentCPU()
+	}
+	return f.cpu
+}
+
+// following reports whether the follower moves the ptrace thread.
+func (f *cpuFollower) following() bool { return f != nil && f.follow }
+
+// close releases the follower's file.
+func (f *cpuFollower) close() {
+	if f != nil && f.loadavg >= 0 {
+		unix.Close(f.loadavg)
+		f.loadavg = -1
+	}
+}
+
+// setIdle switches the ptrace thread between SCHED_IDLE and SCHED_OTHER.
+func (f *cpuFollower) setIdle(idle bool) error {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
+	if idle {
+		attr.Policy = unix.SCHED_IDLE
+	}
+	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+		return err
+	}
+	f.idle = idle
+	return nil
+}
+
+// waitMissed records that a wait for the next stop found none ready: the
+// program thread the tracer resumed runs on another CPU, or it blocked.
+func (f *cpuFollower) waitMissed() { f.missed = true }
+
+// stopped is called at each stop of program thread tid, at session-clock
+// time now (ns). Most calls return at once.
+func (f *cpuFollower) stopped(tid int, now uint64) {
+	missed := f.missed
+	f.missed = false
+	if !f.follow || now < f.last+uint64(missGap) || (!missed && now < f.last+uint64(checkEvery)) {
+		return
+	}
+	f.last = now
+	if f.mayIdle {
+		f.choosePolicy()
+	}
+	cpu, ok := f.threadCPU(tid)
+	if !ok || cpu == f.cpu || !f.allowed.IsSet(cpu) {
+		return
+	}
+	if pinThread(cpu) == nil {
+		f.cpu = cpu
+	}
+}
+
+// choosePolicy makes the tracer SCHED_OTHER while every CPU is busy and
+// SCHED_IDLE again once one has been free for a while.
+func (f *cpuFollower) choosePolicy() {
+	running, ok := f.runnable()
+	if !ok {
+		return
+	}
+	// running counts this thread; the program's stopped threads are
+	// not runnable.
+	if running-1 >= f.allowed.Count() {
+		f.busyChecks, f.freeChecks = f.busyChecks+1, 0
+	} else {
+		f.busyChecks, f.freeChecks = 0, f.freeChecks+1
+	}
+	switch {
+	case f.idle && f.busyChecks >= busyToNormal:
+		if f.setIdle(false) != nil {
+			f.mayIdle = false // stuck at SCHED_IDLE: nothing to choose
+		}
+	case !f.idle && f.freeChecks >= freeToIdle:
+		f.setIdle(true)
+	}
+}
+
+// runnable reads the number of runnable threads of the machine, the
+// fourth field of /proc/loadavg ("R/T").
+func (f *cpuFollower) runnable() (int, bool) {
+	n, err := unix.Pread(f.loadavg, f.buf[:], 0)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	b := f.buf[:n]
+	for field := 0; field < 3; field++ {
+		for len(b) > 0 && b[0] != ' ' {
+			b = b[1:]
+		}
+		if len(b) > 0 {
+			b = b[1:]
+		}
+	}
+	v, ok := parseUint(b)
+	return int(v), ok
+}
+
+// threadCPU reads the CPU thread tid last ran on (field 39 of its stat).
+func (f *cpuFollower) threadCPU(tid int) (int, bool) {
+	f.path = append(strconv.AppendInt(append(f.path[:0], "/proc/"...), int64(tid), 10), "/stat\x00"...)
+	atCWD := unix.AT_FDCWD
+	fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(atCWD), uintptr(unsafe.Pointer(&f.path[0])), unix.O_RDONLY|unix.O_CLOEXEC, 0, 0, 0)
+	if errno != 0 {
+		return 0, false
+	}
+	n, err := unix.Read(int(fd), f.buf[:])
+	unix.Close(int(fd))
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	stat := f.buf[:n]
+	// The command name (field 2) may hold spaces and parentheses:
+	// count fields from the last ')'.
+	i := len(stat) - 1
+	for i >= 0 && stat[i] != ')' {
+		i--
+	}
+	if i < 0 {
+		return 0, false
+	}
+	field := 2
+	for i++; i < len(stat); i++ {
+		if stat[i] == ' ' {
+			field++
+			if field == 39 {
+				v, ok := parseUint(stat[i+1:])
+				return int(v), ok
+			}
+		}
+	}
+	return 0, false
+}
+
+// parseUint parses the decimal number at the start of b.
+func parseUint(b []byte) (uint64, bool) {
+	var v uint64
+	i := 0
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		v = v*10 + uint64(b[i]-'0')
+	}
+	return v, i > 0
+}
