@@ -35,10 +35,36 @@ const (
 	maxEvalDepth = 64
 )
 
+// VectorReader is a FetchContext that can read several ranges of memory
+// in one call, as process_vm_readv does with several iovecs. FetchArgs
+// then reads the memory of all the fetch-args whose address takes no
+// other read (+8(%si), @sym, $stack3, a string's first bytes) in one
+// call instead of one each.
+type VectorReader interface {
+	// ReadMemoryVector reads bufs[i] at addrs[i] for each i, in order,
+	// and returns the number of bytes read in all: the ranges before
+	// the first one that could not be read whole were read whole.
+	ReadMemoryVector(addrs []uint64, bufs [][]byte) (int, error)
+}
+
+const (
+	// maxPrefetch bounds the ranges FetchArgs reads in one call, and
+	// prefetchBytes their total size.
+	maxPrefetch   = 16
+	prefetchBytes = 2048
+)
+
 // scratch is the buffer memory reads land in. Buffers passed through the
 // FetchContext interface escape, so a stack array would be a heap
 // allocation per read; a pooled one is not.
-type scratch struct{ b [MaxStringLen + 1]byte }
+type scratch struct {
+	b [MaxStringLen + 1]byte
+	// The ranges FetchArgs read ahead: preBuf[i] (a slice of pre) holds
+	// the bytes at preAddr[i].
+	pre     [prefetchBytes]byte
+	preAddr [maxPrefetch]uint64
+	preBuf  [maxPrefetch][]byte
+}
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
@@ -47,20 +73,100 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 type fetcher struct {
 	ctx FetchContext
 	sc  *scratch
+	pre int // ranges of sc read ahead, whole
 }
 
-func (f *fetcher) buf() []byte {
+func (f *fetcher) scratch() *scratch {
 	if f.sc == nil {
 		f.sc = scratchPool.Get().(*scratch)
 	}
-	return f.sc.b[:]
+	return f.sc
 }
+
+func (f *fetcher) buf() []byte { return f.scratch().b[:] }
 
 func (f *fetcher) release() {
 	if f.sc != nil {
 		scratchPool.Put(f.sc)
-		f.sc = nil
+		f.sc, f.pre = nil, 0
 	}
+}
+
+// prefetch reads, in one call, the memory that the args will read first
+// and whose address takes no other read. Fewer than two such ranges are
+// left to the args' own reads.
+func (f *fetcher) prefetch(vr VectorReader, args []FetchArg) {
+	var addrs [maxPrefetch]uint64
+	var sizes [maxPrefetch]int
+	k, used := 0, 0
+	for i := range args {
+		addr, size, ok := f.firstRead(&args[i])
+		if !ok || k == maxPrefetch || used+size > prefetchBytes {
+			continue
+		}
+		addrs[k], sizes[k] = addr, size
+		k++
+		used += size
+	}
+	if k < 2 {
+		return
+	}
+	sc := f.scratch()
+	used = 0
+	for i := range k {
+		sc.preAddr[i] = addrs[i]
+		sc.preBuf[i] = sc.pre[used : used+sizes[i] : used+sizes[i]]
+		used += sizes[i]
+	}
+	n, err := vr.ReadMemoryVector(sc.preAddr[:k], sc.preBuf[:k])
+	if err != nil {
+		return
+	}
+	for f.pre < k && n >= len(sc.preBuf[f.pre]) {
+		n -= len(sc.preBuf[f.pre])
+		f.pre++
+	}
+}
+
+// firstRead is the range of memory arg a reads first, when its address
+// can be had from the registers alone: a string's first chunk (up to its
+// page's end, so that an unreadable next page does not fail the batch),
+// or an integer's bytes.
+func (f *fetcher) firstRead(a *FetchArg) (addr uint64, size int, ok bool) {
+	e := a.Expr
+	switch {
+	case e == nil:
+		return 0, 0, false
+	case e.Op == OpStackN:
+		regs := f.ctx.Regs()
+		if regs == nil || a.Type.Kind == String {
+			return 0, 0, false
+		}
+		return regs.Rsp + 8*uint64(e.Imm), 8, true
+	case e.Op == OpAddr || e.Op == OpFileOffset:
+	case e.Op == OpDeref && e.Inner != nil && !e.Inner.Op.isMemory() && e.Inner.Op != OpStackN:
+	default:
+		return 0, 0, false
+	}
+	if addr, ok = f.addr(e, 0); !ok {
+		return 0, 0, false
+	}
+	if a.Type.Kind == String {
+		return addr, min(stringChunk, pageSize-int(addr%pageSize)), true
+	}
+	return addr, typeSize(a.Type), true
+}
+
+// cached copies into p what was read ahead at addr and returns how many
+// bytes it copied (0: nothing read ahead there).
+func (f *fetcher) cached(addr uint64, p []byte) int {
+	for i := 0; i < f.pre; i++ {
+		a, b := f.sc.preAddr[i], f.sc.preBuf[i]
+		if addr >= a && addr-a < uint64(len(b)) {
+			return copy(p, b[addr-a:])
+		}
+	}
+	return 0
 }
 
 // Fetch evaluates the argument on a stopped thread. A failed memory read
@@ -86,8 +192,14 @@ func (a *FetchArg) Fetch(ctx FetchContext) Value {
 // FetchArgs appends the values of all of the spec's fetch-args to dst,
 // in order, and returns the extended slice. It is Fetch for each arg
 // sharing one scratch buffer.
+//
+// With a VectorReader, the first memory read of each arg whose address
+// takes no other read is done for all of them in one call.
 func (s *Spec) FetchArgs(ctx FetchContext, dst []Value) []Value {
 	f := fetcher{ctx: ctx}
+	if vr, ok := ctx.(VectorReader); ok && len(s.Args) > 1 {
+		f.prefetch(vr, s.Args)
+	}
 	for i := range s.Args {
 		dst = append(dst, f.fetch(&s.Args[i]))
 	}
@@ -195,8 +307,10 @@ func (f *fetcher) addr(e *Expr, depth int) (uint64, bool) {
 // readUint reads a little-endian integer of size bytes (1..8) at addr.
 func (f *fetcher) readUint(addr uint64, size int) (uint64, bool) {
 	p := f.buf()[:size]
-	if n, _ := f.ctx.ReadMemory(addr, p); n < size {
-		return 0, false
+	if f.cached(addr, p) < size {
+		if n, _ := f.ctx.ReadMemory(addr, p); n < size {
+			return 0, false
+		}
 	}
 	var u uint64
 	for i := size - 1; i >= 0; i-- {
@@ -211,6 +325,14 @@ func (f *fetcher) readUint(addr uint64, size int) (uint64, bool) {
 func (f *fetcher) readString(addr uint64) (string, bool) {
 	buf := f.buf()
 	n, chunk := 0, stringChunk
+	if got := f.cached(addr, buf[:stringChunk]); got > 0 {
+		if i := bytes.IndexByte(buf[:got], 0); i >= 0 {
+			return string(buf[:i]), true
+		}
+		// No NUL in the chunk (which may end early, at a page's
+		// end): go on after it.
+		n, chunk = got, 2*stringChunk
+	}
 	for n < MaxStringLen {
 		want := min(chunk, MaxStringLen-n)
 		got := f.readAvail(addr+uint64(n), buf[n:n+want])
