@@ -24,7 +24,11 @@ import (
 // Inst with Class == ClassRefuse and Reason set, Len == 0, and an error
 // wrapping ErrUndecodable.
 func Decode(code []byte) (Inst, error) {
-	inst, _, err := decode(code)
+	inst, lay, err := decode(code)
+	if err == nil {
+		inst.dec = &decoded{inst: inst, lay: lay}
+		inst.dec.inst.Bytes = bytes.Clone(inst.Bytes)
+	}
 	return inst, err
 }
 
@@ -34,6 +38,9 @@ func Decode(code []byte) (Inst, error) {
 func redecode(inst *Inst) (Inst, layout, error) {
 	if inst == nil || len(inst.Bytes) == 0 {
 		return Inst{}, layout{}, fmt.Errorf("%w: no instruction bytes", ErrUndecodable)
+	}
+	if inst.dec != nil && bytes.Equal(inst.Bytes, inst.dec.inst.Bytes) {
+		return inst.dec.inst, inst.dec.lay, nil
 	}
 	d, lay, err := decode(inst.Bytes)
 	if err != nil {

@@ -127,11 +127,11 @@ func Emulate(inst *Inst, orig uint64, regs *Regs, mem Memory) error {
 			r.Rip = branchTarget(&d, &lay, orig)
 		}
 	case FlowRet:
-		var b [8]byte
-		if err := readFull(mem, r.Rsp, b[:]); err != nil {
+		ret, err := readWord(mem, r.Rsp)
+		if err != nil {
 			return fmt.Errorf("emulate %q at %#x: pop the return address: %w", d.String(), orig, err)
 		}
-		r.Rip = binary.LittleEndian.Uint64(b[:])
+		r.Rip = ret
 		r.Rsp += 8
 		if lay.op == 0xC2 {
 			r.Rsp += uint64(binary.LittleEndian.Uint16(d.Bytes[lay.immOff:]))
@@ -152,9 +152,25 @@ func indirectTarget(lay *layout, code []byte, orig uint64, r *Regs, mem Memory) 
 	if err != nil {
 		return 0, err
 	}
-	var b [8]byte
-	if err := readFull(mem, ea, b[:]); err != nil {
+	target, err := readWord(mem, ea)
+	if err != nil {
 		return 0, fmt.Errorf("read the target: %w", err)
+	}
+	return target, nil
+}
+
+// readWord reads the little-endian 8-byte word at addr.
+func readWord(mem Memory, addr uint64) (uint64, error) {
+	if w, ok := mem.(WordMemory); ok {
+		v, err := w.ReadUint64(addr)
+		if err != nil {
+			return 0, fmt.Errorf("read 8 bytes at %#x: %w", addr, err)
+		}
+		return v, nil
+	}
+	var b [8]byte
+	if err := readFull(mem, addr, b[:]); err != nil {
+		return 0, err
 	}
 	return binary.LittleEndian.Uint64(b[:]), nil
 }
@@ -221,12 +237,18 @@ func condTrue(cc byte, rflags uint64) bool {
 
 // push writes v below rsp and moves rsp down, on r.
 func push(mem Memory, r *Regs, v uint64) error {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], v)
 	sp := r.Rsp - 8
-	n, err := mem.WriteMemory(sp, b[:])
-	if err == nil && n != len(b) {
-		err = fmt.Errorf("short write: %d of %d bytes", n, len(b))
+	var err error
+	if w, ok := mem.(WordMemory); ok {
+		err = w.WriteUint64(sp, v)
+	} else {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], v)
+		var n int
+		n, err = mem.WriteMemory(sp, b[:])
+		if err == nil && n != len(b) {
+			err = fmt.Errorf("short write: %d of %d bytes", n, len(b))
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("push the return address at %#x: %w", sp, err)

@@ -64,6 +64,17 @@ type Inst struct {
 	// every FlowRet of the function, and a stop-exit trampoline cannot be
 	// built for FlowRet and FlowJmpIndirect (see ErrNeedsEmulation).
 	Flow Flow
+
+	// dec is what Decode made of Bytes, kept so that Relocate and
+	// Emulate (on every emulated hit) need not decode them again; nil
+	// for an Inst built by hand.
+	dec *decoded
+}
+
+// decoded is a pristine copy of a decoded Inst and its layout.
+type decoded struct {
+	inst Inst
+	lay  layout
 }
 
 // Flow is the way an instruction transfers control.
@@ -177,4 +188,14 @@ type Trampoline struct {
 type Memory interface {
 	ReadMemory(addr uint64, p []byte) (int, error)
 	WriteMemory(addr uint64, p []byte) (int, error)
+}
+
+// WordMemory is a Memory that also reads and writes 8-byte words. Emulate
+// uses it when mem has it: a buffer passed through the Memory interface
+// escapes to the heap, an allocation per return address pushed or popped,
+// where a WordMemory can use a buffer of its own.
+type WordMemory interface {
+	Memory
+	ReadUint64(addr uint64) (uint64, error)
+	WriteUint64(addr, v uint64) error
 }

@@ -246,7 +246,7 @@ func (s *Session) detachAll() {
 		}
 		for _, fr := range t.shadow {
 			if !fr.restored && fr.ret != as.retTramp {
-				if err := as.mem.writeU64(fr.sp, fr.ret); err != nil {
+				if err := as.mem.WriteUint64(fr.sp, fr.ret); err != nil {
 					s.warn(fmt.Errorf("thread %d: put back a return address at 0x%x: %w", t.tid, fr.sp, err))
 				}
 			}

@@ -198,12 +198,22 @@ func (s *Session) trap(t *thread) error {
 
 // hit runs the probes of st on t and sends t through the trampoline.
 func (s *Session) hit(t *thread, st *site) error {
+	return s.setRegsAndResume(t, s.enter(t, st))
+}
+
+// enter is a hit but for its last system calls: it runs the probes of st
+// on t, stopped on st's int3 with its registers read, and leaves in
+// t.regs where t goes on (the trampoline, past an emulated instruction,
+// or where a pre handler sent it), returning the signal to resume with.
+// It makes no system call of its own on the one-stop path; fetch-args
+// read memory, return probes write the return address.
+func (s *Session) enter(t *thread, st *site) unix.Signal {
 	t.regs.Rip = st.addr
 	t.hit = st
 	if t.proc.unfollowed {
 		// A vfork child not followed: it shares the parent's int3s
 		// until it execs; its hits only run the displaced instruction.
-		return s.displaced(t, st)
+		return s.displace(t, st)
 	}
 	for _, p := range st.entry {
 		p.hits.Add(1)
@@ -226,35 +236,35 @@ func (s *Session) hit(t *thread, st *site) error {
 	if t.regs.Rip != st.addr {
 		// A pre handler redirected the thread: skip the instruction.
 		t.hit = nil
-		return s.setRegsAndResume(t, 0)
+		return 0
 	}
 	if len(st.ret) > 0 {
 		if err := s.hijackReturn(t, st); err != nil {
 			s.warn(err)
 		}
 	}
-	return s.displaced(t, st)
+	return s.displace(t, st)
 }
 
-// displaced sends t, stopped on st's int3 with rip at st.addr, through the
-// displaced instruction: its trampoline, or its emulation.
-func (s *Session) displaced(t *thread, st *site) error {
-	if st.emulate {
-		if err := arch.Emulate(&st.loc.Inst, st.addr, &t.regs, t.proc.as.mem); err != nil {
-			// The instruction would have faulted (an unreadable call
-			// target or stack): the program gets a SIGSEGV at the
-			// probed address, with a siginfo of the kernel's making
-			// for an injected signal rather than the CPU's.
-			t.hit = nil
-			s.warn(fmt.Errorf("emulate %q at 0x%x in thread %d: %w", st.loc.Inst.String(), st.addr, t.tid, err))
-			return s.setRegsAndResume(t, unix.SIGSEGV)
-		}
-		s.runPost(t, st)
-	} else {
+// displace sets t, stopped on st's int3 with rip at st.addr, to go
+// through the displaced instruction: its trampoline, or its emulation.
+// It returns the signal to resume t with.
+func (s *Session) displace(t *thread, st *site) unix.Signal {
+	defer func() { t.hit = nil }()
+	if !st.emulate {
 		t.regs.Rip = st.tramp
+		return 0
 	}
-	t.hit = nil
-	return s.setRegsAndResume(t, 0)
+	if err := arch.Emulate(&st.loc.Inst, st.addr, &t.regs, t.proc.as.mem); err != nil {
+		// The instruction would have faulted (an unreadable call
+		// target or stack): the program gets a SIGSEGV at the
+		// probed address, with a siginfo of the kernel's making
+		// for an injected signal rather than the CPU's.
+		s.warn(fmt.Errorf("emulate %q at 0x%x in thread %d: %w", st.loc.Inst.String(), st.addr, t.tid, err))
+		return unix.SIGSEGV
+	}
+	s.runPost(t, st)
+	return 0
 }
 
 func (s *Session) runPost(t *thread, st *site) {
@@ -362,10 +372,7 @@ func (s *Session) emit(t *thread, p *Probe, ip, retIP, dur uint64) {
 	ev.Comm = t.Comm()
 	ev.Group, ev.Name, ev.Kind = p.Spec.Group, p.Spec.Event, p.Spec.Kind
 	ev.IP, ev.RetIP, ev.DurationNS = ip, retIP, dur
-	ev.Args = ev.Args[:0]
-	for i := range p.Spec.Args {
-		ev.Args = append(ev.Args, p.Spec.Args[i].Fetch(t))
-	}
+	ev.Args = p.Spec.FetchArgs(t, ev.Args[:0])
 	s.cfg.OnEvent(ev)
 }
 
@@ -482,7 +489,7 @@ func (s *Session) releaseChild(t *thread) error {
 	as := t.proc.as
 	for _, fr := range t.shadow {
 		if !fr.restored && fr.ret != as.retTramp {
-			if err := as.mem.writeU64(fr.sp, fr.ret); err != nil {
+			if err := as.mem.WriteUint64(fr.sp, fr.ret); err != nil {
 				return fmt.Errorf("child %d: put back a return address: %w", t.tid, err)
 			}
 		}

@@ -178,6 +178,9 @@ func (t *thread) Regs() *arch.Regs { return &t.regs }
 func (t *thread) ReadMemory(addr uint64, p []byte) (int, error) {
 	return t.proc.as.mem.ReadMemory(addr, p)
 }
+func (t *thread) ReadMemoryVector(addrs []uint64, bufs [][]byte) (int, error) {
+	return t.proc.as.mem.ReadMemoryVector(addrs, bufs)
+}
 func (t *thread) Addr() uint64 {
 	if t.hit == nil {
 		return 0

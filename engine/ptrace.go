@@ -47,7 +47,16 @@ type memory struct {
 	// iovecs reused by reads to keep the hot path allocation-free.
 	local  [1]unix.Iovec
 	remote [1]unix.RemoteIovec
+	// word is the buffer of ReadUint64 and WriteUint64.
+	word [8]byte
+	// The same for vector reads (ReadMemoryVector).
+	vlocal  [maxVector]unix.Iovec
+	vremote [maxVector]unix.RemoteIovec
 }
+
+// maxVector is the most ranges one ReadMemoryVector reads; more are
+// read in further calls.
+const maxVector = 16
 
 func openMemory(pid int) (*memory, error) {
 	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", pid), os.O_RDWR, 0)
@@ -87,6 +96,41 @@ func (m *memory) ReadMemory(addr uint64, p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadMemoryVector reads bufs[i] at addrs[i] for each i with one
+// process_vm_readv (per maxVector ranges) and returns the bytes read in
+// all; the kernel stops at the first range it cannot read whole. Unlike
+// ReadMemory it has no /proc/PID/mem fallback: callers read the ranges
+// it did not one by one.
+func (m *memory) ReadMemoryVector(addrs []uint64, bufs [][]byte) (int, error) {
+	total := 0
+	for len(addrs) > 0 {
+		k, want := 0, 0
+		for ; k < len(addrs) && k < maxVector; k++ {
+			if len(bufs[k]) == 0 {
+				m.vlocal[k] = unix.Iovec{}
+			} else {
+				m.vlocal[k] = unix.Iovec{Base: &bufs[k][0]}
+				m.vlocal[k].SetLen(len(bufs[k]))
+			}
+			m.vremote[k] = unix.RemoteIovec{Base: uintptr(addrs[k]), Len: len(bufs[k])}
+			want += len(bufs[k])
+		}
+		n, err := unix.ProcessVMReadv(m.pid, m.vlocal[:k], m.vremote[:k], 0)
+		if err != nil {
+			if total > 0 {
+				return total, nil
+			}
+			return 0, fmt.Errorf("read %d ranges of process %d: %w", k, m.pid, err)
+		}
+		total += n
+		if n < want {
+			return total, nil
+		}
+		addrs, bufs = addrs[k:], bufs[k:]
+	}
+	return total, nil
+}
+
 // WriteMemory writes p at addr, also into read-only text.
 func (m *memory) WriteMemory(addr uint64, p []byte) (int, error) {
 	n, err := m.memFD.WriteAt(p, int64(addr))
@@ -108,18 +152,19 @@ func (m *memory) readFull(addr uint64, p []byte) error {
 	return nil
 }
 
-func (m *memory) readU64(addr uint64) (uint64, error) {
-	var b [8]byte
-	if err := m.readFull(addr, b[:]); err != nil {
+// ReadUint64 reads the 8-byte word at addr into m's own buffer: a
+// caller's would escape through the iovec to the heap (arch.WordMemory).
+func (m *memory) ReadUint64(addr uint64) (uint64, error) {
+	if err := m.readFull(addr, m.word[:]); err != nil {
 		return 0, err
 	}
-	return *(*uint64)(unsafe.Pointer(&b[0])), nil
+	return *(*uint64)(unsafe.Pointer(&m.word[0])), nil
 }
 
-func (m *memory) writeU64(addr, v uint64) error {
-	var b [8]byte
-	*(*uint64)(unsafe.Pointer(&b[0])) = v
-	_, err := m.WriteMemory(addr, b[:])
+// WriteUint64 writes the 8-byte word v at addr (arch.WordMemory).
+func (m *memory) WriteUint64(addr, v uint64) error {
+	*(*uint64)(unsafe.Pointer(&m.word[0])) = v
+	_, err := m.WriteMemory(addr, m.word[:])
 	return err
 }
 

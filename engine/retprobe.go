@@ -24,7 +24,7 @@ func (s *Session) hijackReturn(t *thread, st *site) error {
 		return errors.New("no return trampoline")
 	}
 	sp := t.regs.Rsp
-	ret, err := as.mem.readU64(sp)
+	ret, err := as.mem.ReadUint64(sp)
 	if err != nil {
 		return fmt.Errorf("return probe at 0x%x: %w", st.addr, err)
 	}
@@ -36,7 +36,7 @@ func (s *Session) hijackReturn(t *thread, st *site) error {
 		for len(t.shadow) > 0 && t.shadow[len(t.shadow)-1].sp <= sp {
 			t.shadow = t.shadow[:len(t.shadow)-1]
 		}
-		if err := as.mem.writeU64(sp, as.retTramp); err != nil {
+		if err := as.mem.WriteUint64(sp, as.retTramp); err != nil {
 			return fmt.Errorf("return probe at 0x%x: %w", st.addr, err)
 		}
 	}
@@ -124,7 +124,7 @@ func (s *Session) goReturn(t *thread, st *site, r retAt) {
 			p.goFrames[sp] = fs[:len(fs)-1]
 		}
 	}
-	ret, _ := p.as.mem.readU64(sp)
+	ret, _ := p.as.mem.ReadUint64(sp)
 	saved := t.hit
 	t.hit = &site{addr: r.fn, fileBase: st.fileBase, loc: st.loc}
 	s.fireReturn(t, r.probe, r.fn, ret, dur)
@@ -184,7 +184,7 @@ func (s *Session) unwindStarts(t *thread) error {
 		if fr.restored || fr.ret == as.retTramp {
 			continue
 		}
-		if err := as.mem.writeU64(fr.sp, fr.ret); err != nil {
+		if err := as.mem.WriteUint64(fr.sp, fr.ret); err != nil {
 			return fmt.Errorf("thread %d: restore a return address for unwinding: %w", t.tid, err)
 		}
 		fr.restored = true
@@ -204,7 +204,7 @@ func (s *Session) unwindCaught(t *thread) error {
 			if fr.sp <= sp {
 				continue // unwound
 			}
-			if err := as.mem.writeU64(fr.sp, as.retTramp); err != nil {
+			if err := as.mem.WriteUint64(fr.sp, as.retTramp); err != nil {
 				return fmt.Errorf("thread %d: hijack a return address again after a catch: %w", t.tid, err)
 			}
 			fr.restored = false
