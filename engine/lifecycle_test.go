@@ -160,3 +160,33 @@ func runTracedCfg(t *testing.T, cfg engine.Config, probes []engine.ProbeConfig, 
 	t.Helper()
 	return launchTraced(t, cfg, probes, false, argv)
 }
+
+// TestOtherChildren: the process embedding the engine has a child of its
+// own that outlives the session; the session still ends with its program,
+// and the child is left alone.
+func TestOtherChildren(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "probes", testprog.PIE...)
+	other := exec.Command("sleep", "60")
+	if err := other.Start(); err != nil {
+		t.Skipf("skipped: cannot start sleep: %v", err)
+	}
+	defer func() {
+		other.Process.Kill()
+		other.Wait()
+	}()
+	// Were the session to wait for every child, killing the other one
+	// would end it: after 20 s, and the test fails.
+	start := time.Now()
+	watchdog := time.AfterFunc(20*time.Second, func() { other.Process.Kill() })
+	tr := runTraced(t, specs(t, "p:t/push "+prog+":push_func"), false, prog, "10")
+	if !watchdog.Stop() {
+		t.Fatalf("the session ended only when the other child was killed, after %v", time.Since(start))
+	}
+	if got := tr.probe(t, "t/push").Hits(); got != 10 {
+		t.Errorf("%d hits, want 10", got)
+	}
+	if err := unix.Kill(other.Process.Pid, 0); err != nil {
+		t.Errorf("the other child: %v", err)
+	}
+}

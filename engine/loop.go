@@ -50,6 +50,12 @@ func (s *Session) loop() error {
 			s.detachAll()
 			return nil
 		}
+		if len(s.threads) == 0 && len(s.exits) == 0 {
+			// Every traced thread is gone. The process embedding the
+			// engine may have children of its own: wait4 would not
+			// fail with ECHILD while they live.
+			return nil
+		}
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ptprobe/ptprobe/arch"
@@ -133,36 +135,39 @@ func (b *bench) scaling() []byte {
 	}
 	fmt.Fprintf(&rep, "\nAllocations per hit on the one-stop path: %.3f (mallocs of a %d-call run minus a %d-call run, over %d; the target is 0).\n", perHit, 2*n, n, n)
 
-	// Threads hitting the probe at once.
-	fmt.Fprintf(&rep, "\n| threads hitting the probe | µs/hit (wall time over untraced, per hit) |\n|---:|---:|\n")
+	// Threads hitting the probe at once, under both tracer policies.
+	fmt.Fprintf(&rep, "\n| threads hitting the probe | µs/hit, default | µs/hit, --tracer-priority normal |\n|---:|---:|---:|\n")
 	for _, th := range []int{1, 2, 8} {
-		per := b.calls / th
-		argv := []string{b.threads, strconv.Itoa(th), strconv.Itoa(per)}
-		var traced, plain []float64
-		for i := 0; i < b.runs; i++ {
-			t0 := time.Now()
-			if err := exec.Command(argv[0], argv[1:]...).Run(); err != nil {
-				break
-			}
-			plain = append(plain, float64(time.Since(t0).Nanoseconds()))
-			t0 = time.Now()
-			sess, err := engine.Launch(engine.Config{Probes: []engine.ProbeConfig{{Spec: mustSpec("p:bench/t " + b.threads + ":probed")}}, Stdout: devNull()}, argv)
-			if err != nil {
-				break
-			}
-			sess.Wait()
-			if sess.Probes()[0].Hits() != uint64(th*per) {
-				b.notes = append(b.notes, fmt.Sprintf("threads %d: %d hits, want %d", th, sess.Probes()[0].Hits(), th*per))
-			}
-			traced = append(traced, float64(time.Since(t0).Nanoseconds()))
-		}
-		if len(traced) == 0 {
-			fmt.Fprintf(&rep, "| %d | failed |\n", th)
-			continue
-		}
-		fmt.Fprintf(&rep, "| %d | %.3f |\n", th, (medianOf(traced)-medianOf(plain))/float64(th*per)/1000)
+		fmt.Fprintf(&rep, "| %d | %s | %s |\n", th, b.threadsRun(th, engine.PriorityAuto), b.threadsRun(th, engine.PriorityNormal))
 	}
+	fmt.Fprintf(&rep, "\nWall time of testdata/c/threads.c traced minus untraced, over the hits (calls/threads each); every run's hits checked.\n")
 	return rep.Bytes()
+}
+
+// threadsRun is the cost per hit of th threads hitting one probe at
+// once, as a table cell: (traced - untraced wall time) / hits, medians.
+func (b *bench) threadsRun(th int, prio engine.TracerPriority) string {
+	per := b.calls / th
+	argv := []string{b.threads, strconv.Itoa(th), strconv.Itoa(per)}
+	var traced, plain []float64
+	for i := 0; i < b.runs; i++ {
+		t0 := time.Now()
+		if err := exec.Command(argv[0], argv[1:]...).Run(); err != nil {
+			return "failed: " + err.Error()
+		}
+		plain = append(plain, float64(time.Since(t0).Nanoseconds()))
+		t0 = time.Now()
+		sess, err := engine.Launch(engine.Config{Probes: []engine.ProbeConfig{{Spec: mustSpec("p:bench/t " + b.threads + ":probed")}}, Stdout: devNull(), Priority: prio}, argv)
+		if err != nil {
+			return "failed: " + err.Error()
+		}
+		sess.Wait()
+		if got := sess.Probes()[0].Hits(); got != uint64(th*per) {
+			return fmt.Sprintf("failed: %d hits, want %d", got, th*per)
+		}
+		traced = append(traced, float64(time.Since(t0).Nanoseconds()))
+	}
+	return fmt.Sprintf("%.3f", (medianOf(traced)-medianOf(plain))/float64(th*per)/1000)
 }
 
 func cellOf(m *measurement) string {
@@ -173,14 +178,7 @@ func cellOf(m *measurement) string {
 }
 
 func medianOf(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
+	s := slices.Sorted(slices.Values(v))
 	return s[len(s)/2]
 }
 
@@ -195,4 +193,47 @@ func mustSpec(text string) *uprobe.Spec {
 func devNull() *os.File {
 	f, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	return f
+}
+
+// busy measures the one-stop path while every CPU runs a busy loop of
+// another process: the case where a SCHED_IDLE tracer would starve.
+func (b *bench) busy() []byte {
+	var rep bytes.Buffer
+	n := runtime.NumCPU()
+	fmt.Fprintf(&rep, "\n## Every CPU busy (%d other processes spinning; `push %%rbp`, calls/10 a run)\n\n", n)
+	var spinners []*exec.Cmd
+	for range n {
+		c := exec.Command("sh", "-c", "while :; do :; done")
+		if err := c.Start(); err != nil {
+			b.notes = append(b.notes, "busy machine: "+err.Error())
+			break
+		}
+		spinners = append(spinners, c)
+	}
+	defer func() {
+		for _, c := range spinners {
+			c.Process.Kill()
+			c.Wait()
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // let them spread over the CPUs
+	cpu := strconv.Itoa(firstCPU())
+	rows := []*measurement{
+		b.measure("busy: C ptrace tracer (floor)", "push", true, commandRun(func(fn string, n int) []string {
+			return append([]string{b.floor, cpu, "0x" + strconv.FormatUint(b.offs["bench_"+fn], 16), "0x" + strconv.FormatUint(b.offs["bench_"+fn+"_ool"], 16)}, b.argv(fn, n)...)
+		}, func(out []byte, fn string) (int64, error) { return intAfter(regexp.MustCompile(`hits=(\d+)`), out) })),
+		b.measure("busy: ptprobe one-stop (auto)", "push", true, b.engineRun("p:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, nil)),
+		b.measure("busy: ptprobe --tracer-priority normal", "push", true, b.engineRunCfg("p:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, nil, engine.Config{Priority: engine.PriorityNormal})),
+		b.measure("busy: ptprobe --tracer-priority idle", "push", true, b.engineRunCfg("p:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, nil, engine.Config{Priority: engine.PriorityIdle})),
+	}
+	fmt.Fprintf(&rep, "| mechanism | µs/hit | runs (µs/hit) |\n|---|---:|---|\n")
+	for _, m := range rows {
+		var runs []string
+		for _, u := range m.us {
+			runs = append(runs, fmt.Sprintf("%.1f", u))
+		}
+		fmt.Fprintf(&rep, "| %s | %s | %s |\n", strings.TrimPrefix(m.name, "busy: "), cellOf(m), strings.Join(runs, " "))
+	}
+	fmt.Fprintf(&rep, "\nauto leaves SCHED_IDLE once /proc/loadavg shows no CPU free; `idle` keeps it and waits for the spinners' time slices. The C floor, both confined to one CPU, shares it with a spinner.\n")
+	return rep.Bytes()
 }

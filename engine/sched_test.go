@@ -1,0 +1,88 @@
+package engine_test
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ptprobe/ptprobe/engine"
+	"github.com/ptprobe/ptprobe/internal/testprog"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+// TestTracerScheduling checks, from a pre handler (which runs on the
+// ptrace thread), the tracer's policy and affinity under each setting,
+// and that the program's affinity is left alone.
+func TestTracerScheduling(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "probes", testprog.PIE...)
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	for _, tt := range []struct {
+		name   string
+		cfg    engine.Config
+		policy []uint32 // allowed policies of the tracer
+		cpus   int      // CPUs the tracer may run on
+	}{
+		{"normal", engine.Config{Priority: engine.PriorityNormal}, []uint32{unix.SCHED_NORMAL}, 1},
+		{"idle", engine.Config{Priority: engine.PriorityIdle}, []uint32{unix.SCHED_IDLE}, 1},
+		// auto: SCHED_IDLE while a CPU is free and the process may
+		// leave it again, else SCHED_OTHER; which one depends on the
+		// load of the machine when the test runs.
+		{"auto", engine.Config{}, []uint32{unix.SCHED_IDLE, unix.SCHED_NORMAL}, 1},
+		{"no-pin", engine.Config{NoPin: true}, []uint32{unix.SCHED_NORMAL}, all.Count()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var problems []string
+			seen := 0
+			check := func(ctx uprobe.Context) {
+				mu.Lock()
+				defer mu.Unlock()
+				seen++
+				if seen%50 != 1 {
+					return
+				}
+				attr, err := unix.SchedGetAttr(0, 0)
+				if err != nil {
+					problems = append(problems, err.Error())
+					return
+				}
+				var set unix.CPUSet
+				unix.SchedGetaffinity(0, &set)
+				var prog unix.CPUSet
+				unix.SchedGetaffinity(ctx.TID(), &prog)
+				ok := false
+				for _, p := range tt.policy {
+					ok = ok || attr.Policy == p
+				}
+				if !ok || set.Count() != tt.cpus || prog != all {
+					problems = append(problems, fmt.Sprintf("hit %d: tracer policy %d on %d CPUs (want %v on %d), program on %d of %d CPUs",
+						seen, attr.Policy, set.Count(), tt.policy, tt.cpus, prog.Count(), all.Count()))
+				}
+			}
+			pcs := []engine.ProbeConfig{{Spec: mustParse(t, "p:t/push "+prog+":push_func"), Handlers: uprobe.Handlers{Pre: check}}}
+			tr := launchTraced(t, tt.cfg, pcs, false, []string{prog, fmt.Sprint(n)})
+			if got := tr.probe(t, "t/push").Hits(); got != n {
+				t.Errorf("%d hits, want %d", got, n)
+			}
+			if len(problems) > 0 {
+				t.Error(strings.Join(problems, "\n"))
+			}
+		})
+	}
+	// The ptrace thread is retired with its session: this goroutine's
+	// thread kept its policy.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if attr, err := unix.SchedGetAttr(0, 0); err != nil || attr.Policy != unix.SCHED_NORMAL {
+		t.Errorf("a test thread's policy after the sessions: %+v, %v", attr, err)
+	}
+}
