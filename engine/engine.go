@@ -187,6 +187,12 @@ type Session struct {
 // probes before the program runs its first instruction. Errors in the
 // probes (unknown symbol, not an instruction boundary, refused
 // instruction, not an ELF file) are returned before the program starts.
+//
+// While a session runs, its ptrace thread waits for every child of the
+// process (a traced thread's stops come to the tracer like a child's), so
+// it also reaps other children of the process that exit meanwhile, and
+// their own Wait then fails with ECHILD. The process embedding the engine
+// should not expect exit statuses of other children during a session.
 func Launch(cfg Config, argv []string) (*Session, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("no program to launch")

@@ -94,18 +94,7 @@ func TestFetchArgsVector(t *testing.T) {
 			one := newFake()
 			one.regs.Rdi, one.regs.Rsi, one.regs.Rsp, one.regs.Rax = 0x1000, 0x2000, 0x7000, 3
 			tt.setup(one)
-			s := mustParse(t, tt.spec)
-			var want []Value
-			for i := range s.Args {
-				want = append(want, s.Args[i].Fetch(one))
-			}
-
-			v := &vecThread{fakeThread: one}
-			one.reads = 0
-			got := s.FetchArgs(v, nil)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("FetchArgs with vectors:\n got %+v\nwant %+v", got, want)
-			}
+			v := fetchBoth(t, mustParse(t, tt.spec), one)
 			if v.vectors != tt.vectors || one.reads != tt.reads {
 				t.Errorf("%d vector reads and %d single reads, want %d and %d", v.vectors, one.reads, tt.vectors, tt.reads)
 			}
@@ -113,8 +102,8 @@ func TestFetchArgsVector(t *testing.T) {
 	}
 }
 
-// TestFetchArgsVectorLimits: more ranges than a vector holds, and ranges
-// larger than its buffer, are read one by one, with the same values.
+// TestFetchArgsVectorLimits: the ranges beyond what one vector holds are
+// read one by one, with the same values.
 func TestFetchArgsVectorLimits(t *testing.T) {
 	f := newFake()
 	var args []string
@@ -123,20 +112,27 @@ func TestFetchArgsVectorLimits(t *testing.T) {
 		f.write64(addr, uint64(i))
 		args = append(args, "+"+strconv.Itoa(int(addr))+"(%r8):u64")
 	}
-	s := mustParse(t, "p /x:0x1 "+strings.Join(args, " "))
+	v := fetchBoth(t, mustParse(t, "p /x:0x1 "+strings.Join(args, " ")), f)
+	if v.ranges != maxPrefetch || f.reads != 4 {
+		t.Errorf("%d ranges in vectors and %d single reads, want %d and 4", v.ranges, f.reads, maxPrefetch)
+	}
+}
+
+// fetchBoth fetches s's args from f one by one with Fetch, then all at
+// once with FetchArgs through a vecThread, which it returns with f's read
+// count of the latter; the values must be the same.
+func fetchBoth(t *testing.T, s *Spec, f *fakeThread) *vecThread {
+	t.Helper()
 	var want []Value
 	for i := range s.Args {
 		want = append(want, s.Args[i].Fetch(f))
 	}
 	v := &vecThread{fakeThread: f}
 	f.reads = 0
-	got := s.FetchArgs(v, nil)
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("got %+v\nwant %+v", got, want)
+	if got := s.FetchArgs(v, nil); !reflect.DeepEqual(got, want) {
+		t.Errorf("FetchArgs with vectors:\n got %+v\nwant %+v", got, want)
 	}
-	if v.ranges != maxPrefetch || f.reads != 4 {
-		t.Errorf("%d ranges in vectors and %d single reads, want %d and 4", v.ranges, f.reads, maxPrefetch)
-	}
+	return v
 }
 
 // BenchmarkFetchArgsVector is BenchmarkFetch's two args plus two stack

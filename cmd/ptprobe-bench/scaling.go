@@ -234,6 +234,6 @@ func (b *bench) busy() []byte {
 		}
 		fmt.Fprintf(&rep, "| %s | %s | %s |\n", strings.TrimPrefix(m.name, "busy: "), cellOf(m), strings.Join(runs, " "))
 	}
-	fmt.Fprintf(&rep, "\nauto leaves SCHED_IDLE once /proc/loadavg shows no CPU free; `idle` keeps it and waits for the spinners' time slices. The C floor, both confined to one CPU, shares it with a spinner.\n")
+	fmt.Fprintf(&rep, "\nauto leaves SCHED_IDLE once /proc/loadavg shows no CPU free (two checks, 2 ms apart). `idle` keeps it: a SCHED_IDLE thread runs only when no normal thread wants its CPU, so a hit may wait for a spinner's time slice; how often that happens varies from run to run, hence the runs column. The C floor, tracer and program confined to one CPU, shares that CPU with a spinner.\n")
 	return rep.Bytes()
 }
