@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 
@@ -159,19 +158,7 @@ func (s *Session) Stop() {
 	if s.stopReq.Swap(true) {
 		return
 	}
-	// The ptrace thread sleeps in wait4: a child of ours that exits at
-	// once wakes it without touching the traced processes.
-	for _, path := range []string{"/bin/true", "/usr/bin/true"} {
-		if _, err := os.Stat(path); err != nil {
-			continue
-		}
-		cmd := exec.Command(path)
-		if cmd.Start() == nil {
-			s.wakers.Store(cmd.Process.Pid, true)
-			cmd.Process.Release()
-			return
-		}
-	}
+	s.waker.wake()
 }
 
 // detachAll detaches from every traced thread, leaving the programs as if
@@ -193,7 +180,7 @@ func (s *Session) detachAll() {
 		}
 		t := s.threads[tid]
 		if t == nil {
-			if _, waker := s.wakers.LoadAndDelete(tid); !waker {
+			if !s.waker.is(tid, ws) {
 				s.early[tid] = ws
 			}
 			continue

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -174,10 +173,10 @@ type Session struct {
 	ev        uprobe.Event
 
 	started time.Time // the program's first instruction
-	// stopReq asks the ptrace thread to detach (Stop); wakers are the
-	// short-lived children Stop starts to wake it from wait4.
+	// stopReq asks the ptrace thread to detach (Stop); the waker
+	// wakes it from wait4 (nil if it could not start).
 	stopReq atomic.Bool
-	wakers  sync.Map
+	waker   *waker
 	result  Result
 	err     error
 	done    chan struct{}
@@ -187,12 +186,6 @@ type Session struct {
 // probes before the program runs its first instruction. Errors in the
 // probes (unknown symbol, not an instruction boundary, refused
 // instruction, not an ELF file) are returned before the program starts.
-//
-// While a session runs, its ptrace thread waits for every child of the
-// process (a traced thread's stops come to the tracer like a child's), so
-// it also reaps other children of the process that exit meanwhile, and
-// their own Wait then fails with ECHILD. The process embedding the engine
-// should not expect exit statuses of other children during a session.
 func Launch(cfg Config, argv []string) (*Session, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("no program to launch")
@@ -237,7 +230,7 @@ func newSession(cfg Config) (*Session, error) {
 // or attaching) and then handles every stop.
 func (s *Session) begin(first func() error) (*Session, error) {
 	started := make(chan error, 1)
-	go s.run(first, started)
+	go s.run(first, started, 16)
 	if err := <-started; err != nil {
 		<-s.done
 		return nil, err
@@ -335,15 +328,30 @@ func (s *Session) warn(err error) {
 
 // run is the session's ptrace thread: it starts the program, arms the
 // probes and handles every stop until no traced thread is left.
-func (s *Session) run(first func() error, started chan<- error) {
+func (s *Session) run(first func() error, started chan<- error, tries int) {
 	runtime.LockOSThread()
 	// Never unlocked: the thread is the tracer of the program's threads
 	// and must not run other goroutines' code afterwards either; Go
 	// retires it when this goroutine returns.
+	if tries > 0 && threadHasChildren() {
+		// Go forks the children of os/exec on whatever thread runs
+		// the goroutine, and this one has some: the tracer would wait
+		// for them too (waitFlags), taking their exit statuses from
+		// their own Wait. Retire this thread (its children pass to
+		// another of the process) and run on another.
+		go s.run(first, started, tries-1)
+		return
+	}
 	defer close(s.done)
 	defer s.closeFiles()
 	defer func() { s.sched.close() }()
 	quietStops()
+	if k, err := startWaker(); err != nil {
+		s.warn(fmt.Errorf("%w: Stop will take effect only at the program's next stop", err))
+	} else {
+		s.waker = k
+		defer k.close()
+	}
 
 	err := first()
 	started <- err
@@ -406,7 +414,7 @@ func (s *Session) start(path string, argv []string) error {
 		unix.Kill(s.pid, unix.SIGKILL)
 		return fmt.Errorf("detach %d to seize it: %w", s.pid, err)
 	}
-	if _, err := unix.Wait4(s.pid, &ws, unix.WUNTRACED, nil); err != nil || !ws.Stopped() {
+	if _, err := unix.Wait4(s.pid, &ws, unix.WUNTRACED|unix.WNOTHREAD, nil); err != nil || !ws.Stopped() {
 		unix.Kill(s.pid, unix.SIGKILL)
 		return fmt.Errorf("wait for %s to stop (status 0x%x): %v", path, uint32(ws), err)
 	}
@@ -469,7 +477,7 @@ func personality(p uint64) (uint64, error) {
 
 func wait4(pid int, ws *unix.WaitStatus) (int, error) {
 	for {
-		wpid, err := unix.Wait4(pid, ws, unix.WALL, nil)
+		wpid, err := unix.Wait4(pid, ws, waitFlags, nil)
 		if err != unix.EINTR {
 			return wpid, err
 		}
@@ -479,7 +487,7 @@ func wait4(pid int, ws *unix.WaitStatus) (int, error) {
 // wait4NoHang returns a stop or exit of any traced thread if one is ready,
 // else 0, without blocking or entering the Go scheduler.
 func wait4NoHang(ws *unix.WaitStatus) (int, error) {
-	pid, _, errno := unix.RawSyscall6(unix.SYS_WAIT4, ^uintptr(0), uintptr(unsafe.Pointer(ws)), unix.WALL|unix.WNOHANG, 0, 0, 0)
+	pid, _, errno := unix.RawSyscall6(unix.SYS_WAIT4, ^uintptr(0), uintptr(unsafe.Pointer(ws)), waitFlags|unix.WNOHANG, 0, 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}

@@ -161,32 +161,40 @@ func runTracedCfg(t *testing.T, cfg engine.Config, probes []engine.ProbeConfig, 
 	return launchTraced(t, cfg, probes, false, argv)
 }
 
-// TestOtherChildren: the process embedding the engine has a child of its
-// own that outlives the session; the session still ends with its program,
-// and the child is left alone.
+// TestOtherChildren: the process embedding the engine has children of
+// its own. One outlives the session: the session still ends with its
+// program. One exits during the session: its exit status is left for its
+// own Wait.
 func TestOtherChildren(t *testing.T) {
 	dir := t.TempDir()
 	prog := testprog.Build(t, dir, "probes", testprog.PIE...)
-	other := exec.Command("sleep", "60")
-	if err := other.Start(); err != nil {
-		t.Skipf("skipped: cannot start sleep: %v", err)
+	long := exec.Command("sleep", "60")
+	short := exec.Command("sh", "-c", "sleep 0.2; exit 7")
+	for _, c := range []*exec.Cmd{long, short} {
+		if err := c.Start(); err != nil {
+			t.Skipf("skipped: cannot start %s: %v", c.Path, err)
+		}
 	}
 	defer func() {
-		other.Process.Kill()
-		other.Wait()
+		long.Process.Kill()
+		long.Wait()
 	}()
-	// Were the session to wait for every child, killing the other one
+	// Were the session to wait for every child, killing the long one
 	// would end it: after 20 s, and the test fails.
 	start := time.Now()
-	watchdog := time.AfterFunc(20*time.Second, func() { other.Process.Kill() })
-	tr := runTraced(t, specs(t, "p:t/push "+prog+":push_func"), false, prog, "10")
+	watchdog := time.AfterFunc(20*time.Second, func() { long.Process.Kill() })
+	tr := runTraced(t, specs(t, "p:t/push "+prog+":push_func", "p:t/sleep libc:nanosleep"), false, "sh", "-c", "sleep 0.5; exec "+prog+" 10")
 	if !watchdog.Stop() {
 		t.Fatalf("the session ended only when the other child was killed, after %v", time.Since(start))
 	}
 	if got := tr.probe(t, "t/push").Hits(); got != 10 {
 		t.Errorf("%d hits, want 10", got)
 	}
-	if err := unix.Kill(other.Process.Pid, 0); err != nil {
+	err := short.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
+		t.Errorf("the child that exited during the session: Wait says %v, want exit status 7", err)
+	}
+	if err := unix.Kill(long.Process.Pid, 0); err != nil {
 		t.Errorf("the other child: %v", err)
 	}
 }

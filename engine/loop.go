@@ -41,7 +41,7 @@ func (s *Session) loop() error {
 				return fmt.Errorf("wait: %w", err)
 			}
 		}
-		if _, waker := s.wakers.LoadAndDelete(tid); !waker {
+		if !s.waker.is(tid, ws) {
 			if err := s.handle(tid, ws); err != nil {
 				return err
 			}

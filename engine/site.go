@@ -321,7 +321,7 @@ func (s *Session) runUntil(t *thread, regs *arch.Regs, stop uint64) (uint64, err
 	}
 	for {
 		var ws unix.WaitStatus
-		_, err := unix.Wait4(t.tid, &ws, unix.WALL, nil)
+		_, err := unix.Wait4(t.tid, &ws, waitFlags, nil)
 		if err == unix.EINTR {
 			continue
 		}

@@ -49,8 +49,9 @@ func (st *readerStop) stop() { st.once.Do(func() { unix.Close(st.w) }) }
 // prints; CPU is the CPU the probe fired on.
 //
 // fn may keep the event. Lines that cannot be parsed are counted by
-// BadLines and passed to Options.Warn. A process id the kernel's tgid
-// column lacks is read from /proc; failing that, PID is the TID.
+// BadLines and passed to Options.Warn. PID is the thread's tgid from
+// /proc (once per thread; see fillPID), else the kernel's tgid column,
+// else the TID.
 //
 // trace_pipe is a consuming read: run one Events per session at a time.
 func (s *Session) Events(ctx context.Context, fn func(*uprobe.Event) error) error {
@@ -204,16 +205,21 @@ func (lr *lineReader) bad(err error) {
 	lr.s.warn(err)
 }
 
-// fillPID sets the event's PID when trace_pipe had no tgid for it.
+// fillPID sets the event's PID: the thread's tgid from /proc, read once
+// per thread, else trace_pipe's tgid column, else the tid. The column
+// alone cannot be trusted: the kernel saves a thread's tgid lazily (at a
+// later context switch) in a table indexed by pid, so a thread whose pid
+// had an owner before (pid_max is 32768 on many machines, and wraps) can
+// be shown with the former owner's tgid until then.
 func (lr *lineReader) fillPID(ev *uprobe.Event) {
-	if ev.PID != 0 {
-		return
-	}
 	if tgid, ok := lr.tgids[ev.TID]; ok {
 		ev.PID = tgid
 		return
 	}
 	tgid := procTgid(ev.TID)
+	if tgid == 0 {
+		tgid = ev.PID // the thread is gone: the column, if any
+	}
 	if tgid == 0 {
 		tgid = ev.TID
 	}

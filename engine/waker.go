@@ -1,0 +1,104 @@
+package engine
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// waitFlags make the ptrace thread wait for its tracees and its own
+// children only (__WNOTHREAD): other children of the process embedding
+// the engine are none of its business, and reaping them would take their
+// exit statuses from whoever waits for them.
+const waitFlags = unix.WALL | unix.WNOTHREAD
+
+// waker is a child of the ptrace thread that exits when Stop asks. The
+// ptrace thread sleeps in wait4, which only the exit or stop of one of its
+// own children or tracees ends; a child that exits is the one such event
+// that does not touch the traced programs. It is cat reading a pipe:
+// closing the pipe's other end makes it exit.
+type waker struct {
+	pid    int
+	w      *os.File // cat's standard input, write end
+	once   sync.Once
+	reaped bool // its exit was waited for
+}
+
+// startWaker starts the waker; it must run on the ptrace thread, whose
+// child the waker must be.
+func startWaker() (*waker, error) {
+	cat, err := exec.LookPath("cat")
+	if err != nil {
+		return nil, fmt.Errorf("start the helper that wakes the tracer: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start the helper that wakes the tracer: %w", err)
+	}
+	defer r.Close()
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("start the helper that wakes the tracer: %w", err)
+	}
+	defer devNull.Close()
+	// Its own process group: a terminal's Ctrl-C must not end it.
+	p, err := os.StartProcess(cat, []string{"cat"}, &os.ProcAttr{
+		Files: []*os.File{r, devNull, devNull},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	})
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("start the helper that wakes the tracer: %w", err)
+	}
+	pid := p.Pid
+	p.Release()
+	return &waker{pid: pid, w: w}, nil
+}
+
+// wake makes the waker exit. Any goroutine may call it, more than once.
+func (k *waker) wake() {
+	if k != nil {
+		k.once.Do(func() { k.w.Close() })
+	}
+}
+
+// is reports whether tid is the waker, noting its exit if it is.
+func (k *waker) is(tid int, ws unix.WaitStatus) bool {
+	if k == nil || tid != k.pid {
+		return false
+	}
+	if ws.Exited() || ws.Signaled() {
+		k.reaped = true
+	}
+	return true
+}
+
+// close ends the waker and waits for it (on the ptrace thread).
+func (k *waker) close() {
+	if k == nil {
+		return
+	}
+	k.wake()
+	if !k.reaped {
+		var ws unix.WaitStatus
+		for {
+			if _, err := unix.Wait4(k.pid, &ws, waitFlags, nil); err != unix.EINTR {
+				break
+			}
+		}
+		k.reaped = true
+	}
+}
+
+// threadHasChildren reports whether the calling thread has children of
+// its own (forked by it, not yet reaped). Without /proc's children file
+// (CONFIG_PROC_CHILDREN) it reports false.
+func threadHasChildren() bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/children", unix.Gettid()))
+	return err == nil && len(b) > 0
+}
