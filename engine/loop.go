@@ -84,6 +84,7 @@ func (s *Session) handle(tid int, ws unix.WaitStatus) error {
 	if s.sched != nil {
 		s.sched.stopped(tid, s.now())
 	}
+	t.regsRead = false // regsIn is of an earlier stop
 	sig := ws.StopSignal()
 	event := stopEvent(ws)
 	switch {
@@ -139,8 +140,25 @@ func (s *Session) resume(t *thread, sig unix.Signal) error {
 	return nil
 }
 
-// setRegsAndResume writes t.regs back and resumes t.
+// setRegsAndResume writes t.regs back and resumes t. When only rip
+// changed since trap read the registers (the one-stop path without
+// handlers that write registers), it writes rip alone: PTRACE_SETREGS
+// checks and stores every register, a third of a microsecond more a hit.
 func (s *Session) setRegsAndResume(t *thread, sig unix.Signal) error {
+	if t.regsRead {
+		t.regsRead = false
+		in := t.regsIn
+		in.Rip = t.regs.Rip
+		if in == t.regs {
+			if err := pokeRip(t.tid, t.regs.Rip); err != nil {
+				if err == unix.ESRCH {
+					return nil
+				}
+				return fmt.Errorf("set rip of thread %d: %w", t.tid, err)
+			}
+			return s.resume(t, sig)
+		}
+	}
 	if err := setRegs(t.tid, &t.regs); err != nil {
 		if err == unix.ESRCH {
 			return nil
@@ -185,6 +203,7 @@ func (s *Session) trap(t *thread) error {
 		}
 		return fmt.Errorf("registers of thread %d: %w", t.tid, err)
 	}
+	t.regsIn, t.regsRead = t.regs, true
 	as := t.proc.as
 	if as == nil {
 		return s.resume(t, unix.SIGTRAP)

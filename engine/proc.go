@@ -147,7 +147,11 @@ type thread struct {
 	proc  *process
 	state threadState
 	regs  arch.Regs
-	comm  string // cached /proc comm, "" until first needed
+	// regsIn are the registers as trap read them (regsRead), so that
+	// setRegsAndResume can tell whether rip alone changed.
+	regsIn   arch.Regs
+	regsRead bool
+	comm     string // cached /proc comm, "" until first needed
 	// shadow is the return-probe shadow stack: the return addresses the
 	// engine replaced, innermost last.
 	shadow []retFrame

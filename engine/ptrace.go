@@ -267,6 +267,19 @@ func setRegs(tid int, regs *unix.PtraceRegs) error {
 	return ptraceNoBlock(unix.PTRACE_SETREGS, tid, uintptr(unsafe.Pointer(regs)))
 }
 
+// ripOffset is the offset of rip in struct user_regs_struct, which is
+// where PTRACE_POKEUSER writes it.
+const ripOffset = uint64(unsafe.Offsetof(unix.PtraceRegs{}.Rip))
+
+// pokeRip is PTRACE_POKEUSER of rip alone.
+func pokeRip(tid int, rip uint64) error {
+	_, _, errno := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_POKEUSR, uintptr(tid), uintptr(ripOffset), uintptr(rip), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
 // cont is PTRACE_CONT delivering sig (0: none).
 func cont(tid int, sig unix.Signal) error {
 	return ptraceNoBlock(unix.PTRACE_CONT, tid, uintptr(sig))

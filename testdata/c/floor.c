@@ -2,7 +2,8 @@
  * ptprobe's engine is measured against. It runs PROG with an int3 on the
  * instruction at file offset FUNC and, on each hit, moves rip to the
  * out-of-line copy at file offset OOL (which jumps back): exactly the
- * system calls of ptprobe's one-stop path (wait4, GETREGS, SETREGS, CONT).
+ * system calls of ptprobe's one-stop path (wait4, GETREGS, POKEUSER of
+ * rip, CONT).
  * Tracer and program share one CPU, the floor's best case.
  *
  *   floor CPU FUNC OOL PROG [ARGS...]    prints "hits=N" on stderr
@@ -10,6 +11,7 @@
 #define _GNU_SOURCE
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,8 +73,7 @@ int main(int argc, char **argv) {
         struct user_regs_struct regs;
         ptrace(PTRACE_GETREGS, pid, 0, &regs);
         if (WSTOPSIG(st) == SIGTRAP && regs.rip - 1 == func) {
-            regs.rip = ool;
-            ptrace(PTRACE_SETREGS, pid, 0, &regs);
+            ptrace(PTRACE_POKEUSER, pid, (void *)offsetof(struct user_regs_struct, rip), (void *)ool);
             hits++;
         } else {
             sig = WSTOPSIG(st);
