@@ -31,9 +31,18 @@ type waker struct {
 // startWaker starts the waker; it must run on the ptrace thread, whose
 // child the waker must be.
 func startWaker() (*waker, error) {
-	cat, err := exec.LookPath("cat")
-	if err != nil {
-		return nil, fmt.Errorf("start the helper that wakes the tracer: %w", err)
+	cat := ""
+	for _, path := range []string{"/bin/cat", "/usr/bin/cat"} {
+		if unix.Access(path, unix.X_OK) == nil {
+			cat = path
+			break
+		}
+	}
+	if cat == "" {
+		var err error
+		if cat, err = exec.LookPath("cat"); err != nil {
+			return nil, fmt.Errorf("start the helper that wakes the tracer: %w", err)
+		}
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
