@@ -230,7 +230,7 @@ func newSession(cfg Config) (*Session, error) {
 // or attaching) and then handles every stop.
 func (s *Session) begin(first func() error) (*Session, error) {
 	started := make(chan error, 1)
-	go s.run(first, started, 16)
+	go s.run(first, started, 16, nil)
 	if err := <-started; err != nil {
 		<-s.done
 		return nil, err
@@ -328,19 +328,32 @@ func (s *Session) warn(err error) {
 
 // run is the session's ptrace thread: it starts the program, arms the
 // probes and handles every stop until no traced thread is left.
-func (s *Session) run(first func() error, started chan<- error, tries int) {
+func (s *Session) run(first func() error, started chan<- error, tries int, locked chan<- struct{}) {
 	runtime.LockOSThread()
-	// Never unlocked: the thread is the tracer of the program's threads
-	// and must not run other goroutines' code afterwards either; Go
-	// retires it when this goroutine returns.
-	if tries > 0 && threadHasChildren() {
-		// Go forks the children of os/exec on whatever thread runs
-		// the goroutine, and this one has some: the tracer would wait
-		// for them too (waitFlags), taking their exit statuses from
-		// their own Wait. Retire this thread (its children pass to
-		// another of the process) and run on another.
-		go s.run(first, started, tries-1)
-		return
+	// Once it traces, never unlocked: the thread is the tracer of the
+	// program's threads and must not run other goroutines' code
+	// afterwards either; Go retires it when this goroutine returns.
+	if locked != nil {
+		close(locked)
+	}
+	if mainThread, children := unix.Gettid() == unix.Getpid(), threadHasChildren(); mainThread || children {
+		// Not a thread to trace from. Go never retires the main thread,
+		// so what the session sets on it (SCHED_IDLE, a one-CPU
+		// affinity) would outlast the session, and the children of
+		// exiting threads pass to it. A thread with children of its
+		// own (Go forks os/exec children on whatever thread runs the
+		// goroutine) would have them reaped by the tracer, which waits
+		// for its own children. Start over on another thread: this one
+		// stays locked until the new goroutine holds its own, so that
+		// it cannot be the same one, then goes back unchanged.
+		if tries > 0 {
+			moved := make(chan struct{})
+			go s.run(first, started, tries-1, moved)
+			<-moved
+			runtime.UnlockOSThread()
+			return
+		}
+		s.warn(fmt.Errorf("no thread free of children for the tracer (main thread %v): other children of this process may be reaped by it", mainThread))
 	}
 	defer close(s.done)
 	defer s.closeFiles()

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"runtime"
 	"strconv"
 	"time"
 	"unsafe"
@@ -37,7 +36,8 @@ import (
 // chooses otherwise.
 //
 // Following: the program thread may move (the load balancer pulls it to
-// an idle CPU). A tracer on its CPU would have found the next stop ready,
+// an idle CPU). A SCHED_IDLE tracer on its CPU would have found the next
+// stop ready,
 // so a wait that finds none (waitMissed) is the cheap sign of a move; the
 // thread's CPU is then read from /proc and the tracer moves after it.
 // Without such a sign the check runs every checkEvery.
@@ -63,6 +63,8 @@ type cpuFollower struct {
 	last   uint64
 	missed bool
 
+	nice    int // the thread's nice value, kept when the policy changes
+	warn    func(error)
 	loadavg int    // fd of /proc/loadavg, or -1
 	path    []byte // reused /proc/TID/stat path, NUL-terminated
 	buf     [1024]byte
@@ -85,7 +87,10 @@ const (
 // startFollower confines the calling (ptrace) thread to the CPU it runs
 // on and sets its policy as prio says.
 func startFollower(prio TracerPriority, warn func(error)) *cpuFollower {
-	f := &cpuFollower{cpu: currentCPU(), follow: true, loadavg: -1}
+	f := &cpuFollower{cpu: currentCPU(), follow: true, loadavg: -1, warn: warn}
+	if attr, err := unix.SchedGetAttr(0, 0); err == nil {
+		f.nice = int(attr.Nice) // kept across policy changes
+	}
 	if err := unix.SchedGetaffinity(0, &f.allowed); err != nil {
 		f.allowed.Zero()
 		f.allowed.Set(f.cpu)
@@ -101,7 +106,7 @@ func startFollower(prio TracerPriority, warn func(error)) *cpuFollower {
 			warn(fmt.Errorf("make the tracer SCHED_IDLE: %w", err))
 		}
 		return f
-	case prio != PriorityAuto || !canLeaveIdle():
+	case prio != PriorityAuto || !canLeaveIdle(f.nice):
 		return f
 	}
 	fd, err := unix.Open("/proc/loadavg", unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -126,21 +131,22 @@ func pinnedFollower(cpu int, warn func(error)) *cpuFollower {
 	return f
 }
 
-// canLeaveIdle reports whether a thread of this process may go from
-// SCHED_IDLE back to SCHED_OTHER, by trying on a thread of its own that
-// Go retires afterwards (its goroutine ends locked to it). It runs on
-// any goroutine.
-func canLeaveIdle() bool {
-	ok := make(chan bool)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with us
-		if unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0) != nil {
-			ok <- false
-			return
-		}
-		ok <- unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}, 0) == nil
-	}()
-	return <-ok
+// canLeaveIdle reports whether this process may take a thread from
+// SCHED_IDLE back to SCHED_OTHER at nice: with CAP_SYS_NICE, or with an
+// RLIMIT_NICE that allows nice (the kernel treats leaving SCHED_IDLE as
+// raising the priority from nice 20). A CAP_SYS_NICE held only in a user
+// namespace looks the same here but is refused; choosePolicy then warns.
+func canLeaveIdle(nice int) bool {
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NICE, &lim) == nil && lim.Cur >= uint64(20-nice) {
+		return true
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if unix.Capget(&hdr, &data[0]) != nil {
+		return false
+	}
+	return data[unix.CAP_SYS_NICE/32].Effective&(1<<(unix.CAP_SYS_NICE%32)) != 0
 }
 
 // pinnedCPU is the CPU the ptrace thread is confined to, else the one it
@@ -165,7 +171,7 @@ func (f *cpuFollower) close() {
 
 // setIdle switches the ptrace thread between SCHED_IDLE and SCHED_OTHER.
 func (f *cpuFollower) setIdle(idle bool) error {
-	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL, Nice: int32(f.nice)}
 	if idle {
 		attr.Policy = unix.SCHED_IDLE
 	}
@@ -176,9 +182,16 @@ func (f *cpuFollower) setIdle(idle bool) error {
 	return nil
 }
 
-// waitMissed records that a wait for the next stop found none ready: the
-// program thread the tracer resumed runs on another CPU, or it blocked.
-func (f *cpuFollower) waitMissed() { f.missed = true }
+// waitMissed records that a wait for the next stop found none ready. For
+// a SCHED_IDLE tracer that means the program thread it resumed runs on
+// another CPU (or blocked): on the tracer's own CPU it would have run
+// until its next stop first. A SCHED_OTHER tracer usually goes on running
+// after PTRACE_CONT, so its misses say nothing and are not counted.
+func (f *cpuFollower) waitMissed() {
+	if f.idle {
+		f.missed = true
+	}
+}
 
 // stopped is called at each stop of program thread tid, at session-clock
 // time now (ns). Most calls return at once.
@@ -217,8 +230,9 @@ func (f *cpuFollower) choosePolicy() {
 	}
 	switch {
 	case f.idle && f.busyChecks >= busyToNormal:
-		if f.setIdle(false) != nil {
+		if err := f.setIdle(false); err != nil {
 			f.mayIdle = false // stuck at SCHED_IDLE: nothing to choose
+			f.warn(fmt.Errorf("the tracer cannot leave SCHED_IDLE (%w) while every CPU is busy: hits may wait for the other threads' time slices", err))
 		}
 	case !f.idle && f.freeChecks >= freeToIdle:
 		f.setIdle(true)

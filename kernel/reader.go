@@ -88,7 +88,7 @@ func (s *Session) Events(ctx context.Context, fn func(*uprobe.Event) error) erro
 	}
 	defer unix.Close(fd)
 
-	lr := lineReader{s: s, fn: fn, tgids: map[int]int{}}
+	lr := lineReader{s: s, fn: fn, tgids: map[int]tgidOf{}}
 	buf := make([]byte, readBufSize)
 	stopping := false
 	for {
@@ -125,8 +125,8 @@ func (s *Session) Events(ctx context.Context, fn func(*uprobe.Event) error) erro
 type lineReader struct {
 	s       *Session
 	fn      func(*uprobe.Event) error
-	pending []byte      // read but not yet delivered
-	tgids   map[int]int // tid -> tgid, for lines without a tgid
+	pending []byte         // read but not yet delivered
+	tgids   map[int]tgidOf // by tid: what fillPID found
 }
 
 // feed adds data and delivers every entry that is complete. final says
@@ -211,21 +211,29 @@ func (lr *lineReader) bad(err error) {
 // later context switch) in a table indexed by pid, so a thread whose pid
 // had an owner before (pid_max is 32768 on many machines, and wraps) can
 // be shown with the former owner's tgid until then.
+//
+// The result is kept per tid with the column it came with: a line whose
+// column differs is of another thread that reused the tid, or the
+// kernel's table caught up, and /proc is read again.
 func (lr *lineReader) fillPID(ev *uprobe.Event) {
-	if tgid, ok := lr.tgids[ev.TID]; ok {
-		ev.PID = tgid
+	column := ev.PID
+	if got, ok := lr.tgids[ev.TID]; ok && got.column == column {
+		ev.PID = got.tgid
 		return
 	}
 	tgid := procTgid(ev.TID)
 	if tgid == 0 {
-		tgid = ev.PID // the thread is gone: the column, if any
+		tgid = column // the thread is gone: the column, if any
 	}
 	if tgid == 0 {
 		tgid = ev.TID
 	}
-	lr.tgids[ev.TID] = tgid
+	lr.tgids[ev.TID] = tgidOf{column: column, tgid: tgid}
 	ev.PID = tgid
 }
+
+// tgidOf is the tgid fillPID found for a tid, and the column it read.
+type tgidOf struct{ column, tgid int }
 
 // procTgid reads the thread group id of a thread from /proc, 0 if gone.
 func procTgid(tid int) int {

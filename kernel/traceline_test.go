@@ -187,7 +187,7 @@ func TestLineReader(t *testing.T) {
 		var got []string
 		var warnings []error
 		s.opts.Warn = func(err error) { warnings = append(warnings, err) }
-		lr := lineReader{s: s, tgids: map[int]int{}, fn: func(ev *uprobe.Event) error {
+		lr := lineReader{s: s, tgids: map[int]tgidOf{}, fn: func(ev *uprobe.Event) error {
 			got = append(got, ev.Args[1].S)
 			return nil
 		}}
