@@ -152,25 +152,44 @@ func parseLoop(out []byte) (int64, error) {
 }
 
 func (b *bench) measure(name, fn string, slow bool, r runner) *measurement {
-	m := &measurement{name: name, fn: fn}
+	return b.interleaved(fn, slow, []string{name}, []runner{r})[0]
+}
+
+// interleaved measures several mechanisms on fn taking turns, one run of
+// each per round, so that a slow spell of the machine falls on all of
+// them rather than on whichever was running: the ratios between them
+// are then fair.
+func (b *bench) interleaved(fn string, slow bool, names []string, rs []runner) []*measurement {
 	n := b.calls
 	if slow {
 		n = max(b.calls/10, 100)
 	}
-	for i := 0; i < b.runs; i++ {
-		ns, hits, err := r(fn, n)
-		if err == nil && hits >= 0 && hits != int64(n) {
-			err = fmt.Errorf("%d hits for %d calls", hits, n)
-		}
-		if err != nil {
-			m.err = err
-			break
-		}
-		m.us = append(m.us, float64(ns)/float64(n)/1000)
+	ms := make([]*measurement, len(rs))
+	for j := range rs {
+		ms[j] = &measurement{name: names[j], fn: fn}
 	}
-	fmt.Fprintf(b.log, "%-34s %-5s %8.3f µs/hit %v\n", name, fn, m.median(), errString(m.err))
+	for i := 0; i < b.runs; i++ {
+		for j, r := range rs {
+			m := ms[j]
+			if m.err != nil {
+				continue
+			}
+			ns, hits, err := r(fn, n)
+			if err == nil && hits >= 0 && hits != int64(n) {
+				err = fmt.Errorf("%d hits for %d calls", hits, n)
+			}
+			if err != nil {
+				m.err = err
+				continue
+			}
+			m.us = append(m.us, float64(ns)/float64(n)/1000)
+		}
+	}
+	for _, m := range ms {
+		fmt.Fprintf(b.log, "%-34s %-5s %8.3f µs/hit %v\n", m.name, fn, m.median(), errString(m.err))
+	}
 	b.log.Flush()
-	return m
+	return ms
 }
 
 func errString(err error) string {
@@ -292,15 +311,18 @@ func (b *bench) run() []byte {
 	}
 	cpu := strconv.Itoa(firstCPU())
 	none := both("no probe", false, commandRun(func(fn string, n int) []string { return b.argv(fn, n) }, nil))
-	floor := both("C ptrace tracer, 1 stop/hit, same CPU (floor)", false, commandRun(func(fn string, n int) []string {
+	floorRun := commandRun(func(fn string, n int) []string {
 		return append([]string{b.floor, cpu, "0x" + strconv.FormatUint(b.offs["bench_"+fn], 16), "0x" + strconv.FormatUint(b.offs["bench_"+fn+"_ool"], 16)}, b.argv(fn, n)...)
-	}, func(out []byte, fn string) (int64, error) { return intAfter(regexp.MustCompile(`hits=(\d+)`), out) }))
+	}, func(out []byte, fn string) (int64, error) { return intAfter(regexp.MustCompile(`hits=(\d+)`), out) })
 	sameCfg := engine.Config{SameCPU: true, CPU: firstCPU()}
 	normalCfg := engine.Config{Priority: engine.PriorityNormal}
 	probe := "p:bench/hit " + b.prog + ":FN"
-	one := both("ptprobe one-stop", false, b.engineRun(probe, uprobe.Handlers{}, false, nil))
-	normal := both("ptprobe one-stop, --tracer-priority normal", false, b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, normalCfg))
-	same := both("ptprobe one-stop, --same-cpu", false, b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, sameCfg))
+	// The floor and ptprobe's one-stop variants take turns, run by run:
+	// their ratios are the report's point.
+	names := []string{"C ptrace tracer, 1 stop/hit, same CPU (floor)", "ptprobe one-stop", "ptprobe one-stop, --tracer-priority normal", "ptprobe one-stop, --same-cpu"}
+	runners := []runner{floorRun, b.engineRun(probe, uprobe.Handlers{}, false, nil), b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, normalCfg), b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, sameCfg)}
+	pushes, rips := b.interleaved("push", false, names, runners), b.interleaved("rip", false, names, runners)
+	floor, one, normal, same := row{pushes[0], rips[0]}, row{pushes[1], rips[1]}, row{pushes[2], rips[2]}, row{pushes[3], rips[3]}
 	post := both("ptprobe with a post handler", false, b.engineRun(probe, uprobe.Handlers{Post: func(uprobe.Context) {}}, false, nil))
 	args := both("ptprobe, 2 fetch-args (one a string)", false, b.engineRun(probe+" x=%di:s64 s=+0(%si):string", uprobe.Handlers{}, true, nil))
 	ret := both("ptprobe return probe", false, b.engineRun("r:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, nil))
@@ -346,7 +368,7 @@ func (b *bench) run() []byte {
 	var rep bytes.Buffer
 	host, _ := os.Hostname()
 	fmt.Fprintf(&rep, "# ptprobe benchmark\n\nRun %s on %s: %s, %d CPUs, kernel %s, %s.\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), host, cpuModel(), runtime.NumCPU(), kernelRelease(), runtime.Version())
-	fmt.Fprintf(&rep, "Command: `go run ./cmd/ptprobe-bench -runs %d -calls %d`. µs per hit, median of %d runs; each run's hits checked against its calls (ltrace and gdb: calls/10).\n\n", b.runs, b.calls, b.runs)
+	fmt.Fprintf(&rep, "Command: `go run ./cmd/ptprobe-bench -runs %d -calls %d`. µs per hit, median of %d runs; each run's hits checked against its calls (ltrace and gdb: calls/10). The C floor and the ptprobe one-stop rows take turns run by run, so that a slow spell of the machine falls on all of them.\n\n", b.runs, b.calls, b.runs)
 	fmt.Fprintf(&rep, "| mechanism | `push %%rbp` first | rip-relative load first |\n|---|---:|---:|\n")
 	cell := func(m *measurement) string {
 		if m == nil {

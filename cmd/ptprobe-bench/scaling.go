@@ -218,14 +218,17 @@ func (b *bench) busy() []byte {
 	}()
 	time.Sleep(200 * time.Millisecond) // let them spread over the CPUs
 	cpu := strconv.Itoa(firstCPU())
-	rows := []*measurement{
-		b.measure("busy: C ptrace tracer (floor)", "push", true, commandRun(func(fn string, n int) []string {
-			return append([]string{b.floor, cpu, "0x" + strconv.FormatUint(b.offs["bench_"+fn], 16), "0x" + strconv.FormatUint(b.offs["bench_"+fn+"_ool"], 16)}, b.argv(fn, n)...)
-		}, func(out []byte, fn string) (int64, error) { return intAfter(regexp.MustCompile(`hits=(\d+)`), out) })),
-		b.measure("busy: ptprobe one-stop (auto)", "push", true, b.engineRun("p:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, nil)),
-		b.measure("busy: ptprobe --tracer-priority normal", "push", true, b.engineRunCfg("p:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, nil, engine.Config{Priority: engine.PriorityNormal})),
-		b.measure("busy: ptprobe --tracer-priority idle", "push", true, b.engineRunCfg("p:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, nil, engine.Config{Priority: engine.PriorityIdle})),
-	}
+	probe := "p:bench/hit " + b.prog + ":FN"
+	rows := b.interleaved("push", true,
+		[]string{"busy: C ptrace tracer (floor)", "busy: ptprobe one-stop (auto)", "busy: ptprobe --tracer-priority normal", "busy: ptprobe --tracer-priority idle"},
+		[]runner{
+			commandRun(func(fn string, n int) []string {
+				return append([]string{b.floor, cpu, "0x" + strconv.FormatUint(b.offs["bench_"+fn], 16), "0x" + strconv.FormatUint(b.offs["bench_"+fn+"_ool"], 16)}, b.argv(fn, n)...)
+			}, func(out []byte, fn string) (int64, error) { return intAfter(regexp.MustCompile(`hits=(\d+)`), out) }),
+			b.engineRun(probe, uprobe.Handlers{}, false, nil),
+			b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, engine.Config{Priority: engine.PriorityNormal}),
+			b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, engine.Config{Priority: engine.PriorityIdle}),
+		})
 	fmt.Fprintf(&rep, "| mechanism | µs/hit | runs (µs/hit) |\n|---|---:|---|\n")
 	for _, m := range rows {
 		var runs []string
