@@ -84,16 +84,20 @@ func (b *bench) scaling() []byte {
 	}
 	hwm0 := vmHWM()
 	fmt.Fprintf(&rep, "| probes armed | µs/hit |\n|---:|---:|\n")
-	var base float64
-	for _, k := range []int{1, 100, 10000} {
-		m := b.measure(fmt.Sprintf("ptprobe one-stop, %d probes armed", k), "push", false,
-			b.engineRun("p:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, extra[:k-1]))
-		fmt.Fprintf(&rep, "| %d | %s |\n", k, cellOf(m))
-		if k == 1 {
-			base = m.median()
-		} else if k == 10000 && m.err == nil && base > 0 {
-			fmt.Fprintf(&rep, "\n10000 probes / 1 probe: %.2f× (target ≤ 1.1×). ", m.median()/base)
-		}
+	// The three take turns run by run, as the floor rows do.
+	counts := []int{1, 100, 10000}
+	var names []string
+	var runners []runner
+	for _, k := range counts {
+		names = append(names, fmt.Sprintf("ptprobe one-stop, %d probes armed", k))
+		runners = append(runners, b.engineRun("p:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, extra[:k-1]))
+	}
+	ms := b.interleaved("push", false, names, runners)
+	for i, k := range counts {
+		fmt.Fprintf(&rep, "| %d | %s |\n", k, cellOf(ms[i]))
+	}
+	if ms[0].err == nil && ms[2].err == nil && ms[0].median() > 0 {
+		fmt.Fprintf(&rep, "\n10000 probes / 1 probe: %.2f× (target ≤ 1.1×). ", ms[2].median()/ms[0].median())
 	}
 	fmt.Fprintf(&rep, "Peak RSS of the benchmark process grew by %d KiB while 10000 probes were armed (VmHWM).\n", vmHWM()-hwm0)
 
