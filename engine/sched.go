@@ -37,10 +37,9 @@ import (
 //
 // Following: the program thread may move (the load balancer pulls it to
 // an idle CPU). A SCHED_IDLE tracer on its CPU would have found the next
-// stop ready,
-// so a wait that finds none (waitMissed) is the cheap sign of a move; the
-// thread's CPU is then read from /proc and the tracer moves after it.
-// Without such a sign the check runs every checkEvery.
+// stop ready, so a wait that finds none (waitMissed) is the cheap sign of
+// a move; the thread's CPU is then read from /proc and the tracer moves
+// after it. Without such a sign the check runs every checkEvery.
 //
 // All methods run on the ptrace thread, except where said.
 type cpuFollower struct {

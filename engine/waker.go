@@ -31,6 +31,14 @@ type waker struct {
 // startWaker starts the waker; it must run on the ptrace thread, whose
 // child the waker must be.
 func startWaker() (*waker, error) {
+	k, err := spawnWaker()
+	if err != nil {
+		return nil, fmt.Errorf("start the helper that wakes the tracer: %w", err)
+	}
+	return k, nil
+}
+
+func spawnWaker() (*waker, error) {
 	cat := ""
 	for _, path := range []string{"/bin/cat", "/usr/bin/cat"} {
 		if unix.Access(path, unix.X_OK) == nil {
@@ -41,20 +49,19 @@ func startWaker() (*waker, error) {
 	if cat == "" {
 		var err error
 		if cat, err = exec.LookPath("cat"); err != nil {
-			return nil, fmt.Errorf("start the helper that wakes the tracer: %w", err)
+			return nil, err
 		}
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("start the helper that wakes the tracer: %w", err)
-	}
-	defer r.Close()
 	devNull, err := os.Open(os.DevNull)
 	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("start the helper that wakes the tracer: %w", err)
+		return nil, err
 	}
 	defer devNull.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
 	// Its own process group: a terminal's Ctrl-C must not end it.
 	p, err := os.StartProcess(cat, []string{"cat"}, &os.ProcAttr{
 		Files: []*os.File{r, devNull, devNull},
@@ -62,7 +69,7 @@ func startWaker() (*waker, error) {
 	})
 	if err != nil {
 		w.Close()
-		return nil, fmt.Errorf("start the helper that wakes the tracer: %w", err)
+		return nil, err
 	}
 	pid := p.Pid
 	p.Release()

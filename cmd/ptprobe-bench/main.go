@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -128,14 +127,7 @@ type measurement struct {
 	err      error
 }
 
-func (m *measurement) median() float64 {
-	if len(m.us) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), m.us...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
+func (m *measurement) median() float64 { return medianOf(m.us) }
 
 // runner runs the bench program once with n calls of fn and returns the
 // loop time in ns and the hits the tracer counted (-1: not counted).
@@ -200,6 +192,15 @@ func errString(err error) string {
 }
 
 func (b *bench) argv(fn string, n int) []string { return []string{b.prog, fn, strconv.Itoa(n)} }
+
+// floorRun runs the bench program under the C floor tracer
+// (testdata/c/floor.c), tracer and program on the first online CPU.
+func (b *bench) floorRun() runner {
+	cpu := strconv.Itoa(firstCPU())
+	return commandRun(func(fn string, n int) []string {
+		return append([]string{b.floor, cpu, "0x" + strconv.FormatUint(b.offs["bench_"+fn], 16), "0x" + strconv.FormatUint(b.offs["bench_"+fn+"_ool"], 16)}, b.argv(fn, n)...)
+	}, func(out []byte, fn string) (int64, error) { return intAfter(regexp.MustCompile(`hits=(\d+)`), out) })
+}
 
 // engineRun runs the bench program under ptprobe's engine.
 func (b *bench) engineRun(specText string, h uprobe.Handlers, format bool, extra []engine.ProbeConfig) runner {
@@ -309,18 +310,14 @@ func (b *bench) run() []byte {
 	both := func(name string, slow bool, r runner) row {
 		return row{b.measure(name, "push", slow, r), b.measure(name, "rip", slow, r)}
 	}
-	cpu := strconv.Itoa(firstCPU())
 	none := both("no probe", false, commandRun(func(fn string, n int) []string { return b.argv(fn, n) }, nil))
-	floorRun := commandRun(func(fn string, n int) []string {
-		return append([]string{b.floor, cpu, "0x" + strconv.FormatUint(b.offs["bench_"+fn], 16), "0x" + strconv.FormatUint(b.offs["bench_"+fn+"_ool"], 16)}, b.argv(fn, n)...)
-	}, func(out []byte, fn string) (int64, error) { return intAfter(regexp.MustCompile(`hits=(\d+)`), out) })
 	sameCfg := engine.Config{SameCPU: true, CPU: firstCPU()}
 	normalCfg := engine.Config{Priority: engine.PriorityNormal}
 	probe := "p:bench/hit " + b.prog + ":FN"
 	// The floor and ptprobe's one-stop variants take turns, run by run:
 	// their ratios are the report's point.
 	names := []string{"C ptrace tracer, 1 stop/hit, same CPU (floor)", "ptprobe one-stop", "ptprobe one-stop, --tracer-priority normal", "ptprobe one-stop, --same-cpu"}
-	runners := []runner{floorRun, b.engineRun(probe, uprobe.Handlers{}, false, nil), b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, normalCfg), b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, sameCfg)}
+	runners := []runner{b.floorRun(), b.engineRun(probe, uprobe.Handlers{}, false, nil), b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, normalCfg), b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, sameCfg)}
 	pushes, rips := b.interleaved("push", false, names, runners), b.interleaved("rip", false, names, runners)
 	floor, one, normal, same := row{pushes[0], rips[0]}, row{pushes[1], rips[1]}, row{pushes[2], rips[2]}, row{pushes[3], rips[3]}
 	post := both("ptprobe with a post handler", false, b.engineRun(probe, uprobe.Handlers{Post: func(uprobe.Context) {}}, false, nil))

@@ -181,7 +181,11 @@ func cellOf(m *measurement) string {
 	return fmt.Sprintf("%.3f", m.median())
 }
 
+// medianOf is the median of v, 0 for none.
 func medianOf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
 	s := slices.Sorted(slices.Values(v))
 	return s[len(s)/2]
 }
@@ -221,14 +225,11 @@ func (b *bench) busy() []byte {
 		}
 	}()
 	time.Sleep(200 * time.Millisecond) // let them spread over the CPUs
-	cpu := strconv.Itoa(firstCPU())
 	probe := "p:bench/hit " + b.prog + ":FN"
 	rows := b.interleaved("push", true,
 		[]string{"busy: C ptrace tracer (floor)", "busy: ptprobe one-stop (auto)", "busy: ptprobe --tracer-priority normal", "busy: ptprobe --tracer-priority idle"},
 		[]runner{
-			commandRun(func(fn string, n int) []string {
-				return append([]string{b.floor, cpu, "0x" + strconv.FormatUint(b.offs["bench_"+fn], 16), "0x" + strconv.FormatUint(b.offs["bench_"+fn+"_ool"], 16)}, b.argv(fn, n)...)
-			}, func(out []byte, fn string) (int64, error) { return intAfter(regexp.MustCompile(`hits=(\d+)`), out) }),
+			b.floorRun(),
 			b.engineRun(probe, uprobe.Handlers{}, false, nil),
 			b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, engine.Config{Priority: engine.PriorityNormal}),
 			b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, engine.Config{Priority: engine.PriorityIdle}),
