@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,6 +15,11 @@ import (
 // in it and traces it (and, unless Config.NoFollowFork, its children)
 // until it exits or Stop detaches. The process keeps running throughout:
 // its threads stop only for the moment the probes are armed.
+//
+// A process that embeds the engine must not wait for a child of its own
+// that it attaches to while the session lasts: the kernel reports the
+// ptrace stops of a tracee to any thread of the tracer's process that
+// waits for it, and the engine would never see them.
 func Attach(cfg Config, pid int) (*Session, error) {
 	s, err := newSession(cfg)
 	if err != nil {
@@ -52,7 +58,7 @@ func (s *Session) attach(pid int) error {
 				}
 				s.detachSeized(seized)
 				if err == unix.EPERM {
-					return fmt.Errorf("attach to %d: %w: the process belongs to another user, is not dumpable, or /proc/sys/kernel/yama/ptrace_scope forbids attaching to non-children (run as its user, or set ptrace_scope to 0): %v", pid, ErrPermission, err)
+					return fmt.Errorf("attach to %d: %w: %s", pid, ErrPermission, whyNotPermitted(pid))
 				}
 				return fmt.Errorf("attach to thread %d of %d: %w", tid, pid, err)
 			}
@@ -62,9 +68,6 @@ func (s *Session) attach(pid int) error {
 		if !grew {
 			break
 		}
-	}
-	if !s.cfg.NoPin {
-		s.sched = startFollower(s.cfg.Priority, s.warn)
 	}
 	s.initClock()
 
@@ -94,16 +97,23 @@ func (s *Session) attach(pid int) error {
 			continue
 		}
 		stops[tid] = ws
+		s.threads[tid].stopped, s.threads[tid].stop = true, ws
 	}
-	main := s.threads[pid]
-	if main == nil {
-		for _, t := range s.threads {
-			main = t
-			break
-		}
-	}
-	if main == nil {
+	if len(s.threads) == 0 {
 		return fmt.Errorf("attach to %d: every thread exited", pid)
+	}
+	// Only now: a SCHED_IDLE tracer would have waited for the time
+	// slices of the threads that still ran.
+	if !s.cfg.NoPin {
+		s.sched = startFollower(s.cfg.Priority, s.warn)
+	}
+	main := s.armingThread(pid)
+	if main == nil {
+		// Every thread is inside a vfork or an exec, from which it
+		// cannot run the system calls that arming injects: it will
+		// be out of it in a moment.
+		s.detachAll()
+		return fmt.Errorf("attach to %d: %w", pid, errInSyscall)
 	}
 	if err := s.newImage(main); err != nil {
 		s.detachAll()
@@ -122,6 +132,154 @@ func (s *Session) attach(pid int) error {
 		}
 	}
 	return nil
+}
+
+// armingThread is the thread to arm the probes from: the main thread if it
+// can run injected system calls where it is stopped, else another that
+// can; nil if none can.
+func (s *Session) armingThread(pid int) *thread {
+	var ids []int
+	for tid := range s.threads {
+		ids = append(ids, tid)
+	}
+	sort.Ints(ids)
+	if t := s.threads[pid]; t != nil {
+		ids = append([]int{pid}, ids...)
+	}
+	for _, tid := range ids {
+		switch stopEvent(s.threads[tid].stop) {
+		case unix.PTRACE_EVENT_VFORK, unix.PTRACE_EVENT_VFORK_DONE, unix.PTRACE_EVENT_EXEC:
+			continue
+		}
+		return s.threads[tid]
+	}
+	return nil
+}
+
+// whyNotPermitted says why the kernel refused (EPERM) to let this process
+// trace pid, from what /proc shows of the checks of ptrace_attach and
+// __ptrace_may_access.
+func whyNotPermitted(pid int) string {
+	status := procStatus(pid)
+	self := procStatus(0)
+	capPtrace := hasCap(self["CapEff"], unix.CAP_SYS_PTRACE)
+	if tracer := status["TracerPid"]; tracer != "" && tracer != "0" {
+		// TracerPid is the tracing thread's ID.
+		tid, _ := strconv.Atoi(tracer)
+		tgid := procStatus(tid)["Tgid"]
+		return fmt.Sprintf("it is already traced by thread %s of process %s (%s); a thread has one tracer at a time", tracer, tgid, commOf(tgid))
+	}
+	if st := status["State"]; strings.HasPrefix(st, "Z") || strings.HasPrefix(st, "X") {
+		return "it is exiting"
+	}
+	if uid, myUID := firstField(status["Uid"]), firstField(self["Uid"]); uid != myUID && !capPtrace {
+		return fmt.Sprintf("it belongs to uid %s and ptprobe runs as uid %s without CAP_SYS_PTRACE (run it as that user)", uid, myUID)
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil {
+		switch scope := strings.TrimSpace(string(b)); {
+		case scope == "1" && !capPtrace:
+			return "/proc/sys/kernel/yama/ptrace_scope is 1: only descendants of the tracer may be traced (launch the program with ptprobe, or set ptrace_scope to 0)"
+		case scope == "2" && !capPtrace:
+			return "/proc/sys/kernel/yama/ptrace_scope is 2: only a tracer with CAP_SYS_PTRACE may attach"
+		case scope == "3":
+			return "/proc/sys/kernel/yama/ptrace_scope is 3: no process may attach to another"
+		}
+	}
+	var extra string
+	if missing := capsMissing(status["CapPrm"], self["CapEff"]); missing != "" {
+		// The kernel lets a tracer without all of the tracee's
+		// permitted capabilities attach only with CAP_SYS_PTRACE in
+		// the tracee's user namespace.
+		extra = fmt.Sprintf("; it holds capabilities that ptprobe lacks (%s)", missing)
+	}
+	if f, err := os.Open(fmt.Sprintf("/proc/%d/environ", pid)); err != nil {
+		who := "ptprobe"
+		if capPtrace {
+			who = "ptprobe, although it has CAP_SYS_PTRACE,"
+		}
+		return fmt.Sprintf("%s may not even read its /proc/%d/environ: it is not dumpable (a set-user-ID program, or it called prctl(PR_SET_DUMPABLE, 0)) or belongs to a user namespace where ptprobe lacks CAP_SYS_PTRACE, or a security module protects it%s", who, pid, extra)
+	} else {
+		f.Close()
+	}
+	return "the kernel or a security module refused it" + extra
+}
+
+// capsMissing names the capabilities of the hexadecimal set want that the
+// set have lacks.
+func capsMissing(want, have string) string {
+	w, err1 := strconv.ParseUint(want, 16, 64)
+	h, err2 := strconv.ParseUint(have, 16, 64)
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	var names []string
+	for c := 0; c < 64; c++ {
+		if w&^h&(1<<uint(c)) != 0 {
+			names = append(names, capName(c))
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// capName is the name of capability c, as capabilities(7) spells it.
+func capName(c int) string {
+	if c < len(capNames) {
+		return capNames[c]
+	}
+	return fmt.Sprintf("capability %d", c)
+}
+
+var capNames = [...]string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+	"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+	"CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+	"CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+	"CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+	"CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+	"CAP_CHECKPOINT_RESTORE",
+}
+
+// procStatus reads the fields of /proc/PID/status (pid 0: this process).
+func procStatus(pid int) map[string]string {
+	path := "/proc/self/status"
+	if pid != 0 {
+		path = fmt.Sprintf("/proc/%d/status", pid)
+	}
+	fields := make(map[string]string)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fields
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			fields[k] = strings.TrimSpace(v)
+		}
+	}
+	return fields
+}
+
+// hasCap reports whether the hexadecimal capability set of a status line
+// has capability c.
+func hasCap(set string, c int) bool {
+	v, err := strconv.ParseUint(set, 16, 64)
+	return err == nil && v&(1<<uint(c)) != 0
+}
+
+func firstField(s string) string {
+	if f := strings.Fields(s); len(f) > 0 {
+		return f[0]
+	}
+	return ""
+}
+
+func commOf(pid string) string {
+	b, err := os.ReadFile("/proc/" + pid + "/comm")
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // detachSeized lets go of threads seized before Attach failed.
@@ -164,63 +322,8 @@ func (s *Session) Stop() {
 // detachAll detaches from every traced thread, leaving the programs as if
 // they had never been traced.
 func (s *Session) detachAll() {
-	// Stop every thread and see where each is.
-	want := make(map[int]bool)
-	for tid := range s.threads {
-		if unix.PtraceInterrupt(tid) == nil {
-			want[tid] = true
-		}
-	}
-	pending := make(map[int]unix.Signal) // signals to deliver at the detach
-	for len(want) > 0 {
-		var ws unix.WaitStatus
-		tid, err := wait4(-1, &ws)
-		if err != nil {
-			break
-		}
-		t := s.threads[tid]
-		if t == nil {
-			if !s.waker.is(tid, ws) {
-				s.early[tid] = ws
-			}
-			continue
-		}
-		if ws.Exited() || ws.Signaled() {
-			s.threadExited(t, ws)
-			delete(want, tid)
-			continue
-		}
-		delete(want, tid)
-		sig, event := ws.StopSignal(), stopEvent(ws)
-		switch {
-		case event == unix.PTRACE_EVENT_STOP:
-			// Interrupted, group-stopped or newborn: nothing to undo.
-			t.state = running
-		case event == unix.PTRACE_EVENT_CLONE || event == unix.PTRACE_EVENT_FORK || event == unix.PTRACE_EVENT_VFORK:
-			msg, _ := unix.PtraceGetEventMsg(t.tid)
-			if err := s.newTask(t, int(msg), event); err == nil && s.threads[int(msg)] != nil {
-				if unix.PtraceInterrupt(int(msg)) == nil {
-					want[int(msg)] = true
-				}
-			}
-		case event == unix.PTRACE_EVENT_EXEC:
-			s.execed(t, 0) // a fresh image: no int3 of ours
-		case event != 0:
-		case sig == unix.SIGTRAP:
-			s.leaveTrap(t, pending)
-		default:
-			getRegs(t.tid, &t.regs)
-			if as := t.proc.as; as != nil {
-				if st, ok := as.trampAt(t.regs.Rip); ok && t.regs.Rip == st.tramp {
-					// A fault of the displaced instruction:
-					// the program sees it at the probed address.
-					t.regs.Rip = st.addr
-					setRegs(t.tid, &t.regs)
-				}
-			}
-			pending[tid] = sig
-		}
-	}
+	s.sched.quit()
+	pending := s.settleAll()
 
 	// Put back return addresses and move threads out of trampolines.
 	for _, t := range s.threads {
@@ -274,15 +377,117 @@ func (s *Session) detachAll() {
 	s.result.Detached = true
 }
 
+// settleAll stops every traced thread where nothing of the engine's is
+// under way in it (see settle) and returns the signals to deliver to
+// threads when they are detached. Threads already in a stop the engine
+// has not ended are settled from that stop; the others are interrupted.
+func (s *Session) settleAll() map[int]unix.Signal {
+	want := make(map[int]bool)
+	var ready []*thread
+	for tid, t := range s.threads {
+		switch {
+		case t.stopped:
+			ready = append(ready, t)
+		case unix.PtraceInterrupt(tid) == nil:
+			want[tid] = true
+		}
+	}
+	pending := make(map[int]unix.Signal)
+	for _, t := range ready {
+		s.settle(t, t.stop, want, pending)
+	}
+	for len(want) > 0 {
+		var ws unix.WaitStatus
+		tid, err := wait4(-1, &ws)
+		if err != nil {
+			break
+		}
+		t := s.threads[tid]
+		if t == nil {
+			if !s.waker.is(tid, ws) {
+				s.early[tid] = ws
+			}
+			continue
+		}
+		delete(want, tid)
+		if ws.Exited() || ws.Signaled() {
+			s.threadExited(t, ws)
+			continue
+		}
+		t.stopped, t.stop = true, ws
+		s.settle(t, ws, want, pending)
+	}
+	return pending
+}
+
+// settle undoes what a stop of t (status ws) left under way before the
+// detach: a hit, a post-handler exit or a return of which the thread has
+// taken the trap, a fault of a displaced instruction. A thread that still
+// has to report a stop (a trap taken but not yet reported, a new task) is
+// put in want; pending gets the signal the thread is to be detached with.
+func (s *Session) settle(t *thread, ws unix.WaitStatus, want map[int]bool, pending map[int]unix.Signal) {
+	sig, event := ws.StopSignal(), stopEvent(ws)
+	switch {
+	case event == unix.PTRACE_EVENT_STOP:
+		// Interrupted, group-stopped or newborn. The thread may have
+		// just executed one of the engine's int3s: the kernel queued
+		// its SIGTRAP, but get_signal reports a job-control trap (this
+		// stop) before it dequeues any signal. Detached so, the thread
+		// would take that SIGTRAP untraced, and die of it. Let it take
+		// it now: its next stop is the SIGTRAP's, undone by leaveTrap.
+		t.state = running
+		if s.ownTrapPending(t) && s.resume(t, 0) == nil {
+			want[t.tid] = true
+		}
+	case event == unix.PTRACE_EVENT_CLONE || event == unix.PTRACE_EVENT_FORK || event == unix.PTRACE_EVENT_VFORK:
+		msg, _ := unix.PtraceGetEventMsg(t.tid)
+		if err := s.newTask(t, int(msg), event); err == nil && s.threads[int(msg)] != nil {
+			if unix.PtraceInterrupt(int(msg)) == nil {
+				want[int(msg)] = true
+			}
+		}
+	case event == unix.PTRACE_EVENT_EXEC:
+		s.execed(t) // a fresh image: no int3 of ours
+	case event != 0:
+	case sig == unix.SIGTRAP:
+		s.leaveTrap(t, pending)
+	default:
+		getRegs(t.tid, &t.regs)
+		if as := t.proc.as; as != nil {
+			if st, ok := as.trampAt(t.regs.Rip); ok && t.regs.Rip == st.tramp {
+				// A fault of the displaced instruction: the
+				// program sees it at the probed address.
+				t.regs.Rip = st.addr
+				setRegs(t.tid, &t.regs)
+			}
+		}
+		pending[t.tid] = sig
+	}
+}
+
+// ownTrapPending reports whether t, stopped, has executed one of the
+// engine's int3s and not yet taken the SIGTRAP the kernel queued for it.
+func (s *Session) ownTrapPending(t *thread) bool {
+	as := t.proc.as
+	if as == nil || getRegs(t.tid, &t.regs) != nil || !as.isTrap(t.regs.Rip-1) {
+		return false
+	}
+	pending, err := kernelTrapPending(t.tid)
+	return err == nil && pending
+}
+
 // leaveTrap undoes a SIGTRAP stop met while detaching: a hit whose
 // instruction has not run yet, a post-handler exit, a return through the
-// trampoline; any other SIGTRAP is the program's and is delivered.
+// trampoline; any other SIGTRAP is the program's and is delivered. A
+// SIGTRAP that the program sent itself (its si_code is not the kernel's)
+// is the program's even where rip is one past an int3 of the engine: a
+// thread that ran the trampoline of a 1-byte instruction comes back there.
 func (s *Session) leaveTrap(t *thread, pending map[int]unix.Signal) {
 	if err := getRegs(t.tid, &t.regs); err != nil {
 		return
 	}
 	as := t.proc.as
-	if as == nil {
+	if si, err := getSiginfo(t.tid); as == nil || err != nil || si.Code != siKernel {
 		pending[t.tid] = unix.SIGTRAP
 		return
 	}

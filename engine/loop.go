@@ -84,6 +84,7 @@ func (s *Session) handle(tid int, ws unix.WaitStatus) error {
 	if s.sched != nil {
 		s.sched.stopped(tid, s.now())
 	}
+	t.stopped, t.stop = true, ws
 	t.regsRead = false // regsIn is of an earlier stop
 	sig := ws.StopSignal()
 	event := stopEvent(ws)
@@ -119,6 +120,7 @@ func (s *Session) stopEvent(t *thread, sig unix.Signal) error {
 		if err := listen(t.tid); err != nil && err != unix.ESRCH {
 			return fmt.Errorf("listen on thread %d: %w", t.tid, err)
 		}
+		t.stopped = false // listening: an interrupt makes it report again
 		return nil
 	}
 	return s.resume(t, 0)
@@ -133,10 +135,12 @@ func (s *Session) resume(t *thread, sig unix.Signal) error {
 	t.requeue = t.requeue[:0]
 	if err := cont(t.tid, sig); err != nil {
 		if err == unix.ESRCH {
+			t.stopped = false
 			return nil // killed meanwhile; its exit is reported next
 		}
 		return fmt.Errorf("resume thread %d: %w", t.tid, err)
 	}
+	t.stopped = false
 	return nil
 }
 
@@ -413,8 +417,7 @@ func (s *Session) ptraceEvent(t *thread, cause int) error {
 			return err
 		}
 	case unix.PTRACE_EVENT_EXEC:
-		msg, _ := unix.PtraceGetEventMsg(t.tid)
-		s.execed(t, int(msg))
+		s.execed(t)
 		if t.proc.unfollowed {
 			// A vfork child not followed: its new image has no int3
 			// of ours; let it go.
@@ -487,7 +490,7 @@ func sameVM(a, b int) bool {
 
 // execed updates the books after t's process exec'd: the other threads are
 // gone, the thread took the process ID, and the address space is new.
-func (s *Session) execed(t *thread, formerTID int) {
+func (s *Session) execed(t *thread) {
 	p := t.proc
 	for tid, o := range s.threads {
 		if o.proc == p && o != t {
@@ -499,7 +502,6 @@ func (s *Session) execed(t *thread, formerTID int) {
 		t.tid = p.pid
 		s.threads[p.pid] = t
 	}
-	_ = formerTID
 	p.nthreads = 1
 	t.comm = ""
 	t.shadow = nil

@@ -98,6 +98,18 @@ func (as *addrSpace) release() {
 	}
 }
 
+// isTrap reports whether addr holds one of the engine's int3s: a site, a
+// trampoline exit of a site with post handlers, or the return trampoline.
+func (as *addrSpace) isTrap(addr uint64) bool {
+	if _, ok := as.sites[addr]; ok {
+		return true
+	}
+	if _, ok := as.exits[addr]; ok {
+		return true
+	}
+	return as.retTramp != 0 && addr == as.retTramp
+}
+
 // trampAt returns the site whose trampoline contains addr.
 func (as *addrSpace) trampAt(addr uint64) (*site, bool) {
 	for _, r := range as.slots {
@@ -146,7 +158,12 @@ type thread struct {
 	tid   int
 	proc  *process
 	state threadState
-	regs  arch.Regs
+	// stopped: the thread is in a ptrace-stop that the engine has
+	// waited for (with status stop) and not ended: it reports no other
+	// stop until resumed, and a PTRACE_INTERRUPT makes none.
+	stopped bool
+	stop    unix.WaitStatus
+	regs    arch.Regs
 	// regsIn are the registers as trap read them (regsRead), so that
 	// setRegsAndResume can tell whether rip alone changed.
 	regsIn   arch.Regs

@@ -29,6 +29,37 @@ func getSiginfo(tid int) (unix.Siginfo, error) {
 	return si, nil
 }
 
+// siKernel is SI_KERNEL, the si_code of a signal the kernel raises itself,
+// as it raises SIGTRAP for an int3 (force_sig).
+const siKernel = 0x80
+
+// peekSiginfoArgs is struct ptrace_peeksiginfo_args.
+type peekSiginfoArgs struct {
+	off   uint64
+	flags uint32
+	nr    int32
+}
+
+// kernelTrapPending reports whether thread tid, stopped, has a SIGTRAP of
+// the kernel's (an int3's) queued in its own pending signals, not yet
+// taken: PTRACE_PEEKSIGINFO reads the queue without dequeuing it. A
+// SIGTRAP that another thread or process sent has another si_code.
+func kernelTrapPending(tid int) (bool, error) {
+	var buf [32]unix.Siginfo
+	args := peekSiginfoArgs{nr: int32(len(buf))}
+	n, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_PEEKSIGINFO, uintptr(tid),
+		uintptr(unsafe.Pointer(&args)), uintptr(unsafe.Pointer(&buf[0])), 0, 0)
+	if errno != 0 {
+		return false, errno
+	}
+	for i := range int(n) {
+		if buf[i].Signo == int32(unix.SIGTRAP) && buf[i].Code == siKernel {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // siginfoAddr is si_addr of a fault siginfo (the union starts 16 bytes in;
 // unix.Siginfo keeps it as raw bytes).
 func siginfoAddr(si *unix.Siginfo) uint64 {

@@ -160,6 +160,24 @@ func (f *cpuFollower) pinnedCPU() int {
 // following reports whether the follower moves the ptrace thread.
 func (f *cpuFollower) following() bool { return f != nil && f.follow }
 
+// quit ends the following for the rest of the session: the ptrace thread
+// goes back to SCHED_OTHER, where it may, and to the CPUs it was allowed.
+// A detach needs it: the threads it lets go run at full speed at once,
+// and a SCHED_IDLE tracer would wait for their time slices to detach the
+// next.
+func (f *cpuFollower) quit() {
+	if f == nil {
+		return
+	}
+	f.follow, f.mayIdle = false, false
+	if f.idle {
+		f.setIdle(false) // stays SCHED_IDLE where it may not leave it
+	}
+	if f.cpu >= 0 && unix.SchedSetaffinity(0, &f.allowed) == nil {
+		f.cpu = -1
+	}
+}
+
 // close releases the follower's file.
 func (f *cpuFollower) close() {
 	if f != nil && f.loadavg >= 0 {

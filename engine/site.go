@@ -42,9 +42,12 @@ type site struct {
 const slotRegionSize = 1 << 20
 
 // slotHeader is the part of the first region reserved for the engine's
-// own code: `syscall; int3` for injected system calls at 0 and the return
-// trampoline's int3 at 3.
+// own code: the injected system call's code (injectedSyscall) at 0 and the
+// return trampoline's int3 at retTrampOffset.
 const slotHeader = 16
+
+// retTrampOffset is where the return trampoline's int3 is in the header.
+const retTrampOffset = syscallCodeLen
 
 // slotReach is how far a trampoline may be from its site: rel32 branches
 // and rebased disp32 reach ±2 GiB; keep a margin for the instruction
@@ -106,11 +109,11 @@ func (s *Session) newRegion(t *thread, addr uint64) (*slotRegion, error) {
 		r := &slotRegion{start: got, end: got + slotRegionSize, next: got}
 		as := t.proc.as
 		if as.stub == 0 {
-			hdr := []byte{0x0f, 0x05, 0xcc, 0xcc} // syscall; int3 | int3 (return trampoline)
+			hdr := append(injectedSyscall(0), int3) // the return trampoline follows
 			if _, err := as.mem.WriteMemory(got, hdr); err != nil {
 				return nil, err
 			}
-			as.stub, as.retTramp = got, got+3
+			as.stub, as.retTramp = got, got+retTrampOffset
 			r.next = got + slotHeader
 		}
 		as.slots = append(as.slots, r)
@@ -266,31 +269,64 @@ func (s *Session) writeTrampoline(t *thread, st *site) error {
 	return nil
 }
 
+// syscallCodeLen is the length of injectedSyscall's code.
+const syscallCodeLen = 8
+
+// injectedSyscall is the code of an injected system call: mov $nr, %eax;
+// syscall; int3. The number is in the code rather than set in rax by the
+// tracer because a thread stopped inside a system call of its own (at a
+// clone or fork event) has that call's result written to rax when it
+// returns to user mode, over whatever the tracer set.
+func injectedSyscall(nr uintptr) []byte {
+	return []byte{0xb8, byte(nr), byte(nr >> 8), byte(nr >> 16), byte(nr >> 24), 0x0f, 0x05, int3}
+}
+
 // remoteSyscall makes the stopped thread t run one system call and returns
-// its result. It runs the `syscall; int3` stub of the first slot region,
-// or, before that region exists (right after exec, when the thread is the
-// only one of its address space), the same bytes written over the code at
-// rip for the duration of the call. The thread's registers are restored.
+// its result. It runs injectedSyscall in the header of the first slot
+// region, or, before that region exists (right after exec or at attach,
+// when no other thread of the address space runs), the same bytes written
+// over the code at rip for the duration of the call. The thread's
+// registers are restored; a thread stopped inside a clone or fork gets
+// that call's result in rax, as it would have had. A thread stopped inside
+// a vfork or an exec cannot run one: it would not return to user mode
+// (vfork waits for its child) or returns into another image.
 func (s *Session) remoteSyscall(t *thread, nr uintptr, a1, a2, a3, a4, a5, a6 uint64) (uint64, error) {
 	as := t.proc.as
 	saved := t.regs
+	if t.stopped {
+		switch stopEvent(t.stop) {
+		case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK:
+			// Stopped before the call returns: it returns the new
+			// task's ID to this thread.
+			msg, err := unix.PtraceGetEventMsg(t.tid)
+			if err != nil {
+				return 0, fmt.Errorf("thread %d inside clone: %w", t.tid, err)
+			}
+			saved.Rax = uint64(msg)
+		case unix.PTRACE_EVENT_VFORK, unix.PTRACE_EVENT_VFORK_DONE, unix.PTRACE_EVENT_EXEC:
+			return 0, fmt.Errorf("thread %d is inside vfork or exec: %w", t.tid, errInSyscall)
+		}
+	}
+	code := injectedSyscall(nr)
 	stub := as.stub
 	var orig []byte
 	if stub == 0 {
 		stub = saved.Rip
-		orig = make([]byte, 3)
+		orig = make([]byte, len(code))
 		if err := as.mem.readFull(stub, orig); err != nil {
 			return 0, err
 		}
-		if _, err := as.mem.WriteMemory(stub, []byte{0x0f, 0x05, 0xcc}); err != nil {
+		if _, err := as.mem.WriteMemory(stub, code); err != nil {
 			return 0, err
 		}
+	} else if _, err := as.mem.WriteMemory(stub, code[:5]); err != nil { // the number
+		return 0, err
 	}
-	regs := saved
-	regs.Rax, regs.Orig_rax = uint64(nr), ^uint64(0)
+	regs := t.regs
+	regs.Orig_rax = ^uint64(0) // not in a system call: no restart on resume
 	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a1, a2, a3, a4, a5, a6
 	regs.Rip = stub
-	res, err := s.runUntil(t, &regs, stub+3)
+	res, err := s.runUntil(t, &regs, stub+uint64(len(code)))
 	if orig != nil {
 		if _, werr := as.mem.WriteMemory(stub, orig); werr != nil && err == nil {
 			err = werr
@@ -308,6 +344,10 @@ func (s *Session) remoteSyscall(t *thread, nr uintptr, a1, a2, a3, a4, a5, a6 ui
 	}
 	return res, nil
 }
+
+// errInSyscall: a thread stopped where it cannot run an injected system
+// call.
+var errInSyscall = errors.New("stopped where it cannot run an injected system call")
 
 // runUntil sets regs on the stopped thread t, resumes it and waits until it
 // stops on the int3 before stop (rip == stop). It returns rax there.
