@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -313,55 +314,42 @@ func bindRank(b elf.SymBind) int {
 }
 
 // suggest returns " (did you mean ...?)" naming up to 3 close matches of
-// base: the same name with another version, the same name in another case,
-// then the shortest names containing it (case-insensitively).
+// base: the same name with another version, then the names closest by
+// edit distance, ignoring case (within suggestBound), then the shortest
+// names containing it, ignoring case ("mallo" for "malloc_usable_size").
 func (f *File) suggest(base string, hasVer bool) string {
 	if base == "" {
 		return ""
 	}
 	var out []string
-	seen := map[string]bool{}
-	add := func(s string) {
-		if !seen[s] && len(out) < 3 {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
 	if hasVer {
 		for _, s := range f.merged {
-			if s.Name == base {
-				add(versioned(s))
+			if v := versioned(s); s.Name == base && len(out) < maxSuggestions && !slices.Contains(out, v) {
+				out = append(out, v)
 			}
 		}
 	}
 	lower := strings.ToLower(base)
-	var fold, contain []string
+	bound := suggestBound(len(base))
+	var cands []candidate
 	for n := range f.names {
-		switch {
-		case n == base:
-		case strings.EqualFold(n, base):
-			fold = append(fold, n)
-		case strings.Contains(strings.ToLower(n), lower):
-			contain = append(contain, n)
+		if n == base {
+			continue
+		}
+		ln := strings.ToLower(n)
+		if d := editDistance(lower, ln, bound); d <= bound {
+			cands = append(cands, candidate{name: n, rank: d})
+		} else if strings.Contains(ln, lower) {
+			cands = append(cands, candidate{name: n, rank: bound + 1})
 		}
 	}
-	byLen := func(s []string) {
-		sort.Slice(s, func(i, j int) bool {
-			if len(s[i]) != len(s[j]) {
-				return len(s[i]) < len(s[j])
-			}
-			return s[i] < s[j]
-		})
+	for _, c := range rankCandidates(cands) {
+		if len(out) == maxSuggestions {
+			break
+		}
+		out = append(out, c.name)
 	}
-	byLen(fold)
-	byLen(contain)
-	for _, n := range append(fold, contain...) {
-		add(n)
-	}
-	if len(out) == 0 {
-		return ""
-	}
-	return " (did you mean " + strings.Join(out, ", ") + "?)"
+	return didYouMean(out)
 }
 
 // versioned renders a symbol the way nm -D does: name@@V for the default

@@ -1,6 +1,7 @@
 package elfsym
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,4 +78,81 @@ func FuzzOpen(f *testing.F) {
 		}
 		MatchLibrary(ef.Soname, ef.Path, ef.Soname)
 	})
+}
+
+// FuzzLDCache feeds arbitrary bytes to the ld.so.cache parser: it may
+// refuse them, never panic, and what it returns is in the data.
+func FuzzLDCache(f *testing.F) {
+	entries := []ldCacheEntry{{"libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6"}, {"libz.so.1", "/lib/libz.so.1"}}
+	newCache := seedLDCacheNew(entries)
+	f.Add(newCache)
+	f.Add(seedLDCacheOld(entries))
+	f.Add(seedLDCacheCompat(entries))
+	f.Add([]byte(ldCacheMagicNew))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := parseLDCache(data)
+		if err != nil {
+			return
+		}
+		for _, e := range got {
+			if !strings.Contains(string(data), e.name+"\x00") || !strings.Contains(string(data), e.path+"\x00") {
+				t.Fatalf("entry %+v is not in the data", e)
+			}
+		}
+	})
+}
+
+// seedLDCacheNew lays out an x86-64 cache of the new format.
+func seedLDCacheNew(entries []ldCacheEntry) []byte {
+	strs := ldCacheNewHeader + len(entries)*ldCacheNewEntry
+	b := append([]byte(ldCacheMagicNew), make([]byte, strs-len(ldCacheMagicNew))...)
+	binary.LittleEndian.PutUint32(b[20:], uint32(len(entries)))
+	b[28] = 2 // little-endian
+	for i, e := range entries {
+		at := ldCacheNewHeader + i*ldCacheNewEntry
+		binary.LittleEndian.PutUint32(b[at:], ldCacheX8664)
+		binary.LittleEndian.PutUint32(b[at+4:], uint32(len(b)))
+		b = append(append(b, e.name...), 0)
+		binary.LittleEndian.PutUint32(b[at+8:], uint32(len(b)))
+		b = append(append(b, e.path...), 0)
+	}
+	binary.LittleEndian.PutUint32(b[24:], uint32(len(b)-strs))
+	return b
+}
+
+// seedLDCacheOld lays out an x86-64 cache of the old format, its strings
+// padded to 8 bytes so that a new cache may follow.
+func seedLDCacheOld(entries []ldCacheEntry) []byte {
+	strs := ldCacheOldHeader + len(entries)*ldCacheOldEntry
+	b := append([]byte(ldCacheMagicOld), make([]byte, strs-len(ldCacheMagicOld))...)
+	binary.LittleEndian.PutUint32(b[12:], uint32(len(entries)))
+	for i, e := range entries {
+		at := ldCacheOldHeader + i*ldCacheOldEntry
+		binary.LittleEndian.PutUint32(b[at:], ldCacheX8664)
+		binary.LittleEndian.PutUint32(b[at+4:], uint32(len(b)-strs))
+		b = append(append(b, e.name...), 0)
+		binary.LittleEndian.PutUint32(b[at+8:], uint32(len(b)-strs))
+		b = append(append(b, e.path...), 0)
+	}
+	for len(b)%8 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// seedLDCacheCompat lays out a compat cache: an old header and entries,
+// then, 8-byte aligned, a new cache, whose strings both use (the old
+// entries' offsets are left 0: only the new part is read).
+func seedLDCacheCompat(entries []ldCacheEntry) []byte {
+	b := append([]byte(ldCacheMagicOld), make([]byte, ldCacheOldHeader-len(ldCacheMagicOld))...)
+	binary.LittleEndian.PutUint32(b[12:], uint32(len(entries)))
+	for range entries {
+		var e [ldCacheOldEntry]byte
+		binary.LittleEndian.PutUint32(e[:], ldCacheX8664)
+		b = append(b, e[:]...)
+	}
+	for len(b)%8 != 0 {
+		b = append(b, 0)
+	}
+	return append(b, seedLDCacheNew(entries)...)
 }

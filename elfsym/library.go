@@ -72,20 +72,16 @@ func soStem(s string) (string, bool) {
 	}
 }
 
-// SearchLibrary looks for a library named as in MatchLibrary in the
-// directories the dynamic linker searches by default on this system
-// (LD_LIBRARY_PATH, the directories of /etc/ld.so.conf and its includes,
-// /lib/x86_64-linux-gnu, /usr/lib/x86_64-linux-gnu, /lib64, /usr/lib64,
-// /lib, /usr/lib) and returns its path, preferring the real file
-// (symlinks resolved). ok is false when none is found.
-//
-// Directories are searched in that order. In a directory, names are
-// matched on the base name (the soname is not read): the exact name first,
-// then soname-like names ("libc.so.6" before "libc.so", which is often a
-// linker script), shortest first. A candidate must open as an x86-64 ELF
-// file.
+// SearchLibrary looks for a library named as in MatchLibrary where the
+// dynamic linker of a program without libraries of its own would find it
+// (ptprobe's LD_LIBRARY_PATH, /etc/ld.so.cache, the directories of
+// /etc/ld.so.conf and its includes, /lib/x86_64-linux-gnu,
+// /usr/lib/x86_64-linux-gnu, /lib64, /usr/lib64, /lib, /usr/lib) and
+// returns its path, preferring the real file (symlinks resolved). ok is
+// false when none is found. Libraries searches for one program, with
+// its own libraries.
 func SearchLibrary(name string) (path string, ok bool) {
-	return searchLibrary(name, LibraryDirs())
+	return NewLibraries(LibraryEnv{LDLibraryPath: os.Getenv("LD_LIBRARY_PATH")}).find(name)
 }
 
 // LibraryDirs returns the directories SearchLibrary searches, in order,
@@ -96,24 +92,10 @@ func LibraryDirs() []string {
 }
 
 func libraryDirs(ldLibraryPath, conf string) []string {
-	var dirs []string
-	// Empty entries mean the current directory to ld.so; a tracer's
-	// current directory is not the tracee's, so they are skipped.
-	for _, d := range strings.FieldsFunc(ldLibraryPath, func(r rune) bool { return r == ':' || r == ';' }) {
-		dirs = append(dirs, d)
-	}
+	dirs := splitPathList(ldLibraryPath)
 	dirs = append(dirs, ldSoConf(conf, 0)...)
 	dirs = append(dirs, defaultLibraryDirs[:]...)
-	seen := map[string]bool{}
-	out := dirs[:0]
-	for _, d := range dirs {
-		d = filepath.Clean(d)
-		if !seen[d] {
-			seen[d] = true
-			out = append(out, d)
-		}
-	}
-	return out
+	return dedupDirs(dirs)
 }
 
 // ldSoConf returns the directories listed in an ld.so.conf file: one or
@@ -163,6 +145,8 @@ func ldSoConf(path string, depth int) []string {
 	return dirs
 }
 
+// searchLibrary looks for name in dirs only (see Libraries.searchDirs),
+// or opens it when it is a path.
 func searchLibrary(name string, dirs []string) (string, bool) {
 	if name == "" {
 		return "", false
@@ -170,40 +154,8 @@ func searchLibrary(name string, dirs []string) (string, bool) {
 	if strings.Contains(name, "/") {
 		return openableELF(name)
 	}
-	seen := map[string]bool{}
-	for _, d := range dirs {
-		real, err := filepath.EvalSymlinks(d)
-		if err != nil || seen[real] {
-			continue
-		}
-		seen[real] = true
-		ents, err := os.ReadDir(d)
-		if err != nil {
-			continue
-		}
-		var cands []string
-		for _, e := range ents {
-			if !e.IsDir() && MatchLibrary(name, filepath.Join(d, e.Name()), "") {
-				cands = append(cands, e.Name())
-			}
-		}
-		sort.Slice(cands, func(i, j int) bool {
-			ri, rj := candidateRank(name, cands[i]), candidateRank(name, cands[j])
-			if ri != rj {
-				return ri < rj
-			}
-			if len(cands[i]) != len(cands[j]) {
-				return len(cands[i]) < len(cands[j])
-			}
-			return cands[i] < cands[j]
-		})
-		for _, c := range cands {
-			if p, ok := openableELF(filepath.Join(d, c)); ok {
-				return p, true
-			}
-		}
-	}
-	return "", false
+	l := &Libraries{listings: make(map[string][]string)}
+	return l.searchDirs(name, dirs)
 }
 
 // candidateRank orders the files of one directory matching name: the
@@ -219,17 +171,12 @@ func candidateRank(name, base string) int {
 	return 2
 }
 
-// openableELF resolves symlinks in p and reports whether the file opens
-// as an x86-64 ELF file.
+// openableELF resolves symlinks in p and reports whether the file is an
+// x86-64 ELF file (by its header: Open, later, reads the rest).
 func openableELF(p string) (string, bool) {
 	real, err := filepath.EvalSymlinks(p)
-	if err != nil {
+	if err != nil || !isX8664ELF(real) {
 		return "", false
 	}
-	f, err := Open(real)
-	if err != nil {
-		return "", false
-	}
-	f.Close()
 	return real, true
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -184,26 +185,50 @@ type Session struct {
 
 // Launch resolves the probes, starts argv under ptrace and arms the
 // probes before the program runs its first instruction. Errors in the
-// probes (unknown symbol, not an instruction boundary, refused
+// probes (unknown library or symbol, not an instruction boundary, refused
 // instruction, not an ELF file) are returned before the program starts.
+// Library names are found in ProgramLibraries of argv[0] and Config.Env.
 func Launch(cfg Config, argv []string) (*Session, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("no program to launch")
 	}
-	s, err := newSession(cfg)
-	if err != nil {
-		return nil, err
-	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
-		s.closeFiles()
 		return nil, fmt.Errorf("program %q: %w", argv[0], err)
+	}
+	s, err := newSession(cfg, ProgramLibraries(path, cfg.Env))
+	if err != nil {
+		return nil, err
 	}
 	return s.begin(func() error { return s.start(path, argv) })
 }
 
-// newSession resolves the probes of cfg.
-func newSession(cfg Config) (*Session, error) {
+// ProgramLibraries returns where the program at path, started with env
+// (nil: ptprobe's environment), finds its libraries: its DT_NEEDED
+// closure, its LD_LIBRARY_PATH and the system's directories (see
+// elfsym.Libraries). Launch checks library probes against it; give it to
+// CheckWith to check specs the same way before launching.
+func ProgramLibraries(path string, env []string) *elfsym.Libraries {
+	if env == nil {
+		env = os.Environ()
+	}
+	return elfsym.NewLibraries(elfsym.LibraryEnv{Program: path, LDLibraryPath: getenv(env, "LD_LIBRARY_PATH")})
+}
+
+// getenv returns the value of the last entry for key in env (the one
+// getenv(3) of the program sees), "" when none.
+func getenv(env []string, key string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
+}
+
+// newSession resolves the probes of cfg, their library names in libs.
+func newSession(cfg Config, libs *elfsym.Libraries) (*Session, error) {
 	s := &Session{
 		cfg:     cfg,
 		threads: make(map[int]*thread),
@@ -215,7 +240,7 @@ func newSession(cfg Config) (*Session, error) {
 		done:    make(chan struct{}),
 	}
 	for _, pc := range cfg.Probes {
-		p, err := s.newProbe(pc)
+		p, err := s.newProbe(pc, libs)
 		if err != nil {
 			s.closeFiles()
 			return nil, err
@@ -239,16 +264,18 @@ func (s *Session) begin(first func() error) (*Session, error) {
 }
 
 // newProbe resolves a probe in its file; library probes are checked
-// against the library the dynamic linker would find, and resolved again in
-// each library actually mapped.
-func (s *Session) newProbe(pc ProbeConfig) (*Probe, error) {
+// against the library of that name in libs, and resolved again in each
+// library actually mapped. A library name that names no library there is
+// an error, not a probe left pending: it is much more often a typo or a
+// garbled spec than a library that will appear from nowhere.
+func (s *Session) newProbe(pc ProbeConfig, libs *elfsym.Libraries) (*Probe, error) {
 	spec := pc.Spec
 	p := &Probe{Spec: spec, handlers: pc.Handlers, byFile: make(map[elfsym.FileID]*Location)}
 	path := spec.Path
 	if spec.IsLibrary() {
-		found, ok := elfsym.SearchLibrary(spec.Path)
-		if !ok {
-			return p, nil // pending until a matching library is mapped
+		found, err := libs.Find(spec.Path)
+		if err != nil {
+			return nil, fmt.Errorf("probe %q: %w", spec.Text, err)
 		}
 		path = found
 	}
@@ -273,12 +300,19 @@ func (s *Session) newProbe(pc ProbeConfig) (*Probe, error) {
 }
 
 // Check resolves spec as Launch does and returns the error Launch would
-// return for it, without starting anything. A library probe whose library
-// is not found is not an error (it stays pending in a session).
+// return for it, without starting anything, with library names searched
+// on the system only (elfsym.SearchLibrary's places, not a program's own
+// libraries): CheckWith knows the program.
 func Check(spec *uprobe.Spec) error {
+	return CheckWith(spec, elfsym.NewLibraries(elfsym.LibraryEnv{LDLibraryPath: os.Getenv("LD_LIBRARY_PATH")}))
+}
+
+// CheckWith is Check with library names searched in libs, as Launch
+// searches them in ProgramLibraries of its program.
+func CheckWith(spec *uprobe.Spec, libs *elfsym.Libraries) error {
 	s := &Session{files: make(map[elfsym.FileID]*elfsym.File), byPath: make(map[string]*elfsym.File)}
 	defer s.closeFiles()
-	_, err := s.newProbe(ProbeConfig{Spec: spec})
+	_, err := s.newProbe(ProbeConfig{Spec: spec}, libs)
 	return err
 }
 

@@ -74,7 +74,9 @@ func TestSpawn(t *testing.T) {
 }
 
 // TestDlopen: probes on a library loaded a second after start, named by
-// path and by library name, are armed before its code runs.
+// path and by library name, are armed before its code runs. The name is
+// found through the program's LD_LIBRARY_PATH: a library found nowhere
+// is refused.
 func TestDlopen(t *testing.T) {
 	dir := t.TempDir()
 	prog := testprog.Build(t, dir, "dlopener", testprog.PIE...)
@@ -84,7 +86,8 @@ func TestDlopen(t *testing.T) {
 	}
 	argv := []string{prog, lib, "50", "1000"}
 	want, _ := testprog.Run(t, argv...)
-	tr := runTraced(t, specs(t, "p:t/bypath "+lib+":plugin_func x=%di:s64", "p:t/byname libplugin:plugin_func"), true, argv...)
+	tr := launchTraced(t, engine.Config{Env: append(os.Environ(), "LD_LIBRARY_PATH="+dir)},
+		specs(t, "p:t/bypath "+lib+":plugin_func x=%di:s64", "p:t/byname libplugin:plugin_func"), true, argv)
 	if tr.out != want {
 		t.Errorf("output %q, untraced %q", tr.out, want)
 	}

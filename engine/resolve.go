@@ -176,6 +176,3 @@ func retInsts(code []byte, start, end uint64) ([]retInst, error) {
 	}
 	return rets, nil
 }
-
-// errPending marks a library probe whose library is not mapped yet.
-var errPending = errors.New("library not loaded yet")

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/uprobe"
 	"golang.org/x/sys/unix"
 )
@@ -71,6 +72,12 @@ type Options struct {
 	// randomization off (personality ADDR_NO_RANDOMIZE, as setarch -R),
 	// so that two runs see the same addresses (ptprobe compare).
 	NoASLR bool
+	// Libraries finds the library of a "LIB:SYMBOL" spec for AddUprobe:
+	// give the libraries of the program Run will start
+	// (elfsym.NewLibraries with its path), so that a library it finds
+	// only through its own DT_RUNPATH is found too. nil: the system's
+	// (elfsym.SearchLibrary's places).
+	Libraries *elfsym.Libraries
 }
 
 // Session is one ptprobe run on the kernel backend: a tracefs instance
@@ -259,7 +266,7 @@ func (s *Session) AddUprobe(spec *uprobe.Spec) error {
 	if !s.tfs.Features.UprobeEvents {
 		return fmt.Errorf("kernel: probe %q: %w", spec.Text, ErrUprobesUnsupported)
 	}
-	loc, err := ResolveUprobe(spec)
+	loc, err := resolveUprobe(spec, s.opts.Libraries)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -87,9 +88,11 @@ type Location struct {
 
 // ResolveUprobe finds the file and the file offset spec probes, as the
 // ptrace engine does but before the program runs:
-//   - a library name (no '/': "libc", "libz.so.1") is looked up in the
-//     dynamic linker's search path (elfsym.SearchLibrary), so the program
-//     must load that same file for the probe to fire;
+//   - a library name (no '/': "libc", "libz.so.1") is looked up where the
+//     dynamic linker looks (elfsym.SearchLibrary's places), so the program
+//     must load that same file for the probe to fire; a name that is no
+//     library there is an error wrapping elfsym.ErrNoLibrary, with the
+//     closest names (Options.Libraries also knows a program's own);
 //   - SYMBOL[+OFFS] is the symbol's address plus OFFS, converted through
 //     the executable PT_LOAD segment; OFFS must lie within the symbol;
 //   - a numeric offset is a file offset, which must lie in an executable
@@ -101,12 +104,23 @@ type Location struct {
 // kernel does not check, and a probe inside an instruction corrupts the
 // program.
 func ResolveUprobe(spec *uprobe.Spec) (Location, error) {
+	return resolveUprobe(spec, nil)
+}
+
+// resolveUprobe is ResolveUprobe with library names found in libs (nil:
+// the system's places).
+func resolveUprobe(spec *uprobe.Spec, libs *elfsym.Libraries) (Location, error) {
 	var loc Location
 	path := spec.Path
 	if spec.IsLibrary() {
-		p, ok := elfsym.SearchLibrary(spec.Path)
-		if !ok {
-			return loc, fmt.Errorf("kernel: probe %q: library %q not found in the dynamic linker's search path (the kernel backend needs the file before the program runs)", spec.Text, spec.Path)
+		if libs == nil {
+			libs = elfsym.NewLibraries(elfsym.LibraryEnv{LDLibraryPath: os.Getenv("LD_LIBRARY_PATH")})
+		}
+		p, err := libs.Find(spec.Path)
+		if err != nil {
+			// The kernel needs the file before the program runs;
+			// the library must exist already.
+			return loc, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
 		}
 		path = p
 	}

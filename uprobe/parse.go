@@ -42,6 +42,7 @@ const (
 	errBadEvent      = "Event name must follow the same rules as C identifiers"
 	errNoColon       = "Probe point must be PATH:OFFSET or PATH:SYMBOL[+OFFS]"
 	errNoFile        = "File name is not specified"
+	errBadLibrary    = "Invalid library name (give the path of other files)"
 	errBadSuffix     = "Invalid probed address suffix"
 	errRefCtr        = "Reference counter offset is not supported"
 	errBadOffs       = "Invalid uprobe offset"
@@ -90,7 +91,14 @@ var reservedArgNames = [...]string{
 // '/'), an optional leading command (then "p"), and the $argN fetch-arg
 // (N = 1..6, the SysV integer argument registers). Numbers are read as the
 // kernel's kstrtoul does: 0x-prefixed hex, 0-prefixed octal, else decimal.
-// The target is split from its path at the last ':', as the kernel does.
+// A PATH is split from its target at the last ':', as the kernel does; a
+// LIB ends at the first ':' and is made of the bytes of library file
+// names only (letters, digits, "._-+"), so that a garbled spec such as
+// "lig(%di):string" is refused with a caret rather than taken for a
+// library. "GRP/" with no event name keeps the default name, as the
+// kernel's "p[:[GRP/][EVENT]]" does (so 6.x tracefs READMEs write it, and
+// 6.18 names "p:g/ /bin/true:0" g/p_true_0x0; 4.19's README wanted an
+// event name).
 //
 // Defaults:
 //   - group: DefaultGroup;
@@ -236,17 +244,50 @@ func (p *parser) eventName(s *Spec, w string, pos int) *Error {
 	return nil
 }
 
-// target parses PATH:OFFSET, PATH:SYMBOL[+OFFS], either with "%return".
+// target parses PATH:OFFSET, PATH:SYMBOL[+OFFS], LIB:OFFSET or
+// LIB:SYMBOL[+OFFS], any of them with "%return".
+//
+// A PATH (a '/' before the last ':') is split from its target at the
+// last ':', as the kernel splits it, and may hold any byte: it names a
+// file, whose existence is checked later. A LIB has no '/' and ends at
+// the first ':' (so that a ':' later, as in a garbled spec, is refused in
+// the target, and C++-like targets with "::" stay possible); it may only
+// hold the bytes library file names are made of.
 func (p *parser) target(s *Spec, t token) *Error {
-	colon := strings.LastIndexByte(t.s, ':')
-	switch {
-	case colon < 0:
+	last := strings.LastIndexByte(t.s, ':')
+	if last < 0 {
 		return p.err(t.pos, errNoColon)
-	case colon == 0:
+	}
+	colon := last
+	isPath := strings.IndexByte(t.s[:last], '/') >= 0
+	if !isPath {
+		colon = strings.IndexByte(t.s, ':')
+	}
+	if colon == 0 {
 		return p.err(t.pos, errNoFile)
 	}
 	s.Path = t.s[:colon]
+	if !isPath {
+		if i := badLibraryByte(s.Path); i >= 0 {
+			return p.err(t.pos+i, errBadLibrary)
+		}
+	}
 	rest, pos := t.s[colon+1:], t.pos+colon+1
+	if rest != "" && !isDigit(rest[0]) {
+		// SYMBOL[+OFFS]: the symbol's bytes are checked first, so that
+		// a garbled name is refused at its first bad byte rather than
+		// at a '(' or '%' inside it.
+		n := strings.IndexAny(rest, "+%")
+		if n < 0 {
+			n = len(rest)
+		}
+		if i := badSymbolByte(rest[:n]); i >= 0 {
+			if rest[i] == '(' && isRefCtr(rest[i:]) {
+				return p.err(pos+i, errRefCtr)
+			}
+			return p.err(pos+i, errBadSymbol)
+		}
+	}
 	if i := strings.IndexByte(rest, '('); i >= 0 {
 		return p.err(pos+i, errRefCtr)
 	}
@@ -276,9 +317,6 @@ func (p *parser) target(s *Spec, t token) *Error {
 	if sym == "" {
 		return p.err(pos, errNoSymbol)
 	}
-	if i := badSymbolByte(sym); i >= 0 {
-		return p.err(pos+i, errBadSymbol)
-	}
 	s.Symbol = sym
 	if plus >= 0 {
 		off, ok := parseUint(rest[plus+1:])
@@ -293,6 +331,34 @@ func (p *parser) target(s *Spec, t token) *Error {
 		s.Offset = off
 	}
 	return nil
+}
+
+// isRefCtr reports whether w is the kernel's "(REF_CTR_OFFSET)" suffix: a
+// number in parentheses, ending the target.
+func isRefCtr(w string) bool {
+	inner, ok := strings.CutSuffix(w[1:], ")")
+	if !ok {
+		return false
+	}
+	_, ok = parseUint(inner)
+	return ok
+}
+
+// badLibraryByte returns the index of the first byte of a library name
+// (LIB of LIB:SYMBOL, a file name without '/') that no library file name
+// has, or -1. Library names are made of letters, digits and "._-+"
+// ("libstdc++.so.6", "ld-linux-x86-64.so.2", "libpython3.11.so.1.0");
+// '(', '%', '=', '$', ':' and the like are pieces of fetch-args or of
+// another target, not of a library name. A file of another name can be
+// probed by its path.
+func badLibraryByte(lib string) int {
+	for i := 0; i < len(lib); i++ {
+		c := lib[i]
+		if !isAlpha(c) && !isDigit(c) && c != '.' && c != '_' && c != '-' && c != '+' {
+			return i
+		}
+	}
+	return -1
 }
 
 // badSymbolByte returns the index of the first byte of sym that cannot be

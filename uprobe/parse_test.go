@@ -187,6 +187,36 @@ func TestParseValid(t *testing.T) {
 			text: "p:x p:0x10",
 			want: Spec{Group: DefaultGroup, Event: "x", Path: "p", Offset: 0x10},
 		},
+		{
+			// "GRP/" with no event: the default name, as 6.x kernels
+			// do (kernel/uprobe_events_test.go checks it on this
+			// machine's).
+			text:  "r:g/ libc:calloc $retval:s64",
+			want:  Spec{Kind: Return, Group: "g", Event: "calloc__return", Path: "libc", Symbol: "calloc", Args: []FetchArg{arg("arg1", Type{Signed, 8}, op(OpRetval, 0))}},
+			canon: "r:g/calloc__return libc:calloc arg1=$retval:s64",
+		},
+		{
+			text: "libstdc++.so.6:_Znwm",
+			want: Spec{Group: DefaultGroup, Event: "_Znwm", Path: "libstdc++.so.6", Symbol: "_Znwm"},
+		},
+		{
+			text: "ld-linux-x86-64.so.2:_dl_debug_state",
+			want: Spec{Group: DefaultGroup, Event: "_dl_debug_state", Path: "ld-linux-x86-64.so.2", Symbol: "_dl_debug_state"},
+		},
+		{
+			text: "libpython3.11.so.1.0:PyObject_Call%return",
+			want: Spec{Kind: Return, Group: DefaultGroup, Event: "PyObject_Call__return", Path: "libpython3.11.so.1.0", Symbol: "PyObject_Call"},
+		},
+		{
+			// A path may hold any byte the kernel takes; it is split
+			// at the last ':', as the kernel splits it.
+			text: "p /tmp/a(b)%x=y$z:c:0x10",
+			want: Spec{Group: DefaultGroup, Event: "p_a_b__x_y_z_c_0x10", Path: "/tmp/a(b)%x=y$z:c", Offset: 0x10},
+		},
+		{
+			text: "p ./lig(%di):main",
+			want: Spec{Group: DefaultGroup, Event: "main", Path: "./lig(%di)", Symbol: "main"},
+		},
 	}
 	for _, tt := range tests {
 		s, err := Parse(tt.text)
@@ -326,6 +356,30 @@ func TestParseErrors(t *testing.T) {
 		{"p /bin/ls:main common_pid=%di", 15, "", errUsedArgName},
 		{"p /bin/ls:main __probe_ip=%di", 15, "", errUsedArgName},
 		{"p /bin/ls:main a=%di:u8 b=%si:u99", 30, "", errBadType},
+		// Garbled specs of the reliability review: not library names.
+		{"lig(%di):string", 3, "", errBadLibrary},
+		{"libc:srle(%di):stxring3", 9, "", errBadSymbol},
+		{"lsize=%di:u6", 5, "", errBadLibrary},
+		{"%di:u64", 0, "", errBadLibrary},
+		{"$retval:s64", 0, "", errBadLibrary},
+		{"+0(%si):string", 2, "", errBadLibrary},
+		{"p lib$c:malloc", 5, "", errBadLibrary},
+		{"p libc%return:malloc", 6, "", errBadLibrary},
+		{"p li\xffbc:malloc", 4, "", errBadLibrary},
+		{"p libc=x:malloc", 6, "", errBadLibrary},
+		// A LIB ends at the first ':'; what follows is the target.
+		{"p libc:mall:oc", 11, "", errBadSymbol},
+		{"p libc:malloc:0x10", 13, "", errBadSymbol},
+		{"p libc:0x10:0x20", 7, "", errBadOffs},
+		{"p libc:foo/bar", 10, "", errBadSymbol},
+		{"p a:b/c", 5, "", errBadSymbol},
+		{"p libc:malloc(%di)", 13, "", errBadSymbol},
+		{"p libc:mal(loc", 10, "", errBadSymbol},
+		// The kernel's (REF_CTR_OFFSET) after an offset, or a symbol.
+		{"p libc:0x10(0x20)", 11, "", errRefCtr},
+		{"p libc:malloc(0x20)", 13, "", errRefCtr},
+		{"p libc:malloc+4(0x20)", 15, "", errRefCtr},
+		{"p libc:mal%loc", 10, "", errBadSuffix},
 	}
 	for _, tt := range tests {
 		s, err := Parse(tt.text)

@@ -48,7 +48,8 @@ type Spec struct {
 	Event string // defaulted as the kernel does, see Parse
 
 	// Path is the file as written: a path (contains '/') or a library
-	// name ("libc", "libz.so.1") to be found in the target's mappings.
+	// name ("libc", "libz.so.1": letters, digits and "._-+" only) to be
+	// found where the program's dynamic linker looks.
 	Path string
 	// Symbol is the function name, "" when Offset is a file offset.
 	Symbol string

@@ -64,7 +64,7 @@ func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
 
 	// Fail on bad specs before running anything: the engine checks them
 	// without starting the program.
-	if err := checkSpecs(specs); err != nil {
+	if err := checkSpecs(specs, path); err != nil {
 		return 0, err
 	}
 
@@ -92,11 +92,12 @@ func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	return 1, nil
 }
 
-// checkSpecs resolves every spec the way the engine will, so that a bad
-// probe is an error before any run.
-func checkSpecs(specs []*uprobe.Spec) error {
+// checkSpecs resolves every spec the way the engine will for the program
+// at path, so that a bad probe is an error before any run.
+func checkSpecs(specs []*uprobe.Spec, path string) error {
+	libs := engine.ProgramLibraries(path, nil)
 	for _, s := range specs {
-		if err := engine.Check(s); err != nil {
+		if err := engine.CheckWith(s, libs); err != nil {
 			return err
 		}
 	}

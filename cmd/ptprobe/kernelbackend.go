@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/kernel"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
@@ -24,6 +26,13 @@ func kernelRun(specs []*uprobe.Spec, kspecs []*kernel.KprobeSpec, argv []string,
 	}
 	if len(kspecs) > 0 && !tfs.Features.KprobeEvents {
 		return 0, 0, fmt.Errorf("%w (no %s/kprobe_events)", kernel.ErrKprobesUnsupported, tfs.Root)
+	}
+	if opts.Libraries == nil && len(argv) > 0 {
+		// Library names are found as the program finds its libraries,
+		// its own DT_RUNPATH included, as the ptrace engine finds them.
+		if path, err := exec.LookPath(argv[0]); err == nil {
+			opts.Libraries = engine.ProgramLibraries(path, nil)
+		}
 	}
 	sess, err := kernel.NewSession(tfs, &opts)
 	if err != nil {

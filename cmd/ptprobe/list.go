@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strings"
 
@@ -31,9 +32,9 @@ func listCmd(args []string, stdout io.Writer) error {
 	}
 	file := rest[0]
 	if !strings.Contains(file, "/") {
-		found, ok := elfsym.SearchLibrary(file)
-		if !ok {
-			return fmt.Errorf("list: library %q not found in the dynamic linker's directories", file)
+		found, err := elfsym.NewLibraries(elfsym.LibraryEnv{LDLibraryPath: os.Getenv("LD_LIBRARY_PATH")}).Find(file)
+		if err != nil {
+			return fmt.Errorf("list: %w", err)
 		}
 		file = found
 	}

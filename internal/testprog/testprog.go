@@ -48,6 +48,42 @@ func Build(t testing.TB, dir, name string, flags ...string) string {
 	return out
 }
 
+// PluginSoname is the soname (and file name) of the library BuildRunpath
+// builds: a name no system has, so that only the program's DT_RUNPATH
+// finds it.
+const PluginSoname = "libptplugin.so.1"
+
+// BuildRunpath builds testdata/c/plugin.c as dir/lib/PluginSoname and
+// testdata/c/usesplugin.c as dir/usesplugin linked against it, with
+// "$ORIGIN/lib" as its DT_RUNPATH (as its DT_RPATH with rpath), and
+// returns the paths of the program and of the library.
+func BuildRunpath(t testing.TB, dir string, rpath bool) (prog, lib string) {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("gcc is not installed: cannot build the C targets of testdata/c")
+	}
+	libDir := filepath.Join(dir, "lib")
+	if err := os.MkdirAll(libDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lib = filepath.Join(libDir, PluginSoname)
+	prog = filepath.Join(dir, "usesplugin")
+	tags := "-Wl,--enable-new-dtags"
+	if rpath {
+		tags = "-Wl,--disable-new-dtags"
+	}
+	for _, args := range [][]string{
+		{"-O2", "-shared", "-fPIC", "-Wl,-soname," + PluginSoname, "-o", lib, filepath.Join(Root(), "testdata", "c", "plugin.c")},
+		append(append([]string{}, PIE...), "-o", prog, filepath.Join(Root(), "testdata", "c", "usesplugin.c"), lib, tags, "-Wl,-rpath,$ORIGIN/lib"),
+	} {
+		if b, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
+			t.Fatalf("gcc %v: %v\n%s", args, err, b)
+		}
+	}
+	return prog, lib
+}
+
 // Run runs argv untraced and returns its standard output and exit status.
 func Run(t testing.TB, argv ...string) (string, int) {
 	t.Helper()
