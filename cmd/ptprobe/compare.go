@@ -81,10 +81,16 @@ func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, err
 	}
 	rep := buildReport(specs, argv, base, kern, ptr)
+	// Whole lines per write, as trace's output: with --show-output the
+	// report shares stdout with what the program left running.
+	w := newLineWriter(stdout, flushEvery)
 	if *format == "json" {
-		stdout.Write(rep.json())
+		w.Write(rep.json())
 	} else {
-		stdout.Write(rep.text())
+		w.Write(rep.text())
+	}
+	if err := w.Close(); err != nil {
+		return 0, fmt.Errorf("compare: write the report: %w", err)
 	}
 	if rep.Agree {
 		return 0, nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -129,7 +127,10 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		defer f.Close()
 		out = f
 	}
-	w := newEventWriter(out)
+	// Events, --count and --latency output go out in whole lines (the
+	// program may share the stream); the kernel backend's events too,
+	// through cfg.OnEvent.
+	w := newLineWriter(out, flushEvery)
 	defer w.Close()
 	var hists *latencies
 	switch {
@@ -323,55 +324,4 @@ func ptraceRun(cfg engine.Config, argv []string, opts runOptions, stderr io.Writ
 		return 128 + int(res.Signal), sess.Probes(), nil
 	}
 	return res.ExitCode, sess.Probes(), nil
-}
-
-// eventWriter buffers event lines and flushes them at least every 100 ms,
-// so a slow stream shows promptly and a fast one costs few writes.
-type eventWriter struct {
-	mu    sync.Mutex
-	bw    *bufio.Writer
-	dirty bool
-	stop  chan struct{}
-	done  chan struct{}
-}
-
-func newEventWriter(w io.Writer) *eventWriter {
-	ew := &eventWriter{bw: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
-	go ew.flusher()
-	return ew
-}
-
-func (w *eventWriter) Write(p []byte) {
-	w.mu.Lock()
-	w.bw.Write(p)
-	w.dirty = true
-	w.mu.Unlock()
-}
-
-func (w *eventWriter) flusher() {
-	defer close(w.done)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-w.stop:
-			return
-		case <-tick.C:
-			w.mu.Lock()
-			if w.dirty {
-				w.bw.Flush()
-				w.dirty = false
-			}
-			w.mu.Unlock()
-		}
-	}
-}
-
-// Close flushes what is buffered and stops the flusher.
-func (w *eventWriter) Close() error {
-	close(w.stop)
-	<-w.done
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.bw.Flush()
 }
