@@ -131,7 +131,13 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	// program may share the stream); the kernel backend's events too,
 	// through cfg.OnEvent.
 	w := newLineWriter(out, flushEvery)
-	defer w.Close()
+	defer func() {
+		// The program's status stays the exit status; a lost output
+		// (full disk, a reader gone) is said, not silent.
+		if err := w.Close(); err != nil {
+			fmt.Fprintf(stderr, "ptprobe: warning: output lost from the first failed write on: %v\n", err)
+		}
+	}()
 	var hists *latencies
 	switch {
 	case *latency:
