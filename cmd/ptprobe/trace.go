@@ -39,7 +39,7 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	every := fs.Uint64("every", 0, "with --set-retval: only every `N`th return of each probe")
 	probability := fs.Float64("probability", 0, "with --set-retval: each return with probability `P` (0 < P <= 1)")
 	seed := fs.Int64("seed", 0, "with --probability: random seed (0: from the clock)")
-	attachPID := fs.IntP("pid", "p", 0, "attach to the running process `PID` instead of launching CMD")
+	attachPID := fs.IntP("pid", "p", 0, "attach to the running process `PID` instead of launching CMD; Ctrl-C, SIGTERM, SIGHUP or --duration detach cleanly, but if ptprobe is killed (SIGKILL, the OOM killer) its int3s stay in the program, which dies of SIGTRAP at its next hit (as with gdb or ltrace)")
 	duration := fs.Duration("duration", 0, "stop tracing after `D` (e.g. 10s) and detach; the program runs on")
 	noFollow := fs.Bool("no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
 	detachOnExit := fs.Bool("detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
