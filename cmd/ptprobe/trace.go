@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -224,6 +225,14 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 			counts = append(counts, probeCount{k.Probe(), byProbe[k.Probe()]})
 		}
 	} else {
+		if len(argv) > 0 {
+			// Said before the program runs: its output may differ.
+			if path, err := exec.LookPath(argv[0]); err == nil {
+				if warning := setIDWarning(path); warning != "" {
+					cfg.Warn(errors.New(warning))
+				}
+			}
+		}
 		st, probes, err := ptraceRun(cfg, argv, runOptions{pid: *attachPID, duration: *duration, detachOnExit: *detachOnExit}, stderr)
 		if err != nil {
 			return 0, err
