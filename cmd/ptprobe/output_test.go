@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -143,5 +145,69 @@ func TestLineWriterChunks(t *testing.T) {
 	}
 	if got := rec.writes[len(rec.writes)-1]; !bytes.HasSuffix(got, []byte("unfinished")) {
 		t.Errorf("last write %q, want the unfinished line", got)
+	}
+}
+
+// TestLongStringMarked: a string fetch-arg longer than the fetch limit
+// (uprobe.MaxStringLen, 4095 bytes) shows its first 4095 bytes and a mark
+// that it was cut: "..." after the closing quote in text, its name in
+// "truncated" in JSON; one of exactly 4095 bytes is whole and unmarked.
+func TestLongStringMarked(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "longstr", testprog.PIE...)
+	spec := "p:t/takes " + prog + ":takes s=+0(%di):string n=%si:u64"
+	alphabet := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('a' + i%26)
+		}
+		return string(b)
+	}
+	lens := []int{4095, 4096, 100000}
+
+	r := ptprobe(t, "trace", "-o", filepath.Join(dir, "text"), "-e", spec, "--", prog, "4095", "4096", "100000")
+	if r.status != 0 {
+		t.Fatalf("status %d: %s", r.status, r.stderr)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "text"))
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != len(lens) {
+		t.Fatalf("%d event lines, want %d", len(lines), len(lens))
+	}
+	for i, n := range lens {
+		want := ` s="` + alphabet(4095) + `"`
+		if n > 4095 {
+			want += "..."
+		}
+		want += " n=" + strconv.Itoa(n)
+		if !strings.HasSuffix(lines[i], want) {
+			t.Errorf("string of %d bytes: line ends in %q, want %q", n, lines[i][max(0, len(lines[i])-40):], want[len(want)-40:])
+		}
+	}
+
+	r = ptprobe(t, "trace", "--format", "json", "-o", filepath.Join(dir, "json"), "-e", spec, "--", prog, "4095", "4096", "100000")
+	if r.status != 0 {
+		t.Fatalf("status %d: %s", r.status, r.stderr)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "json"))
+	lines = strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != len(lens) {
+		t.Fatalf("%d JSON lines, want %d", len(lines), len(lens))
+	}
+	for i, n := range lens {
+		var ev struct {
+			Args struct {
+				S string `json:"s"`
+				N int    `json:"n"`
+			} `json:"args"`
+			Truncated []string `json:"truncated"`
+		}
+		if err := json.Unmarshal([]byte(lines[i]), &ev); err != nil {
+			t.Fatalf("bad JSON %q: %v", lines[i][:80], err)
+		}
+		cut := n > 4095
+		if ev.Args.S != alphabet(4095) || ev.Args.N != n || (len(ev.Truncated) == 1 && ev.Truncated[0] == "s") != cut || (!cut && ev.Truncated != nil) {
+			t.Errorf("string of %d bytes: %d bytes, n=%d, truncated %q", n, len(ev.Args.S), ev.Args.N, ev.Truncated)
+		}
 	}
 }
