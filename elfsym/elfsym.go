@@ -129,6 +129,9 @@ func open(path string, osf *os.File) (*File, error) {
 	if n, _ := osf.ReadAt(magic[:], 0); n < len(magic) || string(magic[:]) != elf.ELFMAG {
 		return nil, fmt.Errorf("elfsym: %s: %w", path, ErrNotELF)
 	}
+	if err := checkHeaders(osf, st.Size, path); err != nil {
+		return nil, err
+	}
 	f := &File{
 		Path: path,
 		ID:   FileID{Dev: unix.Mkdev(unix.Major(st.Dev), unix.Minor(st.Dev)), Ino: st.Ino},
@@ -154,10 +157,7 @@ func (f *File) parse() (err error) {
 	if err != nil {
 		return fmt.Errorf("elfsym: %s: malformed ELF file: %w", f.Path, err)
 	}
-	f.ef = ef
-	if ef.Class != elf.ELFCLASS64 || ef.Machine != elf.EM_X86_64 || ef.Data != elf.ELFDATA2LSB {
-		return fmt.Errorf("elfsym: %s: not an x86-64 ELF file (%v, %v, %v)", f.Path, ef.Class, ef.Data, ef.Machine)
-	}
+	f.ef = ef // 64-bit little-endian x86-64: checkHeaders saw to it
 	if ef.Type != elf.ET_EXEC && ef.Type != elf.ET_DYN {
 		return fmt.Errorf("elfsym: %s: unsupported ELF type %v (want ET_EXEC or ET_DYN)", f.Path, ef.Type)
 	}

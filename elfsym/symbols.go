@@ -46,7 +46,12 @@ func (f *File) codeSymbols(in []elf.Symbol, dynamic bool) ([]sym, map[string][]i
 			continue
 		}
 		if dynamic && s.HasVersion && ver == "" {
-			ver, hidden = s.Version, s.VersionIndex.IsHidden()
+			// Lookup reads "name@@V" (and "name@@@V") as version V,
+			// as splitVersion reads .symtab: a version of the version
+			// table that starts with '@' (only a crafted file has one)
+			// is read the same way, or Symbols would list a
+			// "name@version" that Lookup cannot find.
+			ver, hidden = strings.TrimLeft(s.Version, "@"), s.VersionIndex.IsHidden()
 		}
 		if ver == "" {
 			hidden = false

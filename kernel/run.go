@@ -64,12 +64,11 @@ func Run(s *Session, argv []string, stdin, stdout, stderr *os.File, env []string
 		// ptrace requests must come from the thread that started the
 		// program; the thread is never unlocked, so Go retires it.
 		runtime.LockOSThread()
-		pid, err := startStopped(s, path, argv, files, env)
+		pid, t0, err := startStopped(s, path, argv, files, env)
 		startc <- started{pid, err}
 		if err != nil {
 			return
 		}
-		t0 := time.Now()
 		ws, err := waitExit(pid)
 		s.runWall.Store(int64(time.Since(t0)))
 		waitc <- waited{ws, err}
@@ -113,8 +112,9 @@ func containsSlash(s string) bool {
 }
 
 // startStopped starts the program under ptrace, points the session at it
-// and lets it go untraced. Called on a locked OS thread.
-func startStopped(s *Session, path string, argv []string, files []*os.File, env []string) (int, error) {
+// and lets it go untraced. It returns the time it let it go: the program's
+// first instruction. Called on a locked OS thread.
+func startStopped(s *Session, path string, argv []string, files []*os.File, env []string) (int, time.Time, error) {
 	if s.opts.NoASLR {
 		// The child inherits this thread's personality; the thread is
 		// locked to Run and retired with it.
@@ -128,14 +128,14 @@ func startStopped(s *Session, path string, argv []string, files []*os.File, env 
 		Sys:   &syscall.SysProcAttr{Ptrace: true},
 	})
 	if err != nil {
-		return 0, fmt.Errorf("kernel: start %s: %w", path, err)
+		return 0, time.Time{}, fmt.Errorf("kernel: start %s: %w", path, err)
 	}
 	pid := proc.Pid
 	proc.Release()
-	fail := func(err error) (int, error) {
+	fail := func(err error) (int, time.Time, error) {
 		unix.Kill(pid, unix.SIGKILL)
 		waitExit(pid)
-		return 0, err
+		return 0, time.Time{}, err
 	}
 
 	// The first stop is the SIGTRAP after execve: the program is mapped
@@ -146,7 +146,7 @@ func startStopped(s *Session, path string, argv []string, files []*os.File, env 
 	}
 	if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
 		if ws.Exited() || ws.Signaled() {
-			return 0, fmt.Errorf("kernel: %s ended before it started (status 0x%x)", path, uint32(ws))
+			return 0, time.Time{}, fmt.Errorf("kernel: %s ended before it started (status 0x%x)", path, uint32(ws))
 		}
 		return fail(fmt.Errorf("kernel: %s did not stop at its start (status 0x%x)", path, uint32(ws)))
 	}
@@ -161,10 +161,13 @@ func startStopped(s *Session, path string, argv []string, files []*os.File, env 
 	if err := s.Enable(); err != nil {
 		return fail(err)
 	}
+	// The program runs from the detach: its run time starts here, not
+	// after this returns (the program may be done by then).
+	t0 := time.Now()
 	if err := unix.PtraceDetach(pid); err != nil {
 		return fail(fmt.Errorf("kernel: detach from %d: %w", pid, err))
 	}
-	return pid, nil
+	return pid, t0, nil
 }
 
 // waitExit waits until pid has exited and returns its status.

@@ -125,6 +125,7 @@ type probe struct {
 	kname string // kernel event name in the session's group
 	file  string // uprobeEvents or kprobeEvents
 	line  string // the definition written
+	spec  string // the user's spec, for messages
 	info  eventInfo
 }
 
@@ -275,7 +276,7 @@ func (s *Session) AddUprobe(spec *uprobe.Spec) error {
 		info.args = append(info.args, argInfo{spec.Args[i].Name, spec.Args[i].Type})
 	}
 	extra := s.commArg(&info)
-	return s.add(uprobeEvents, info, func(kname string) string {
+	return s.add(uprobeEvents, info, spec.Text, func(kname string) string {
 		return uprobeLine(spec, s.name, kname, loc.Path, loc.Offset, extra)
 	})
 }
@@ -295,7 +296,7 @@ func (s *Session) AddKprobe(k *KprobeSpec) error {
 		info.args = append(info.args, argInfo{k.Args[i].Name, k.Args[i].Type})
 	}
 	extra := s.commArg(&info)
-	return s.add(kprobeEvents, info, func(kname string) string {
+	return s.add(kprobeEvents, info, k.Text, func(kname string) string {
 		return kprobeLine(k, s.name, kname, extra)
 	})
 }
@@ -324,7 +325,7 @@ func (s *Session) commArg(info *eventInfo) string {
 	return " " + commArgName + "=$comm:string"
 }
 
-func (s *Session) add(file string, info eventInfo, render func(kname string) string) error {
+func (s *Session) add(file string, info eventInfo, spec string, render func(kname string) string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -334,7 +335,7 @@ func (s *Session) add(file string, info eventInfo, render func(kname string) str
 	if s.byUser[user] != nil {
 		return fmt.Errorf("kernel: probe %s is defined twice in this session", user)
 	}
-	p := &probe{kname: s.kernelName(info.group, info.name), file: file, info: info}
+	p := &probe{kname: s.kernelName(info.group, info.name), file: file, info: info, spec: spec}
 	p.line = render(p.kname)
 	if len(p.line) > maxLineLen {
 		return fmt.Errorf("kernel: probe %s: its definition is %d bytes, the kernel takes at most %d", user, len(p.line), maxLineLen)
@@ -357,7 +358,7 @@ func (s *Session) add(file string, info eventInfo, render func(kname string) str
 	if s.enabled {
 		if err := writeFile(filepath.Join(eventDir, "enable"), "1", os.O_TRUNC); err != nil {
 			rerr := s.tfs.removeEvent(file, s.name, p.kname)
-			return errors.Join(fmt.Errorf("kernel: enable probe %s: %w", user, err), rerr)
+			return errors.Join(fmt.Errorf("kernel: enable probe %s (%s): %w", user, p.line, explainEnable(err)), rerr)
 		}
 	}
 	s.probes = append(s.probes, p)
@@ -419,11 +420,77 @@ func (s *Session) setEnabled(on bool) error {
 	}
 	// The group's enable file switches all of its events at once.
 	if err := writeFile(filepath.Join(s.inst, "events", s.name, "enable"), val, os.O_TRUNC); err != nil {
-		return fmt.Errorf("kernel: enable the events of %s: %w", s.name, err)
+		if on {
+			return s.findRefused(err)
+		}
+		return fmt.Errorf("kernel: disable the events of %s: %w", s.name, explainEnable(err))
 	}
 	s.enabled = on
 	return nil
 }
+
+// maxRefusedNamed bounds the probes an enable error lists.
+const maxRefusedNamed = 5
+
+// findRefused names the probes the kernel refused when enabling the
+// session's group failed with groupErr: the group's write returns the
+// first error of all its events and names none. The kernel keeps the
+// events it could enable enabled, so the group is disabled, each probe
+// enabled alone, and the group disabled again. Called with s.mu held.
+func (s *Session) findRefused(groupErr error) error {
+	dir := filepath.Join(s.inst, "events", s.name)
+	disable := func() error {
+		if err := writeFile(filepath.Join(dir, "enable"), "0", os.O_TRUNC); err != nil {
+			return fmt.Errorf("kernel: disable the events of %s after a failed enable: %w", s.name, explainEnable(err))
+		}
+		return nil
+	}
+	if err := disable(); err != nil {
+		return errors.Join(fmt.Errorf("kernel: enable the events of %s: %w", s.name, explainEnable(groupErr)), err)
+	}
+	var named []string // the first maxRefusedNamed refused probes
+	var first error    // the errno of the first
+	n := 0
+	for _, p := range s.probes {
+		err := writeFile(filepath.Join(dir, p.kname, "enable"), "1", os.O_TRUNC)
+		if err == nil {
+			continue
+		}
+		err = explainEnable(err)
+		if n == 0 {
+			first = err
+		}
+		if n++; n <= maxRefusedNamed {
+			named = append(named, fmt.Sprintf("%s/%s (%q, defined as %q): %v", p.info.group, p.info.name, p.spec, p.line, err))
+		}
+	}
+	derr := disable()
+	var err error
+	switch {
+	case n == 0:
+		// Each alone was taken: a limit of the whole, not one probe.
+		err = fmt.Errorf("kernel: enable the events of %s: %w (yet the kernel enabled each of its %d probes alone)", s.name, explainEnable(groupErr), len(s.probes))
+	case n == 1:
+		err = &refusedError{text: "kernel: the kernel refused to enable probe " + named[0], err: first}
+	default:
+		text := fmt.Sprintf("kernel: the kernel refused to enable %d of the %d probes:\n  %s", n, len(s.probes), strings.Join(named, "\n  "))
+		if n > maxRefusedNamed {
+			text += fmt.Sprintf("\n  and %d more", n-maxRefusedNamed)
+		}
+		err = &refusedError{text: text, err: first}
+	}
+	return errors.Join(err, derr)
+}
+
+// refusedError names the probes the kernel would not enable and wraps
+// the first one's errno.
+type refusedError struct {
+	text string
+	err  error
+}
+
+func (e *refusedError) Error() string { return e.text }
+func (e *refusedError) Unwrap() error { return e.err }
 
 // SetPIDs limits the session's events to the given processes and, as the
 // instance follows forks (options/event-fork), to the threads and

@@ -13,6 +13,9 @@ type Value struct {
 	U     uint64 // integer value (sign-extended for Signed), when Type is not String
 	S     string // String values
 	Fault bool   // the fetch failed (unreadable memory); printed as "(fault)"
+	// Truncated reports a String longer than MaxStringLen bytes, cut to
+	// them: printed with "..." after its closing quote.
+	Truncated bool
 }
 
 // Event is one probe hit, the same for every backend.

@@ -23,7 +23,8 @@ type FetchContext interface {
 const (
 	// MaxStringLen is the longest string a fetch-arg returns: the
 	// kernel's MAX_STRING_SIZE (PATH_MAX) less the NUL. Longer strings
-	// are cut.
+	// are cut to it and marked Truncated (the kernel shows them as
+	// "(fault)").
 	MaxStringLen = 4095
 	// stringChunk is the first read of a string: most strings end
 	// within it, and it rarely crosses a page.
@@ -221,7 +222,7 @@ func (f *fetcher) fetch(a *FetchArg) Value {
 		}
 		addr, ok := f.addr(e, 0)
 		if ok {
-			v.S, ok = f.readString(addr)
+			v.S, v.Truncated, ok = f.readString(addr)
 		}
 		v.Fault = !ok
 		return v
@@ -321,31 +322,34 @@ func (f *fetcher) readUint(addr uint64, size int) (uint64, bool) {
 
 // readString reads the NUL-terminated string at addr: a first chunk, then
 // chunks twice as big, so a short string costs one read and the longest
-// a few, never a read per byte.
-func (f *fetcher) readString(addr uint64) (string, bool) {
+// a few, never a read per byte. It reads up to MaxStringLen+1 bytes, the
+// NUL of a string of exactly MaxStringLen bytes included: a string with
+// no NUL in them is longer, and comes back cut to MaxStringLen bytes
+// with truncated set.
+func (f *fetcher) readString(addr uint64) (s string, truncated, ok bool) {
 	buf := f.buf()
 	n, chunk := 0, stringChunk
 	if got := f.cached(addr, buf[:stringChunk]); got > 0 {
 		if i := bytes.IndexByte(buf[:got], 0); i >= 0 {
-			return string(buf[:i]), true
+			return string(buf[:i]), false, true
 		}
 		// No NUL in the chunk (which may end early, at a page's
 		// end): go on after it.
 		n, chunk = got, 2*stringChunk
 	}
-	for n < MaxStringLen {
-		want := min(chunk, MaxStringLen-n)
+	for n < len(buf) {
+		want := min(chunk, len(buf)-n)
 		got := f.readAvail(addr+uint64(n), buf[n:n+want])
 		if i := bytes.IndexByte(buf[n:n+got], 0); i >= 0 {
-			return string(buf[:n+i]), true
+			return string(buf[:n+i]), false, true
 		}
 		n += got
 		if got < want {
-			return "", false // unreadable before the NUL
+			return "", false, false // unreadable before the NUL
 		}
 		chunk *= 2
 	}
-	return string(buf[:n]), true
+	return string(buf[:MaxStringLen]), true, true
 }
 
 // readAvail reads what is readable of p at addr, from its start: when the

@@ -213,36 +213,45 @@ func TestFetchStrings(t *testing.T) {
 		f.write(0x8f00, []byte(long+"\x00"))
 		// Longer than MaxStringLen.
 		f.write(0x10000, []byte(strings.Repeat("y", 3*pageSize)))
+		// Exactly MaxStringLen, its NUL the first byte of a page.
+		f.write(0x14001, []byte(strings.Repeat("e", MaxStringLen)+"\x00"))
+		// MaxStringLen bytes, then unmapped memory where its NUL would be
+		// (0x1a000 is the first unmapped page after them).
+		f.write(0x19001, []byte(strings.Repeat("u", MaxStringLen)))
 		// Raw bytes are kept.
 		f.write(0x20000, []byte("a\"b\\c\n\xff\x00"))
 		f.regs.Rdi = 0x1000
 		f.regs.Rsi = 0x2ff6
 
 		tests := []struct {
-			arg   string
-			s     string
-			fault bool
+			arg       string
+			s         string
+			fault     bool
+			truncated bool
 		}{
-			{"+0(%di):string", "hello, world", false},
-			{"+7(%di):string", "world", false},
-			{"@0x1000:string", "hello, world", false},
-			{"+0(%si):string", "edge", false},
-			{"@0x4ffb:ustring", "last", false},
-			{"@0x4fff:string", "", false},
-			{"@0x6ff0:string", "", true},
-			{"@0x6fff:string", "", true},
-			{"@0x8f00:string", long, false},
-			{"@0x10000:string", strings.Repeat("y", MaxStringLen), false},
-			{"@0x20000:string", "a\"b\\c\n\xff", false},
-			{"$comm", "worker/1", false},
-			{"c=$comm:string", "worker/1", false},
+			{"+0(%di):string", "hello, world", false, false},
+			{"+7(%di):string", "world", false, false},
+			{"@0x1000:string", "hello, world", false, false},
+			{"+0(%si):string", "edge", false, false},
+			{"@0x4ffb:ustring", "last", false, false},
+			{"@0x4fff:string", "", false, false},
+			{"@0x6ff0:string", "", true, false},
+			{"@0x6fff:string", "", true, false},
+			{"@0x8f00:string", long, false, false},
+			{"@0x10000:string", strings.Repeat("y", MaxStringLen), false, true},
+			{"@0x14001:string", strings.Repeat("e", MaxStringLen), false, false},
+			{"@0x19001:string", "", true, false},
+			{"@0x20000:string", "a\"b\\c\n\xff", false, false},
+			{"$comm", "worker/1", false, false},
+			{"c=$comm:string", "worker/1", false, false},
 		}
 		for _, tt := range tests {
 			s := mustParse(t, "p /bin/x:0x10 "+tt.arg)
 			f.reads, f.maxRead = 0, 0
 			v := s.Args[0].Fetch(f)
-			if v.Fault != tt.fault || v.S != tt.s {
-				t.Errorf("partial=%v %s: fault=%v %q, want fault=%v %q", partial, tt.arg, v.Fault, trunc(v.S), tt.fault, trunc(tt.s))
+			if v.Fault != tt.fault || v.S != tt.s || v.Truncated != tt.truncated {
+				t.Errorf("partial=%v %s: fault=%v truncated=%v %q, want fault=%v truncated=%v %q",
+					partial, tt.arg, v.Fault, v.Truncated, trunc(v.S), tt.fault, tt.truncated, trunc(tt.s))
 			}
 			if v.Type.Kind != String {
 				t.Errorf("%s: type %v", tt.arg, v.Type)

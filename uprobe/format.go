@@ -8,7 +8,9 @@ import (
 // AppendText appends the value as trace_pipe prints it, "name=value":
 // u8..u64 in decimal, s8..s64 in signed decimal, x8..x64 as 0x%x, strings
 // within double quotes with their bytes as they are (as the kernel prints
-// them), and "(fault)" for a failed fetch.
+// them), followed by "..." when the string was longer than MaxStringLen
+// and cut (where the kernel prints "(fault)"), and "(fault)" for a failed
+// fetch.
 func (v Value) AppendText(b []byte) []byte {
 	b = append(b, v.Name...)
 	b = append(b, '=')
@@ -19,7 +21,11 @@ func (v Value) AppendText(b []byte) []byte {
 	case String:
 		b = append(b, '"')
 		b = append(b, v.S...)
-		return append(b, '"')
+		b = append(b, '"')
+		if v.Truncated {
+			b = append(b, "..."...)
+		}
+		return b
 	case Signed:
 		return strconv.AppendInt(b, int64(signExtend(v.U, v.Type.Size)), 10)
 	case Hex:
@@ -96,6 +102,8 @@ func appendPadded(b []byte, v int64, width int) []byte {
 // u and s types as numbers, x types as "0x.." strings (as trace_pipe
 // shows them), strings as JSON strings and faulted args as null. Bytes of
 // a string that are not UTF-8 become U+FFFD, as encoding/json makes them.
+// Strings cut at MaxStringLen bytes are named in "truncated":["name",...]
+// after "args", present only when there is one.
 func (e *Event) AppendJSON(b []byte) []byte {
 	b = append(b, `{"time_ns":`...)
 	b = strconv.AppendUint(b, e.TimeNS, 10)
@@ -145,7 +153,24 @@ func (e *Event) AppendJSON(b []byte) []byte {
 			b = strconv.AppendUint(b, v.U&sizeMask(v.Type.Size), 10)
 		}
 	}
-	return append(b, "}}\n"...)
+	b = append(b, '}')
+	first := true
+	for i := range e.Args {
+		if !e.Args[i].Truncated || e.Args[i].Fault {
+			continue
+		}
+		if first {
+			b = append(b, `,"truncated":[`...)
+			first = false
+		} else {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, e.Args[i].Name)
+	}
+	if !first {
+		b = append(b, ']')
+	}
+	return append(b, "}\n"...)
 }
 
 const hexDigits = "0123456789abcdef"

@@ -24,6 +24,7 @@ func TestValueAppendText(t *testing.T) {
 		{Value{Name: "s", Type: Type{Kind: String}, S: ""}, `s=""`},
 		{Value{Name: "s", Type: Type{Kind: String}, S: "q\"\n\xff"}, "s=\"q\"\n\xff\""},
 		{Value{Name: "s", Type: Type{Kind: String}, Fault: true}, "s=(fault)"},
+		{Value{Name: "s", Type: Type{Kind: String}, S: "abc", Truncated: true}, `s="abc"...`}, // cut at MaxStringLen
 		{Value{Name: "n", Type: Type{Unsigned, 4}, Fault: true, U: 5}, "n=(fault)"},
 		{Value{Name: "z"}, "z=0"}, // the zero Type is a u with no size: 64 bits
 	}
@@ -85,6 +86,16 @@ func TestEventAppendJSON(t *testing.T) {
 	want = `{"time_ns":5000000999,"pid":77,"tid":78,"comm":"a-very-long-comm","probe":"g/open__return","ip":"0x401000","retip":"0x401234","args":{"ret":-1,"path":"/etc/passwd","flags":524288,"bad":null,"bad2":null}}` + "\n"
 	if got != want {
 		t.Errorf("AppendJSON:\n got %s\nwant %s", got, want)
+	}
+	cut := Event{Group: "g", Name: "e", Args: []Value{
+		{Name: "a", Type: Type{Kind: String}, S: "x", Truncated: true},
+		{Name: "b", Type: Type{Kind: String}, S: "y"},
+		{Name: "c", Type: Type{Kind: String}, S: "z", Truncated: true},
+	}}
+	got = string(cut.AppendJSON(nil))
+	want = `{"time_ns":0,"pid":0,"tid":0,"comm":"","probe":"g/e","ip":"0x0","args":{"a":"x","b":"y","c":"z"},"truncated":["a","c"]}` + "\n"
+	if got != want {
+		t.Errorf("AppendJSON of cut strings:\n got %s\nwant %s", got, want)
 	}
 	empty := Event{Group: "g", Name: "e"}
 	if got := string(empty.AppendJSON([]byte("prefix\n"))); got != "prefix\n"+`{"time_ns":0,"pid":0,"tid":0,"comm":"","probe":"g/e","ip":"0x0","args":{}}`+"\n" {

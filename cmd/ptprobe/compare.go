@@ -8,21 +8,26 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/uprobe"
+	"golang.org/x/sys/unix"
 )
 
-// compareCmd runs a program once under kernel uprobes and once under the
-// ptrace engine with the same specs and reports, per probe, whether hits
-// and fetched arguments agree, and the cost per hit of each backend.
-// It returns 0 when they agree and 1 when they differ.
+// compareCmd runs a program under kernel uprobes and under the ptrace
+// engine with the same specs and reports, per probe, whether hits and
+// fetched arguments agree (in the first round of runs), and the cost per
+// hit of each backend over all rounds. It returns 0 when they agree and 1
+// when they differ.
 func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	fs := pflag.NewFlagSet("compare", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -31,6 +36,7 @@ func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	format := fs.String("format", "text", "output format: text or json")
 	showOutput := fs.Bool("show-output", false, "let the program's output through (default: compared, then discarded)")
 	sameCPU := fs.Bool("same-cpu", false, "run the ptrace backend with the program and the tracer on one CPU (see trace --same-cpu)")
+	runs := fs.Int("runs", 5, "rounds of runs: each round runs the program unprobed, under kernel uprobes and under ptrace, in that order; the cost per hit is the median over the rounds, with its spread, and hits and arguments are compared in the first round")
 	fs.SetInterspersed(false)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -47,6 +53,8 @@ func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, errors.New("compare: no probe given (-e SPEC)")
 	case *format != "text" && *format != "json":
 		return 0, fmt.Errorf("compare: --format must be text or json, not %q", *format)
+	case *runs < 1:
+		return 0, fmt.Errorf("compare: --runs must be at least 1, not %d", *runs)
 	}
 	var specs []*uprobe.Spec
 	for _, text := range *specTexts {
@@ -68,23 +76,40 @@ func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, err
 	}
 
-	base, err := runBaseline(argv, *showOutput)
-	if err != nil {
-		return 0, err
-	}
-	kern, err := runRecorded("kernel", specs, argv, *showOutput, runKernel)
-	if err != nil {
-		return 0, err
-	}
-	ptr, err := runRecorded("ptrace", specs, argv, *showOutput, ptraceBackend(*sameCPU))
-	if err != nil {
-		return 0, err
+	// Interleaved, so that a slow spell of the machine falls on every
+	// backend alike rather than on one of them; each cost is taken
+	// against the unprobed run just before it.
+	var base, kern, ptr []*runResult
+	for i := 0; i < *runs; i++ {
+		b, err := runBaseline(argv, *showOutput)
+		if err != nil {
+			return 0, err
+		}
+		k, err := runRecorded("kernel", specs, argv, *showOutput, runKernel)
+		if err != nil {
+			return 0, err
+		}
+		p, err := runRecorded("ptrace", specs, argv, *showOutput, ptraceBackend(*sameCPU))
+		if err != nil {
+			return 0, err
+		}
+		if i > 0 {
+			// Only the first round is compared; the others are timed.
+			k.events, p.events = nil, nil
+		}
+		base, kern, ptr = append(base, b), append(kern, k), append(ptr, p)
 	}
 	rep := buildReport(specs, argv, base, kern, ptr)
+	// Whole lines per write, as trace's output: with --show-output the
+	// report shares stdout with what the program left running.
+	w := newLineWriter(stdout, flushEvery)
 	if *format == "json" {
-		stdout.Write(rep.json())
+		w.Write(rep.json())
 	} else {
-		stdout.Write(rep.text())
+		w.Write(rep.text())
+	}
+	if err := w.Close(); err != nil {
+		return 0, fmt.Errorf("compare: write the report: %w", err)
 	}
 	if rep.Agree {
 		return 0, nil
@@ -116,6 +141,7 @@ type runResult struct {
 	wall    time.Duration
 	status  int
 	output  []byte // stdout+stderr, unless shown
+	nhits   int    // events of all probes
 	// events per probe, each rendered as "name=value ..." with the
 	// thread that hit it.
 	events map[string][]recorded
@@ -124,13 +150,6 @@ type runResult struct {
 type recorded struct {
 	tid  int
 	args string
-}
-
-func (r *runResult) hits() (n int) {
-	for _, evs := range r.events {
-		n += len(evs)
-	}
-	return n
 }
 
 // outputFiles returns where the program's output goes: the terminal, or a
@@ -156,20 +175,92 @@ func runBaseline(argv []string, show bool) (*runResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, out, errOut
-	start := time.Now()
-	err = cmd.Run()
-	r := &runResult{backend: "none", wall: time.Since(start)}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.status = ee.ExitCode()
-	case err != nil:
+	r := &runResult{backend: "none"}
+	r.status, r.wall, err = runUnprobed(argv, out, errOut)
+	r.output = collect()
+	if err != nil {
 		return nil, fmt.Errorf("compare: unprobed run of %s: %w", argv[0], err)
 	}
-	r.output = collect()
 	return r, nil
+}
+
+// runUnprobed runs argv with no probe and times it the way the backends
+// time their runs: from its first instruction to its exit. It starts the
+// program under ptrace, which stops it after its execve, and starts the
+// clock as it detaches, as the kernel backend does (with address space
+// randomization off, as both backends run it). Timed from fork, the
+// unprobed run would include the fork, exec and wait the probed runs
+// leave out, and a program with few hits would show a negative cost.
+func runUnprobed(argv []string, out, errOut *os.File) (status int, wall time.Duration, err error) {
+	type result struct {
+		status int
+		wall   time.Duration
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// ptrace requests must come from the thread that started the
+		// program, whose personality the program inherits; the thread
+		// is never unlocked, so Go retires it.
+		runtime.LockOSThread()
+		if old, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, 0xffffffff, 0, 0); errno == 0 {
+			unix.RawSyscall(unix.SYS_PERSONALITY, old|0x0040000 /* ADDR_NO_RANDOMIZE */, 0, 0)
+		}
+		proc, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
+			Files: []*os.File{os.Stdin, out, errOut},
+			Sys:   &syscall.SysProcAttr{Ptrace: true},
+		})
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		pid := proc.Pid
+		proc.Release()
+		var ws unix.WaitStatus
+		if err := wait4(pid, &ws); err != nil || !ws.Stopped() {
+			unix.Kill(pid, unix.SIGKILL)
+			wait4(pid, &ws)
+			done <- result{err: fmt.Errorf("%s did not stop after its exec (status 0x%x): %v", argv[0], uint32(ws), err)}
+			return
+		}
+		// Should ptprobe die before the detach, the program dies too
+		// rather than stay stopped.
+		unix.PtraceSetOptions(pid, unix.PTRACE_O_EXITKILL)
+		t0 := time.Now()
+		if err := unix.PtraceDetach(pid); err != nil {
+			unix.Kill(pid, unix.SIGKILL)
+			wait4(pid, &ws)
+			done <- result{err: fmt.Errorf("detach from %d: %w", pid, err)}
+			return
+		}
+		for {
+			if err := wait4(pid, &ws); err != nil {
+				done <- result{err: err}
+				return
+			}
+			if ws.Exited() || ws.Signaled() {
+				break
+			}
+		}
+		wall := time.Since(t0)
+		if ws.Signaled() {
+			done <- result{status: 128 + int(ws.Signal()), wall: wall}
+			return
+		}
+		done <- result{status: ws.ExitStatus(), wall: wall}
+	}()
+	r := <-done
+	return r.status, r.wall, r.err
+}
+
+// wait4 waits for pid (any kind of child), retrying on EINTR.
+func wait4(pid int, ws *unix.WaitStatus) error {
+	for {
+		_, err := unix.Wait4(pid, ws, unix.WALL, nil)
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 func runRecorded(name string, specs []*uprobe.Spec, argv []string, show bool, backend backendFunc) (*runResult, error) {
@@ -189,6 +280,7 @@ func runRecorded(name string, specs []*uprobe.Spec, argv []string, show bool, ba
 		}
 		p := ev.Probe()
 		r.events[p] = append(r.events[p], recorded{tid: ev.TID, args: string(buf)})
+		r.nhits++
 	}
 	r.status, r.wall, err = backend(specs, argv, out, errOut, onEvent)
 	r.output = collect()
@@ -235,36 +327,53 @@ type probeReport struct {
 }
 
 type backendReport struct {
-	WallNS   int64   `json:"wall_ns"`
-	Hits     int     `json:"hits"`
-	UsPerHit float64 `json:"us_per_hit"` // (wall - unprobed wall) / hits
-	Status   int     `json:"exit_status"`
+	// Hits and Status are those of the first round's run.
+	Hits   int `json:"hits"`
+	Status int `json:"exit_status"`
+	// The program's run time over the rounds: median, least, most.
+	WallNS    int64 `json:"wall_ns"`
+	WallMinNS int64 `json:"wall_min_ns"`
+	WallMaxNS int64 `json:"wall_max_ns"`
+	// The cost per hit of each round, (wall - the round's unprobed wall)
+	// / hits, in µs: median, least, most; the two bounds at least 0.
+	// UsPerHit is null when BelowNoise.
+	UsPerHit    *float64 `json:"us_per_hit"`
+	UsPerHitMin float64  `json:"us_per_hit_min"`
+	UsPerHitMax float64  `json:"us_per_hit_max"`
+	// NoiseUsPerHit is the noise floor: the spread of the unprobed runs
+	// (most - least) per hit. BelowNoise: the median cost is not above
+	// it (with one round, not above 0), so no cost can be told.
+	NoiseUsPerHit float64 `json:"noise_us_per_hit"`
+	BelowNoise    bool    `json:"below_noise"`
 }
 
 type report struct {
-	Program      []string      `json:"program"`
-	BaselineNS   int64         `json:"unprobed_wall_ns"`
-	Kernel       backendReport `json:"kernel"`
-	Ptrace       backendReport `json:"ptrace"`
-	Probes       []probeReport `json:"probes"`
-	OutputsEqual bool          `json:"outputs_equal"`
-	Agree        bool          `json:"agree"`
+	Program []string `json:"program"`
+	Runs    int      `json:"runs"`
+	// The unprobed runs' time: median, least, most.
+	BaselineNS    int64         `json:"unprobed_wall_ns"`
+	BaselineMinNS int64         `json:"unprobed_wall_min_ns"`
+	BaselineMaxNS int64         `json:"unprobed_wall_max_ns"`
+	Kernel        backendReport `json:"kernel"`
+	Ptrace        backendReport `json:"ptrace"`
+	Probes        []probeReport `json:"probes"`
+	OutputsEqual  bool          `json:"outputs_equal"`
+	Agree         bool          `json:"agree"`
 }
 
-func buildReport(specs []*uprobe.Spec, argv []string, base, kern, ptr *runResult) *report {
-	rep := &report{Program: argv, BaselineNS: base.wall.Nanoseconds(), Agree: true}
-	backend := func(r *runResult) backendReport {
-		br := backendReport{WallNS: r.wall.Nanoseconds(), Hits: r.hits(), Status: r.status}
-		if br.Hits > 0 {
-			br.UsPerHit = float64(r.wall-base.wall) / float64(br.Hits) / 1e3
-		}
-		return br
-	}
-	rep.Kernel, rep.Ptrace = backend(kern), backend(ptr)
-	rep.OutputsEqual = bytes.Equal(kern.output, ptr.output) && kern.status == ptr.status
+// buildReport compares the first round's kernel and ptrace runs and times
+// every round: base[i], kern[i] and ptr[i] ran in round i.
+func buildReport(specs []*uprobe.Spec, argv []string, base, kern, ptr []*runResult) *report {
+	baseWalls := walls(base)
+	rep := &report{Program: argv, Runs: len(base), Agree: true,
+		BaselineNS: median(baseWalls), BaselineMinNS: slices.Min(baseWalls), BaselineMaxNS: slices.Max(baseWalls)}
+	noise := rep.BaselineMaxNS - rep.BaselineMinNS
+	rep.Kernel, rep.Ptrace = backendCosts(kern, base, noise), backendCosts(ptr, base, noise)
+	k0, p0 := kern[0], ptr[0]
+	rep.OutputsEqual = bytes.Equal(k0.output, p0.output) && k0.status == p0.status
 	for _, s := range specs {
 		name := s.Probe()
-		k, p := kern.events[name], ptr.events[name]
+		k, p := k0.events[name], p0.events[name]
 		pr := probeReport{Probe: name, KernelHits: len(k), PtraceHits: len(p)}
 		pr.ArgsEqual, pr.KernelFirst, pr.PtraceFirst = compareSequences(k, p)
 		if pr.KernelHits != pr.PtraceHits || !pr.ArgsEqual {
@@ -273,6 +382,59 @@ func buildReport(specs []*uprobe.Spec, argv []string, base, kern, ptr *runResult
 		rep.Probes = append(rep.Probes, pr)
 	}
 	return rep
+}
+
+// backendCosts times one backend's runs against the unprobed run of
+// their round; noiseNS is the spread of the unprobed runs.
+func backendCosts(runs, base []*runResult, noiseNS int64) backendReport {
+	w := walls(runs)
+	br := backendReport{Hits: runs[0].nhits, Status: runs[0].status,
+		WallNS: median(w), WallMinNS: slices.Min(w), WallMaxNS: slices.Max(w), BelowNoise: true}
+	var costs, hits []float64
+	for i, r := range runs {
+		if r.nhits > 0 {
+			costs = append(costs, float64(r.wall-base[i].wall)/float64(r.nhits)/1e3)
+			hits = append(hits, float64(r.nhits))
+		}
+	}
+	if len(costs) == 0 {
+		return br // no hit: no cost per hit
+	}
+	br.NoiseUsPerHit = float64(noiseNS) / medianFloat(hits) / 1e3
+	m := medianFloat(costs)
+	br.UsPerHitMin, br.UsPerHitMax = max(slices.Min(costs), 0), max(slices.Max(costs), 0)
+	if m > br.NoiseUsPerHit {
+		br.UsPerHit, br.BelowNoise = &m, false
+	}
+	return br
+}
+
+func walls(runs []*runResult) []int64 {
+	w := make([]int64, len(runs))
+	for i, r := range runs {
+		w[i] = r.wall.Nanoseconds()
+	}
+	return w
+}
+
+// median of a non-empty list: the middle value, or the mean of the two
+// middle ones.
+func median(v []int64) int64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
+}
+
+func medianFloat(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
 }
 
 // compareSequences compares the per-thread sequences of fetched arguments
@@ -358,13 +520,24 @@ func (rep *report) text() []byte {
 			fmt.Fprintf(&b, "    kernel: %s\n    ptrace: %s\n", p.KernelFirst, p.PtraceFirst)
 		}
 	}
-	fmt.Fprintf(&b, "\n%-10s %12s %10s %14s\n", "RUN", "WALL ms", "HITS", "µs/hit")
-	fmt.Fprintf(&b, "%-10s %12.3f %10s %14s\n", "unprobed", float64(rep.BaselineNS)/1e6, "-", "-")
+	rounds := "1 run each"
+	if rep.Runs > 1 {
+		rounds = fmt.Sprintf("median of %d runs each, interleaved; least-most in brackets", rep.Runs)
+	}
+	fmt.Fprintf(&b, "\n%s\n%-10s %26s %10s  %s\n", rounds, "RUN", "WALL ms", "HITS", "µs/hit")
+	ms := func(ns int64) string { return strconv.FormatFloat(float64(ns)/1e6, 'f', 3, 64) }
+	wall := func(m, lo, hi int64) string {
+		if rep.Runs == 1 {
+			return ms(m)
+		}
+		return fmt.Sprintf("%s [%s-%s]", ms(m), ms(lo), ms(hi))
+	}
+	fmt.Fprintf(&b, "%-10s %26s %10s  %s\n", "unprobed", wall(rep.BaselineNS, rep.BaselineMinNS, rep.BaselineMaxNS), "-", "-")
 	for _, r := range []struct {
 		name string
 		br   backendReport
 	}{{"kernel", rep.Kernel}, {"ptrace", rep.Ptrace}} {
-		fmt.Fprintf(&b, "%-10s %12.3f %10d %14s\n", r.name, float64(r.br.WallNS)/1e6, r.br.Hits, strconv.FormatFloat(r.br.UsPerHit, 'f', 2, 64))
+		fmt.Fprintf(&b, "%-10s %26s %10d  %s\n", r.name, wall(r.br.WallNS, r.br.WallMinNS, r.br.WallMaxNS), r.br.Hits, r.br.costText(rep.Runs))
 	}
 	if !rep.OutputsEqual {
 		fmt.Fprintf(&b, "\nthe program's output or exit status differed between the runs (kernel %d, ptrace %d)\n", rep.Kernel.Status, rep.Ptrace.Status)
@@ -375,6 +548,23 @@ func (rep *report) text() []byte {
 		b.WriteString("\nthe backends DIFFER\n")
 	}
 	return b.Bytes()
+}
+
+// costText is the µs/hit column: the median cost and its spread, or that
+// it is below the noise of the unprobed runs.
+func (br backendReport) costText(runs int) string {
+	us := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+	switch {
+	case br.Hits == 0 && br.UsPerHit == nil:
+		return "-"
+	case br.BelowNoise && runs == 1:
+		return "below noise (one run: no cost above 0)"
+	case br.BelowNoise:
+		return fmt.Sprintf("below noise (the unprobed runs spread %s µs/hit)", us(br.NoiseUsPerHit))
+	case runs == 1:
+		return us(*br.UsPerHit)
+	}
+	return fmt.Sprintf("%s [%s-%s], noise %s", us(*br.UsPerHit), us(br.UsPerHitMin), us(br.UsPerHitMax), us(br.NoiseUsPerHit))
 }
 
 func (rep *report) json() []byte {

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ptprobe/ptprobe/internal/testprog"
 )
@@ -22,7 +24,9 @@ type compareJSON struct {
 
 func compare(t *testing.T, args ...string) (result, compareJSON) {
 	t.Helper()
-	r := ptprobe(t, append([]string{"compare", "--format", "json"}, args...)...)
+	// One round: these tests are about hits and arguments, which only
+	// the first round's runs are compared on.
+	r := ptprobe(t, append([]string{"compare", "--format", "json", "--runs", "1"}, args...)...)
 	var c compareJSON
 	if r.status != 2 {
 		if err := json.Unmarshal([]byte(r.stdout), &c); err != nil {
@@ -120,7 +124,7 @@ func TestCompareDiffers(t *testing.T) {
 	state := filepath.Join(dir, "state")
 	// Runs: unprobed (creates state: 10 calls), kernel (removes it: 12
 	// calls), ptrace (10 calls).
-	r := ptprobe(t, "compare", "-e", flip+":flipped i=%di:s64", "--", flip, state)
+	r := ptprobe(t, "compare", "--runs", "1", "-e", flip+":flipped i=%di:s64", "--", flip, state)
 	if r.status != 1 {
 		t.Fatalf("status %d, want 1:\n%s%s", r.status, r.stdout, r.stderr)
 	}
@@ -174,5 +178,90 @@ func TestCompareSameCPU(t *testing.T) {
 	r, res := compare(t, "--same-cpu", "-e", "p:t/probed "+prog+":probed t=%di:s64 i=%si:s64", "--", prog, "3", "500")
 	if r.status != 0 || !res.Agree || len(res.Probes) != 1 || res.Probes[0].PtraceHits != 1500 {
 		t.Fatalf("status %d: %s %s", r.status, r.stdout, r.stderr)
+	}
+}
+
+// TestCompareCost: over several interleaved rounds compare reports, per
+// backend, the median cost per hit with its spread, or that it is below
+// the noise of the unprobed runs; never a negative cost, in JSON or text.
+func TestCompareCost(t *testing.T) {
+	requireKernelUprobes(t)
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "probes", testprog.PIE...)
+	args := []string{"compare", "--runs", "3", "-e", "p:t/push " + prog + ":push_func", "--", prog, "500"}
+	r := ptprobe(t, append(args[:1:1], append([]string{"--format", "json"}, args[1:]...)...)...)
+	if r.status != 0 {
+		t.Fatalf("status %d: %s %s", r.status, r.stdout, r.stderr)
+	}
+	var rep report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("%v: %s", err, r.stdout)
+	}
+	if rep.Runs != 3 || !(rep.BaselineMinNS <= rep.BaselineNS && rep.BaselineNS <= rep.BaselineMaxNS) || rep.BaselineMinNS <= 0 {
+		t.Errorf("runs %d, unprobed %d [%d-%d] ns", rep.Runs, rep.BaselineNS, rep.BaselineMinNS, rep.BaselineMaxNS)
+	}
+	for name, br := range map[string]backendReport{"kernel": rep.Kernel, "ptrace": rep.Ptrace} {
+		if br.Hits != 500 || !(br.WallMinNS <= br.WallNS && br.WallNS <= br.WallMaxNS) {
+			t.Errorf("%s: %d hits, wall %d [%d-%d] ns", name, br.Hits, br.WallNS, br.WallMinNS, br.WallMaxNS)
+		}
+		if br.UsPerHitMin < 0 || br.UsPerHitMax < br.UsPerHitMin || br.NoiseUsPerHit < 0 {
+			t.Errorf("%s: cost spread [%v-%v], noise %v", name, br.UsPerHitMin, br.UsPerHitMax, br.NoiseUsPerHit)
+		}
+		if (br.UsPerHit == nil) != br.BelowNoise || br.UsPerHit != nil && (*br.UsPerHit <= br.NoiseUsPerHit || *br.UsPerHit < br.UsPerHitMin || *br.UsPerHit > br.UsPerHitMax) {
+			t.Errorf("%s: cost %v, below noise %v, spread [%v-%v], noise %v", name, br.UsPerHit, br.BelowNoise, br.UsPerHitMin, br.UsPerHitMax, br.NoiseUsPerHit)
+		}
+	}
+
+	r = ptprobe(t, args...)
+	if r.status != 0 {
+		t.Fatalf("status %d: %s %s", r.status, r.stdout, r.stderr)
+	}
+	cost := regexp.MustCompile(`(?m)^(kernel|ptrace) +[0-9.]+ \[[0-9.]+-[0-9.]+\] +500  (below noise \(the unprobed runs spread [0-9.]+ µs/hit\)|[0-9.]+ \[[0-9.]+-[0-9.]+\], noise [0-9.]+)$`)
+	if got := cost.FindAllString(r.stdout, -1); len(got) != 2 || !strings.Contains(r.stdout, "median of 3 runs each, interleaved") {
+		t.Errorf("text report:\n%s", r.stdout)
+	}
+}
+
+// TestCostStatistics: the cost per hit of each round is taken against the
+// unprobed run of that round; the median is reported with the spread,
+// or "below noise" when not above the unprobed runs' spread per hit, and
+// no cost below 0 is ever shown.
+func TestCostStatistics(t *testing.T) {
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	round := func(walls ...float64) []*runResult {
+		var rs []*runResult
+		for _, w := range walls {
+			rs = append(rs, &runResult{wall: ms(w), nhits: 1000})
+		}
+		return rs
+	}
+	base := round(10, 12, 11)  // spread 2 ms: 2 µs/hit of noise
+	slow := round(40, 43, 31)  // costs 30, 31, 20 µs/hit
+	quick := round(11, 11, 12) // costs 1, -1, 1: below the noise
+	noise := int64(ms(2))
+	br := backendCosts(slow, base, noise)
+	if br.UsPerHit == nil || *br.UsPerHit != 30 || br.UsPerHitMin != 20 || br.UsPerHitMax != 31 || br.NoiseUsPerHit != 2 || br.BelowNoise {
+		t.Errorf("slow backend: %+v (cost %v)", br, br.UsPerHit)
+	}
+	if br.WallNS != int64(ms(40)) || br.WallMinNS != int64(ms(31)) || br.WallMaxNS != int64(ms(43)) {
+		t.Errorf("slow backend walls: %+v", br)
+	}
+	if got := br.costText(3); got != "30.00 [20.00-31.00], noise 2.00" {
+		t.Errorf("slow backend text %q", got)
+	}
+	br = backendCosts(quick, base, noise)
+	if br.UsPerHit != nil || !br.BelowNoise || br.UsPerHitMin != 0 || br.UsPerHitMax != 1 {
+		t.Errorf("quick backend: %+v", br)
+	}
+	if got := br.costText(3); got != "below noise (the unprobed runs spread 2.00 µs/hit)" {
+		t.Errorf("quick backend text %q", got)
+	}
+	// One round: no spread to go by; a cost not above 0 is below noise.
+	br = backendCosts(round(9), round(10), 0)
+	if br.UsPerHit != nil || !br.BelowNoise || br.costText(1) != "below noise (one run: no cost above 0)" {
+		t.Errorf("one round, faster than unprobed: %+v %q", br, br.costText(1))
+	}
+	if br = backendCosts(round(12), round(10), 0); br.UsPerHit == nil || *br.UsPerHit != 2 || br.costText(1) != "2.00" {
+		t.Errorf("one round: %+v", br)
 	}
 }

@@ -297,3 +297,21 @@ func TestOutputToClosedPipe(t *testing.T) {
 		t.Fatal("ptprobe hung writing to a pipe nobody reads")
 	}
 }
+
+// TestTraceHelpSaysKillLeavesBreakpoints: -p's help says what a killed
+// ptprobe leaves in the program it attached to.
+func TestTraceHelpSaysKillLeavesBreakpoints(t *testing.T) {
+	r := ptprobe(t, "trace", "--help")
+	if r.status != 0 {
+		t.Fatalf("status %d: %s", r.status, r.stderr)
+	}
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if strings.Contains(l, "-p, --pid") {
+			if !strings.Contains(l, "SIGKILL") || !strings.Contains(l, "int3s stay in the program") {
+				t.Errorf("-p's help does not say that a killed ptprobe leaves its int3s: %q", l)
+			}
+			return
+		}
+	}
+	t.Errorf("no -p in trace --help:\n%s", r.stdout)
+}

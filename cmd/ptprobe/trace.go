@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -41,7 +40,7 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	every := fs.Uint64("every", 0, "with --set-retval: only every `N`th return of each probe")
 	probability := fs.Float64("probability", 0, "with --set-retval: each return with probability `P` (0 < P <= 1)")
 	seed := fs.Int64("seed", 0, "with --probability: random seed (0: from the clock)")
-	attachPID := fs.IntP("pid", "p", 0, "attach to the running process `PID` instead of launching CMD")
+	attachPID := fs.IntP("pid", "p", 0, "attach to the running process `PID` instead of launching CMD; Ctrl-C, SIGTERM, SIGHUP or --duration detach cleanly, but if ptprobe is killed (SIGKILL, the OOM killer) its int3s stay in the program, which dies of SIGTRAP at its next hit (as with gdb or ltrace)")
 	duration := fs.Duration("duration", 0, "stop tracing after `D` (e.g. 10s) and detach; the program runs on")
 	noFollow := fs.Bool("no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
 	detachOnExit := fs.Bool("detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
@@ -129,8 +128,17 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		defer f.Close()
 		out = f
 	}
-	w := newEventWriter(out)
-	defer w.Close()
+	// Events, --count and --latency output go out in whole lines (the
+	// program may share the stream); the kernel backend's events too,
+	// through cfg.OnEvent.
+	w := newLineWriter(out, flushEvery)
+	defer func() {
+		// The program's status stays the exit status; a lost output
+		// (full disk, a reader gone) is said, not silent.
+		if err := w.Close(); err != nil {
+			fmt.Fprintf(stderr, "ptprobe: warning: output lost from the first failed write on: %v\n", err)
+		}
+	}()
 	var hists *latencies
 	switch {
 	case *latency:
@@ -217,6 +225,14 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 			counts = append(counts, probeCount{k.Probe(), byProbe[k.Probe()]})
 		}
 	} else {
+		if len(argv) > 0 {
+			// Said before the program runs: its output may differ.
+			if path, err := exec.LookPath(argv[0]); err == nil {
+				if warning := setIDWarning(path); warning != "" {
+					cfg.Warn(errors.New(warning))
+				}
+			}
+		}
 		st, probes, err := ptraceRun(cfg, argv, runOptions{pid: *attachPID, duration: *duration, detachOnExit: *detachOnExit}, stderr)
 		if err != nil {
 			return 0, err
@@ -323,55 +339,4 @@ func ptraceRun(cfg engine.Config, argv []string, opts runOptions, stderr io.Writ
 		return 128 + int(res.Signal), sess.Probes(), nil
 	}
 	return res.ExitCode, sess.Probes(), nil
-}
-
-// eventWriter buffers event lines and flushes them at least every 100 ms,
-// so a slow stream shows promptly and a fast one costs few writes.
-type eventWriter struct {
-	mu    sync.Mutex
-	bw    *bufio.Writer
-	dirty bool
-	stop  chan struct{}
-	done  chan struct{}
-}
-
-func newEventWriter(w io.Writer) *eventWriter {
-	ew := &eventWriter{bw: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
-	go ew.flusher()
-	return ew
-}
-
-func (w *eventWriter) Write(p []byte) {
-	w.mu.Lock()
-	w.bw.Write(p)
-	w.dirty = true
-	w.mu.Unlock()
-}
-
-func (w *eventWriter) flusher() {
-	defer close(w.done)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-w.stop:
-			return
-		case <-tick.C:
-			w.mu.Lock()
-			if w.dirty {
-				w.bw.Flush()
-				w.dirty = false
-			}
-			w.mu.Unlock()
-		}
-	}
-}
-
-// Close flushes what is buffered and stops the flusher.
-func (w *eventWriter) Close() error {
-	close(w.stop)
-	<-w.done
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.bw.Flush()
 }
