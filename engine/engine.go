@@ -541,20 +541,6 @@ func wait4NoHang(ws *unix.WaitStatus) (int, error) {
 	return int(pid), nil
 }
 
-// killAll kills every traced process after an internal error: they carry
-// int3s nobody would handle.
-func (s *Session) killAll() {
-	for pid := range s.procs {
-		unix.Kill(pid, unix.SIGKILL)
-	}
-	for {
-		var ws unix.WaitStatus
-		if _, err := wait4(-1, &ws); err != nil {
-			return
-		}
-	}
-}
-
 // initClock sets the base of the event timestamps.
 func (s *Session) initClock() {
 	s.t0 = time.Now()

@@ -250,10 +250,9 @@ func TestParallelSessions(t *testing.T) {
 	counts := []int{300, 500, 700}
 	var wg sync.WaitGroup
 	type result struct {
-		c    *collector
-		pid  int
-		hits map[string]uint64
-		err  error
+		c   *collector
+		pid int
+		err error
 	}
 	results := make([]result, len(counts))
 	sessions := make([]*Session, len(counts))
