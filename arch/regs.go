@@ -169,3 +169,11 @@ func (r Reg) field(regs *Regs) *uint64 {
 // ArgRegs are the registers of the first six integer arguments in the
 // System V AMD64 calling convention.
 var ArgRegs = [6]Reg{RDI, RSI, RDX, RCX, R8, R9}
+
+// GoArgRegs are the registers of the integer argument words of Go's
+// register ABI (ABIInternal, Go 1.17 and later), in order.
+var GoArgRegs = [9]Reg{RAX, RBX, RCX, RDI, RSI, R8, R9, R10, R11}
+
+// GoGReg holds the current goroutine's g in Go's register ABI, at every
+// function entry and return of ABIInternal code.
+const GoGReg = R14

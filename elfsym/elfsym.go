@@ -8,6 +8,7 @@
 package elfsym
 
 import (
+	"debug/buildinfo"
 	"debug/elf"
 	"errors"
 	"fmt"
@@ -90,6 +91,9 @@ type File struct {
 	names          map[string]struct{} // every symbol name, for "did you mean"
 
 	eh ehCache // .eh_frame_hdr / .eh_frame table, built on first use
+
+	goVersion     string // the Go version of .go.buildinfo, once read
+	goVersionRead bool
 }
 
 // sym is a Symbol with what Lookup and Function need to choose among
@@ -496,4 +500,35 @@ func (f *File) IsGo() bool {
 		return false
 	}
 	return f.ef.Section(".go.buildinfo") != nil || f.ef.Section(".note.go.buildid") != nil
+}
+
+// GoRegisterABI reports whether function (a symbol name) of the file takes
+// its arguments in Go's register ABI: the file was built by Go 1.17 or
+// later, and the function is Go code. Go functions are named
+// "package.Name"; the C functions of a cgo program have no '.', and the
+// ABI0 functions of Go's assembly, which take their arguments on the
+// stack, carry the ".abi0" suffix where both ABIs exist.
+func (f *File) GoRegisterABI(function string) bool {
+	if !f.IsGo() || !strings.Contains(function, ".") || strings.HasSuffix(function, ".abi0") {
+		return false
+	}
+	if !f.goVersionRead {
+		f.goVersionRead = true
+		if bi, err := buildinfo.Read(f.osf); err == nil {
+			f.goVersion = bi.GoVersion
+		}
+	}
+	// "go1.22.3", "go1.17", "devel go1.25-abc…": the register ABI came
+	// with go1.17. An unknown version is taken as a current one.
+	v := f.goVersion
+	if i := strings.Index(v, "go1."); i >= 0 {
+		minor := v[i+len("go1."):]
+		n := 0
+		for len(minor) > 0 && minor[0] >= '0' && minor[0] <= '9' {
+			n = n*10 + int(minor[0]-'0')
+			minor = minor[1:]
+		}
+		return n >= 17
+	}
+	return true
 }

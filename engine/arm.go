@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 
 	"golang.org/x/arch/x86/x86asm"
@@ -94,14 +95,25 @@ func (s *Session) forgetSites(as *addrSpace, start, end uint64) {
 // sitePlan is what one site of a mapping will carry.
 type sitePlan struct {
 	loc    *Location
-	probes []*Probe // entry and return probes whose function starts here
-	retAt  []retAt  // Go return probes whose function returns here
+	probes []probeRef // entry and return probes whose function starts here
+	retAt  []retAt    // Go return probes whose function returns here
+	// restartOf are the entries of the Go functions whose prologue
+	// calls runtime.morestack here (Location.Restarts).
+	restartOf []uint64
+}
+
+// probeRef is a probe on a site, with its fetch-args bound to the site's
+// function (Location.Args).
+type probeRef struct {
+	*Probe
+	args []uprobe.FetchArg
 }
 
 // retAt is a Go return probe observed at one of its function's rets.
 type retAt struct {
-	probe *Probe
-	fn    uint64 // address of the function's entry
+	probeRef
+	fn  uint64     // address of the function's entry
+	abi uprobe.ABI // the function's
 }
 
 // armMapping arms every probe that falls in the executable mapping m, and
@@ -129,11 +141,19 @@ func (s *Session) armMapping(t *thread, m elfsym.Mapping) error {
 		if !ok {
 			continue
 		}
-		plan(addr, loc).probes = append(plan(addr, loc).probes, p)
+		ref := probeRef{Probe: p, args: loc.Args}
+		plan(addr, loc).probes = append(plan(addr, loc).probes, ref)
 		for _, r := range loc.Rets {
 			if raddr, ok := m.Addr(r.Offset); ok {
 				pl := plan(raddr, r)
-				pl.retAt = append(pl.retAt, retAt{probe: p, fn: addr})
+				pl.retAt = append(pl.retAt, retAt{probeRef: ref, fn: addr, abi: loc.ABI})
+			}
+		}
+		for _, r := range loc.Restarts {
+			if raddr, ok := m.Addr(r.Offset); ok {
+				if pl := plan(raddr, r); !slices.Contains(pl.restartOf, addr) {
+					pl.restartOf = append(pl.restartOf, addr)
+				}
 			}
 		}
 	}

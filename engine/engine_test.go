@@ -20,6 +20,7 @@ type hit struct {
 	probe string
 	tid   int
 	ip    uint64
+	dur   uint64 // return probes: ns since the entry, 0 if not paired
 	args  []uprobe.Value
 }
 
@@ -87,7 +88,7 @@ func launchTraced(t *testing.T, cfg engine.Config, probes []engine.ProbeConfig, 
 	if record {
 		cfg.OnEvent = func(ev *uprobe.Event) {
 			mu.Lock()
-			tr.hits = append(tr.hits, hit{probe: ev.Probe(), tid: ev.TID, ip: ev.IP, args: append([]uprobe.Value(nil), ev.Args...)})
+			tr.hits = append(tr.hits, hit{probe: ev.Probe(), tid: ev.TID, ip: ev.IP, dur: ev.DurationNS, args: append([]uprobe.Value(nil), ev.Args...)})
 			mu.Unlock()
 		}
 	}

@@ -238,10 +238,19 @@ func (s *Session) hit(t *thread, st *site) error {
 // read memory, return probes write the return address.
 func (s *Session) enter(t *thread, st *site) unix.Signal {
 	t.regs.Rip = st.addr
-	t.hit = st
+	t.at = hitPoint{st.addr, st.fileBase}
 	if t.proc.unfollowed {
 		// A vfork child not followed: it shares the parent's int3s
 		// until it execs; its hits only run the displaced instruction.
+		return s.displace(t, st)
+	}
+	for _, fn := range st.restartOf {
+		t.proc.willRestart(t, fn)
+	}
+	t.silent = st.restartable && t.proc.restarted(t, st.addr)
+	if t.silent {
+		// The runtime grew the goroutine's stack and runs the
+		// function again from its entry: the same call, not another.
 		return s.displace(t, st)
 	}
 	for _, p := range st.entry {
@@ -264,7 +273,7 @@ func (s *Session) enter(t *thread, st *site) unix.Signal {
 	}
 	if t.regs.Rip != st.addr {
 		// A pre handler redirected the thread: skip the instruction.
-		t.hit = nil
+		t.at = hitPoint{}
 		return 0
 	}
 	if len(st.ret) > 0 {
@@ -279,7 +288,7 @@ func (s *Session) enter(t *thread, st *site) unix.Signal {
 // through the displaced instruction: its trampoline, or its emulation.
 // It returns the signal to resume t with.
 func (s *Session) displace(t *thread, st *site) unix.Signal {
-	defer func() { t.hit = nil }()
+	defer func() { t.at = hitPoint{} }()
 	if !st.emulate {
 		t.regs.Rip = st.tramp
 		return 0
@@ -297,7 +306,7 @@ func (s *Session) displace(t *thread, st *site) unix.Signal {
 }
 
 func (s *Session) runPost(t *thread, st *site) {
-	if !st.post || t.proc.unfollowed {
+	if !st.post || t.proc.unfollowed || t.silent {
 		return
 	}
 	for _, p := range st.entry {
@@ -310,9 +319,9 @@ func (s *Session) runPost(t *thread, st *site) {
 // postStop is the int3 at a trampoline exit of a site with post handlers.
 func (s *Session) postStop(t *thread, ex exitStop) error {
 	t.regs.Rip = ex.resume
-	t.hit = ex.site
+	t.at = hitPoint{ex.site.addr, ex.site.fileBase}
 	s.runPost(t, ex.site)
-	t.hit = nil
+	t.at = hitPoint{}
 	return s.setRegsAndResume(t, 0)
 }
 
@@ -345,14 +354,14 @@ func (s *Session) fault(t *thread, sig unix.Signal) error {
 		t.regs.Rsp += 8
 	}
 	t.regs.Rip = st.addr
-	t.hit = st
+	t.at = hitPoint{st.addr, st.fileBase}
 	handled := false
 	for _, p := range st.entry {
 		if p.handlers.Fault != nil && p.handlers.Fault(t, f) {
 			handled = true
 		}
 	}
-	t.hit = nil
+	t.at = hitPoint{}
 	if handled {
 		if t.regs.Rip == st.addr {
 			t.regs.Rip = st.addr + uint64(st.loc.Inst.Len)
@@ -390,7 +399,7 @@ func trapNo(sig unix.Signal, code int32) int {
 
 // emit sends the event of one hit of p to OnEvent; for return probes
 // retIP is the address returned to and dur the time since the entry.
-func (s *Session) emit(t *thread, p *Probe, ip, retIP, dur uint64) {
+func (s *Session) emit(t *thread, p probeRef, ip, retIP, dur uint64) {
 	if s.cfg.OnEvent == nil {
 		return
 	}
@@ -401,7 +410,7 @@ func (s *Session) emit(t *thread, p *Probe, ip, retIP, dur uint64) {
 	ev.Comm = t.Comm()
 	ev.Group, ev.Name, ev.Kind = p.Spec.Group, p.Spec.Event, p.Spec.Kind
 	ev.IP, ev.RetIP, ev.DurationNS = ip, retIP, dur
-	ev.Args = p.Spec.FetchArgs(t, ev.Args[:0])
+	ev.Args = uprobe.FetchArgs(t, p.args, ev.Args[:0])
 	s.cfg.OnEvent(ev)
 }
 

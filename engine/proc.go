@@ -137,7 +137,10 @@ type process struct {
 	unfollowed bool
 	// goFrames are the entries of Go functions with return probes, by
 	// stack pointer (see goEntered).
-	goFrames map[uint64][]goFrame
+	goFrames map[goFrameKey][]goFrame
+	// restarts are, by goroutine (its g), the Go function entry that
+	// goroutine will run again once runtime.morestack returns.
+	restarts map[uint64]uint64
 }
 
 // threadState says what a stop of the thread means.
@@ -175,8 +178,37 @@ type thread struct {
 	// requeue holds signals that arrived during an injected system call,
 	// sent again when the thread resumes.
 	requeue []unix.Signal
-	// During a hit: the site and its address, for Context.
-	hit *site
+	// at is where the hit being handled is, for Context; zero between
+	// hits.
+	at hitPoint
+	// silent: the last hit fired no probe (a Go function run again after
+	// runtime.morestack), so its post handlers do not run either.
+	silent bool
+	// entry are the argument registers the function being returned from
+	// had at its entry, while its return probes run (Context's
+	// EntryReg); nil otherwise, or when the entry was not seen.
+	entry *entryRegs
+	// goEntry holds the entry registers of a Go return while its
+	// probes run (its frame is gone from the books by then).
+	goEntry entryRegs
+}
+
+// hitPoint is the probed address of a hit and the address of offset 0 of
+// the probed file there.
+type hitPoint struct{ addr, fileBase uint64 }
+
+// entryRegs are the argument registers of both ABIs (uprobe.SysV and
+// uprobe.GoRegs) as a function had them at its entry: what a return
+// probe's $argN reads (uprobe.OpEntryReg).
+type entryRegs [len(entryRegList)]uint64
+
+var entryRegList = [...]arch.Reg{arch.RAX, arch.RBX, arch.RCX, arch.RDX, arch.RSI, arch.RDI, arch.R8, arch.R9, arch.R10, arch.R11}
+
+// saveEntry records the argument registers of regs.
+func (e *entryRegs) save(regs *arch.Regs) {
+	for i, r := range entryRegList {
+		e[i] = r.Get(regs)
+	}
 }
 
 // retFrame is one hijacked return address.
@@ -185,6 +217,7 @@ type retFrame struct {
 	ret     uint64 // the real return address
 	site    *site
 	entryNS uint64 // when the function was entered
+	entry   entryRegs
 	// restored: the real return address is back on the stack while an
 	// exception unwinds (see unwindStarts).
 	restored bool
@@ -202,17 +235,21 @@ func (t *thread) ReadMemory(addr uint64, p []byte) (int, error) {
 func (t *thread) ReadMemoryVector(addrs []uint64, bufs [][]byte) (int, error) {
 	return t.proc.as.mem.ReadMemoryVector(addrs, bufs)
 }
-func (t *thread) Addr() uint64 {
-	if t.hit == nil {
-		return 0
+func (t *thread) Addr() uint64     { return t.at.addr }
+func (t *thread) FileBase() uint64 { return t.at.fileBase }
+
+// EntryReg is uprobe.EntryRegisters: r as the function being returned
+// from had it at its entry.
+func (t *thread) EntryReg(r arch.Reg) (uint64, bool) {
+	if t.entry == nil {
+		return 0, false
 	}
-	return t.hit.addr
-}
-func (t *thread) FileBase() uint64 {
-	if t.hit == nil {
-		return 0
+	for i, er := range entryRegList {
+		if er == r {
+			return t.entry[i], true
+		}
 	}
-	return t.hit.fileBase
+	return 0, false
 }
 func (t *thread) Comm() string {
 	if t.comm == "" {

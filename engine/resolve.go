@@ -2,8 +2,8 @@ package engine
 
 import (
 	"debug/elf"
-	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ptprobe/ptprobe/arch"
 	"github.com/ptprobe/ptprobe/elfsym"
@@ -30,6 +30,18 @@ type Location struct {
 	// caught where they happen instead of by rewriting the return
 	// address (golang/go#22008).
 	Rets []*Location
+	// Restarts are, for a probe at the entry of a Go function, the calls
+	// of its prologue to runtime.morestack, after which the function
+	// starts again from its entry: that second entry is not a call.
+	Restarts []*Location
+	// Go: the file was built by Go, whose goroutine stacks move: no
+	// return address in it may ever be rewritten, whatever probes
+	// share the function.
+	Go bool
+	// ABI is the calling convention of the function, and Args the
+	// spec's fetch-args bound to it (uprobe.Spec.Bind).
+	ABI  uprobe.ABI
+	Args []uprobe.FetchArg
 }
 
 // ResolveError is a spec that cannot be armed in a file: unknown symbol,
@@ -109,8 +121,9 @@ func resolve(f *elfsym.File, spec *uprobe.Spec) (Location, error) {
 	if fnLen := int(end - start); end > start && n > fnLen+arch.MaxInstLen {
 		n = fnLen + arch.MaxInstLen
 	}
-	if spec.Kind == uprobe.Return && end > start && f.IsGo() {
-		n = int(end-start) + arch.MaxInstLen // the whole function, for its rets
+	goEntry := f.IsGo() && end > start && loc.Vaddr == start
+	if goEntry {
+		n = int(end-start) + arch.MaxInstLen // the whole function, see goSites
 	}
 	code := make([]byte, n)
 	got, err := f.ReadAt(code, int64(startOff))
@@ -132,47 +145,73 @@ func resolve(f *elfsym.File, spec *uprobe.Spec) (Location, error) {
 		return loc, fmt.Errorf("return probe at %s: a return probe must be at the start of a function", loc.Function)
 	}
 	loc.Inst = inst
-	if spec.Kind == uprobe.Return && f.IsGo() {
-		rets, err := retInsts(code, start, end)
+	loc.Go = f.IsGo()
+	if f.GoRegisterABI(name) {
+		loc.ABI = uprobe.GoRegs
+	}
+	if loc.Args, err = spec.Bind(loc.ABI); err != nil {
+		return loc, err
+	}
+	if spec.Kind == uprobe.Return && f.IsGo() && !goEntry {
+		return loc, fmt.Errorf("return probe on Go function %s: its size is unknown, so its ret instructions cannot be found", name)
+	}
+	if goEntry {
+		rets, restarts, err := goSites(f, code, start, end)
 		if err != nil {
-			return loc, fmt.Errorf("return probe on Go function %s: %w", name, err)
+			return loc, fmt.Errorf("function %s of a Go program: %w", name, err)
 		}
-		for _, r := range rets {
-			l := Location{Path: loc.Path, ID: loc.ID, Offset: startOff + uint64(r.pos), Vaddr: start + uint64(r.pos),
-				Function: fmt.Sprintf("%s+0x%x", name, r.pos), Inst: r.inst}
-			loc.Rets = append(loc.Rets, &l)
+		if spec.Kind == uprobe.Return && len(rets) == 0 {
+			return loc, fmt.Errorf("return probe on Go function %s: it has no ret instruction", name)
+		}
+		at := func(r funcInst) *Location {
+			return &Location{Path: loc.Path, ID: loc.ID, Offset: startOff + uint64(r.pos), Vaddr: start + uint64(r.pos),
+				Function: fmt.Sprintf("%s+0x%x", name, r.pos), Inst: r.inst, Go: true}
+		}
+		if spec.Kind == uprobe.Return {
+			for _, r := range rets {
+				loc.Rets = append(loc.Rets, at(r))
+			}
+		}
+		if loc.ABI == uprobe.GoRegs {
+			for _, r := range restarts {
+				loc.Restarts = append(loc.Restarts, at(r))
+			}
 		}
 	}
 	return loc, nil
 }
 
-type retInst struct {
+// funcInst is an instruction of a function.
+type funcInst struct {
 	pos  int // offset in the function
 	inst arch.Inst
 }
 
-// retInsts decodes a whole function, whose bytes are in code and which
-// spans [start, end), and returns its ret instructions.
-func retInsts(code []byte, start, end uint64) ([]retInst, error) {
-	if end <= start {
-		return nil, errors.New("its size is unknown, so its ret instructions cannot be found")
-	}
-	var rets []retInst
+// goSites decodes a whole Go function, whose bytes are in code and which
+// spans [start, end), and returns its ret instructions and the calls of
+// its stack-split prologue to runtime.morestack: after those the runtime
+// runs the function again from its entry, on a grown stack (or after a
+// preemption), which is one call, not two.
+func goSites(f *elfsym.File, code []byte, start, end uint64) (rets, restarts []funcInst, err error) {
 	for pos := 0; pos < int(end-start); {
 		if pos >= len(code) {
-			return nil, fmt.Errorf("function bytes end at +0x%x", pos)
+			return nil, nil, fmt.Errorf("function bytes end at +0x%x", pos)
 		}
 		inst, err := arch.Decode(code[pos:])
 		if err != nil {
-			return nil, fmt.Errorf("at +0x%x: %w", pos, err)
+			return nil, nil, fmt.Errorf("at +0x%x: %w", pos, err)
 		}
-		if inst.Flow == arch.FlowRet {
-			rets = append(rets, retInst{pos, inst})
+		switch inst.Flow {
+		case arch.FlowRet:
+			rets = append(rets, funcInst{pos, inst})
+		case arch.FlowCall:
+			if to, ok := inst.Target(start + uint64(pos)); ok {
+				if _, _, callee, ok := f.Function(to); ok && strings.HasPrefix(callee, "runtime.morestack") {
+					restarts = append(restarts, funcInst{pos, inst})
+				}
+			}
 		}
 		pos += inst.Len
 	}
-	if len(rets) == 0 {
-		return nil, errors.New("it has no ret instruction")
-	}
-	return rets, nil
+	return rets, restarts, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ptprobe/ptprobe/arch"
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
@@ -41,6 +42,7 @@ func (s *Session) hijackReturn(t *thread, st *site) error {
 		}
 	}
 	t.shadow = append(t.shadow, retFrame{sp: sp, ret: ret, site: st, entryNS: s.now()})
+	t.shadow[len(t.shadow)-1].entry.save(&t.regs)
 	return nil
 }
 
@@ -69,17 +71,19 @@ func (s *Session) takeReturn(t *thread) error {
 	// In a tail call fr.ret is the trampoline itself: the caller's
 	// frame, at the same stack address, returns next.
 	t.regs.Rip = fr.ret
-	t.hit = fr.site
+	t.at = hitPoint{fr.site.addr, fr.site.fileBase}
 	now := s.now()
+	t.entry = &fr.entry
 	for _, p := range fr.site.ret {
 		s.fireReturn(t, p, fr.site.addr, fr.ret, now-fr.entryNS)
 	}
-	t.hit = nil
+	t.entry = nil
+	t.at = hitPoint{}
 	return nil
 }
 
 // fireReturn counts a return of p's function and runs its handler.
-func (s *Session) fireReturn(t *thread, p *Probe, fn, ret, dur uint64) {
+func (s *Session) fireReturn(t *thread, p probeRef, fn, ret, dur uint64) {
 	if t.proc.unfollowed {
 		return
 	}
@@ -94,41 +98,72 @@ func (s *Session) fireReturn(t *thread, p *Probe, fn, ret, dur uint64) {
 type goFrame struct {
 	fn      uint64
 	entryNS uint64
+	entry   entryRegs
 }
 
-// maxGoFrames bounds the entries kept for durations: entries whose return
-// is never seen (a panic, a moved stack) would otherwise pile up.
+// goFrameKey identifies a frame of a goroutine, in a way that survives
+// the runtime copying the goroutine's stack to grow it: the goroutine's g
+// (which does not move) and the frame's depth below the stack's top
+// (copystack keeps it). A goroutine runs on any thread, but its depth at
+// a function's ret is the one it had at the entry. Code not in Go's
+// register ABI has no g at hand: its frames are keyed by stack pointer.
+type goFrameKey struct{ g, depth uint64 }
+
+// maxGoFrames bounds the entries kept: entries whose return is never seen
+// (a panic, a goroutine that exits by runtime.Goexit) would pile up.
 const maxGoFrames = 1 << 16
 
-// goEntered records the entry of Go functions with return probes, keyed
-// by stack pointer: goroutines move between threads, but a goroutine's
-// stack pointer at its ret is the one it had at entry.
+// goFrameKeyOf is the key of the frame t is in, at the entry or a ret of
+// a function of the given ABI.
+func goFrameKeyOf(t *thread, abi uprobe.ABI) goFrameKey {
+	sp := t.regs.Rsp
+	if abi != uprobe.GoRegs {
+		return goFrameKey{depth: sp}
+	}
+	// g.stack.hi is the second word of runtime.g, which the runtime's
+	// own assembly reads at that offset.
+	g := arch.GoGReg.Get(&t.regs)
+	hi, err := t.proc.as.mem.ReadUint64(g + 8)
+	if err != nil || hi < sp {
+		return goFrameKey{depth: sp}
+	}
+	return goFrameKey{g: g, depth: hi - sp}
+}
+
+// goEntered records the entry of Go functions with return probes: when,
+// and the argument registers.
 func (s *Session) goEntered(t *thread, st *site) {
 	p := t.proc
 	if p.goFrames == nil || len(p.goFrames) > maxGoFrames {
-		p.goFrames = make(map[uint64][]goFrame)
+		p.goFrames = make(map[goFrameKey][]goFrame)
 	}
-	p.goFrames[t.regs.Rsp] = append(p.goFrames[t.regs.Rsp], goFrame{fn: st.addr, entryNS: s.now()})
+	k := goFrameKeyOf(t, st.loc.ABI)
+	fr := goFrame{fn: st.addr, entryNS: s.now()}
+	fr.entry.save(&t.regs)
+	p.goFrames[k] = append(p.goFrames[k], fr)
 }
 
 // goReturn fires a Go return probe at one of its function's rets.
 func (s *Session) goReturn(t *thread, st *site, r retAt) {
 	var dur uint64
 	p := t.proc
-	sp := t.regs.Rsp
-	if fs := p.goFrames[sp]; len(fs) > 0 && fs[len(fs)-1].fn == r.fn {
-		dur = s.now() - fs[len(fs)-1].entryNS
+	k := goFrameKeyOf(t, r.abi)
+	t.entry = nil
+	if fs := p.goFrames[k]; len(fs) > 0 && fs[len(fs)-1].fn == r.fn {
+		fr := &fs[len(fs)-1]
+		dur, t.goEntry = s.now()-fr.entryNS, fr.entry
+		t.entry = &t.goEntry
 		if len(fs) == 1 {
-			delete(p.goFrames, sp)
+			delete(p.goFrames, k)
 		} else {
-			p.goFrames[sp] = fs[:len(fs)-1]
+			p.goFrames[k] = fs[:len(fs)-1]
 		}
 	}
-	ret, _ := p.as.mem.ReadUint64(sp)
-	saved := t.hit
-	t.hit = &site{addr: r.fn, fileBase: st.fileBase, loc: st.loc}
-	s.fireReturn(t, r.probe, r.fn, ret, dur)
-	t.hit = saved
+	ret, _ := p.as.mem.ReadUint64(t.regs.Rsp)
+	saved := t.at
+	t.at = hitPoint{r.fn, st.fileBase}
+	s.fireReturn(t, r.probeRef, r.fn, ret, dur)
+	t.at, t.entry = saved, nil
 }
 
 // C++ exceptions: the unwinder reads return addresses to find the frames
@@ -213,4 +248,30 @@ func (s *Session) unwindCaught(t *thread) error {
 	}
 	t.shadow = keep
 	return nil
+}
+
+// Go's stack-split prologue: a function whose frame does not fit in what
+// is left of its goroutine's stack calls runtime.morestack, which copies
+// the stack to a bigger one (or lets the goroutine be preempted) and then
+// runs the function again from its first instruction. Its entry
+// instruction runs twice for one call; the second time is not reported.
+
+// willRestart records, at the morestack call of the Go function entered
+// at fn, that the goroutine of t will enter fn again.
+func (p *process) willRestart(t *thread, fn uint64) {
+	if p.restarts == nil {
+		p.restarts = make(map[uint64]uint64)
+	}
+	p.restarts[arch.GoGReg.Get(&t.regs)] = fn
+}
+
+// restarted reports whether t, at the entry fn of a Go function, enters it
+// again after a morestack call rather than in a call of its own.
+func (p *process) restarted(t *thread, fn uint64) bool {
+	g := arch.GoGReg.Get(&t.regs)
+	if f, ok := p.restarts[g]; ok && f == fn {
+		delete(p.restarts, g)
+		return true
+	}
+	return false
 }

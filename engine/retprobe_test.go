@@ -147,17 +147,7 @@ func TestReturnProbesCxx(t *testing.T) {
 // goroutine stacks grow and move; returns are caught at the functions'
 // ret instructions.
 func TestReturnProbesGo(t *testing.T) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go is not on PATH: cannot build testdata/go/recurse")
-	}
-	dir := t.TempDir()
-	prog := filepath.Join(dir, "recurse")
-	build := exec.Command(gobin, "build", "-o", prog, ".")
-	build.Dir = filepath.Join(testprog.Root(), "testdata", "go", "recurse")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	prog := testprog.BuildGo(t, t.TempDir(), "recurse")
 	wantOut, _ := testprog.Run(t, prog, "3000", "4")
 	var returns int
 	pcs := specs(t, "r:t/recurse "+prog+":main.recurse v=$retval:s64", "r:t/leaf "+prog+":main.leaf v=$retval:s64")
@@ -195,5 +185,106 @@ func TestReturnValueOverride(t *testing.T) {
 	want := "ok 1\nok 2\nout of memory at allocation 3\nok 4\nok 5\nout of memory at allocation 6\nok 7\nok 8\nout of memory at allocation 9\n"
 	if tr.out != want {
 		t.Errorf("output %q, want %q", tr.out, want)
+	}
+}
+
+// TestReturnProbesGoCombined: an entry probe, a post handler, a return
+// probe and a Go return handler on the same Go function, whose goroutine
+// stacks grow and move: no return address is ever rewritten (the program
+// runs as untraced), entries = returns = calls, each return is paired with
+// its entry (a duration) and its $arg1 is the argument at that entry
+// (recurse(n) returns n), and the hit counts are the events.
+func TestReturnProbesGoCombined(t *testing.T) {
+	prog := testprog.BuildGo(t, t.TempDir(), "recurse")
+	wantOut, _ := testprog.Run(t, prog, "3000", "4")
+	var posts, returns int
+	pcs := specs(t, "p:t/in "+prog+":main.recurse n=$arg1:s64",
+		"r:t/out "+prog+":main.recurse n=$arg1:s64 rv=$retval:s64",
+		"r:t/leaf "+prog+":main.leaf x=$arg1:s64 rv=$retval:s64")
+	pcs[0].Handlers.Post = func(uprobe.Context) { posts++ }
+	pcs[1].Handlers.Return = func(uprobe.Context) { returns++ }
+	tr := runTraced(t, pcs, true, prog, "3000", "4")
+	if tr.out != wantOut || tr.result.ExitCode != 0 {
+		t.Fatalf("traced program printed %q, status %d; untraced %q", tr.out, tr.result.ExitCode, wantOut)
+	}
+	const calls = 4 * 3001
+	ins, outs := tr.byProbe("t/in"), tr.byProbe("t/out")
+	if len(ins) != calls || len(outs) != calls || posts != calls || returns != calls {
+		t.Fatalf("%d entries, %d returns, %d post handler calls, %d return handler calls; want %d each", len(ins), len(outs), posts, returns, calls)
+	}
+	for _, name := range []string{"t/in", "t/out", "t/leaf"} {
+		if got, want := tr.probe(t, name).Hits(), uint64(len(tr.byProbe(name))); got != want {
+			t.Errorf("%s: %d hits counted, %d events", name, got, want)
+		}
+	}
+	depth := map[int64]int{}
+	for _, h := range ins {
+		depth[int64(h.args[0].U)]++
+	}
+	for n := int64(0); n <= 3000; n++ {
+		if depth[n] != 4 {
+			t.Fatalf("entries with n=%d: %d, want 4 (one per goroutine)", n, depth[n])
+		}
+	}
+	for i, h := range outs {
+		if n, rv := int64(h.args[0].U), int64(h.args[1].U); n != rv || h.dur == 0 {
+			t.Fatalf("return %d: $arg1 %d, $retval %d, duration %d ns: want $arg1 = $retval (the entry's n) and a duration", i, n, rv, h.dur)
+		}
+	}
+	for _, h := range tr.byProbe("t/leaf") {
+		if x, rv := int64(h.args[0].U), int64(h.args[1].U); rv != 3*x {
+			t.Errorf("leaf: $arg1 %d, $retval %d, want 3*$arg1", x, rv)
+		}
+	}
+}
+
+// TestReturnProbeEntryArgs: $argN in a return probe is the argument the
+// function was entered with (saved at the entry, as the kernel's exit
+// events do), not what the register holds at the return: on recursion
+// 10000 deep, under longjmp, in a tail call, with an entry probe and a
+// post handler on the same function.
+func TestReturnProbeEntryArgs(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "retprobes", testprog.PIE...)
+	const n = 30
+	wantOut, _ := testprog.Run(t, prog, "30")
+	pcs := specs(t, "r:t/rec "+prog+":recurse n=$arg1:s64 rv=$retval:s64",
+		"p:t/recin "+prog+":recurse n=$arg1:s64",
+		"r:t/l1 "+prog+":level1 x=$arg1:s64 jump=$arg2:s32 rv=$retval:s64",
+		"r:t/tb "+prog+":tail_b x=$arg1:s64 rv=$retval:s64")
+	posts := 0
+	pcs[1].Handlers.Post = func(uprobe.Context) { posts++ }
+	tr := runTraced(t, pcs, true, prog, "30")
+	if tr.out != wantOut {
+		t.Errorf("traced output %q, untraced %q", tr.out, wantOut)
+	}
+	rec := tr.byProbe("t/rec")
+	if len(rec) != 10001 || len(tr.byProbe("t/recin")) != 10001 || posts != 10001 {
+		t.Fatalf("recurse: %d returns, %d entries, %d post handler calls; want 10001 each", len(rec), len(tr.byProbe("t/recin")), posts)
+	}
+	for i, h := range rec {
+		// recurse(n) returns n; at its return %rdi holds what the
+		// last call passed (0), not n.
+		if nArg, rv := int64(h.args[0].U), int64(h.args[1].U); nArg != rv || nArg != int64(i) {
+			t.Fatalf("recurse return %d: $arg1 %d, $retval %d, want both %d", i, nArg, rv, i)
+		}
+	}
+	l1 := tr.byProbe("t/l1")
+	if len(l1) != n {
+		t.Fatalf("level1: %d returns, want %d (the longjmp'd frames must not fire)", len(l1), n)
+	}
+	for i, h := range l1 {
+		if x, jump, rv := int64(h.args[0].U), int64(h.args[1].U), int64(h.args[2].U); x != int64(i) || jump != 0 || rv != x+6 {
+			t.Fatalf("level1 return %d: $arg1 %d, $arg2 %d, $retval %d; want %d, 0, %d", i, x, jump, rv, i, i+6)
+		}
+	}
+	tb := tr.byProbe("t/tb")
+	if len(tb) != n {
+		t.Fatalf("tail_b: %d returns, want %d", len(tb), n)
+	}
+	for i, h := range tb {
+		if x, rv := int64(h.args[0].U), int64(h.args[1].U); x != int64(i) || rv != x+100 {
+			t.Fatalf("tail_b return %d: $arg1 %d, $retval %d; want %d, %d", i, x, rv, i, i+100)
+		}
 	}
 }

@@ -19,13 +19,19 @@ type site struct {
 	addr     uint64
 	fileBase uint64 // address of file offset 0 of the probed file
 	loc      *Location
-	entry    []*Probe // entry probes, in registration order
-	ret      []*Probe // return probes caught by rewriting the return address
+	entry    []probeRef // entry probes, in registration order
+	ret      []probeRef // return probes caught by rewriting the return address
 	// goEntry are return probes of Go functions starting here: the
-	// entry only records the time, the return is caught at retAt sites.
-	goEntry []*Probe
+	// entry records the time and the argument registers, the return is
+	// caught at retAt sites.
+	goEntry []probeRef
 	retAt   []retAt // Go return probes whose function returns through this ret
 	post    bool    // some entry probe has a post handler
+	// restartOf: this is the call of runtime.morestack in the prologue
+	// of the Go functions entered at these addresses; restartable: the
+	// Go function entered here has such a call (see goRestarted).
+	restartOf   []uint64
+	restartable bool
 	// emulate: the tracer performs the instruction (no trampoline).
 	emulate bool
 	// tramp is the trampoline's address, 0 when emulated, and
@@ -208,10 +214,13 @@ func (s *Session) armSite(t *thread, addr, fileBase uint64, pl *sitePlan, intern
 		}
 		return fmt.Errorf("%s at 0x%x in process %d: memory % x differs from the file's % x; refusing to arm it", loc.Function, addr, t.proc.pid, cur, inst.Bytes)
 	}
-	st := &site{addr: addr, fileBase: fileBase, loc: loc, internal: internal, retAt: pl.retAt}
+	st := &site{addr: addr, fileBase: fileBase, loc: loc, internal: internal, retAt: pl.retAt,
+		restartOf: pl.restartOf, restartable: len(loc.Restarts) > 0}
 	for _, p := range pl.probes {
 		switch {
-		case p.Spec.Kind == returnKind && len(loc.Rets) > 0:
+		case p.Spec.Kind == returnKind && loc.Go:
+			// Never a hijacked return address in Go code, whatever
+			// else is probed here: the return is caught at the rets.
 			st.goEntry = append(st.goEntry, p)
 		case p.Spec.Kind == returnKind:
 			st.ret = append(st.ret, p)

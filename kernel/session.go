@@ -277,7 +277,7 @@ func (s *Session) AddUprobe(spec *uprobe.Spec) error {
 	}
 	extra := s.commArg(&info)
 	return s.add(uprobeEvents, info, spec.Text, func(kname string) string {
-		return uprobeLine(spec, s.name, kname, loc.Path, loc.Offset, extra)
+		return uprobeLine(spec, loc.Args, s.name, kname, loc.Path, loc.Offset, extra)
 	})
 }
 

@@ -25,12 +25,16 @@ import (
 // instruction. Registers the kernel does not know (%ds, %fs_base...) are
 // written as they are: the kernel refuses them, with its own message.
 func UprobeLine(spec *uprobe.Spec, group, event, path string, offset uint64) string {
-	return uprobeLine(spec, group, event, path, offset, "")
+	args, err := spec.Bind(uprobe.SysV)
+	if err != nil {
+		args = spec.Args
+	}
+	return uprobeLine(spec, args, group, event, path, offset, "")
 }
 
-// uprobeLine is UprobeLine with extra fetch-args written before the
-// spec's (" NAME=FETCHARG:TYPE...", or "").
-func uprobeLine(spec *uprobe.Spec, group, event, path string, offset uint64, extra string) string {
+// uprobeLine is UprobeLine with the spec's fetch-args bound (args) and
+// extra fetch-args written before them (" NAME=FETCHARG:TYPE...", or "").
+func uprobeLine(spec *uprobe.Spec, args []uprobe.FetchArg, group, event, path string, offset uint64, extra string) string {
 	var b strings.Builder
 	if spec.Kind == uprobe.Return {
 		b.WriteString("r:")
@@ -45,36 +49,16 @@ func uprobeLine(spec *uprobe.Spec, group, event, path string, offset uint64, ext
 	b.WriteString(":0x")
 	b.WriteString(strconv.FormatUint(offset, 16))
 	b.WriteString(extra)
-	for i := range spec.Args {
-		a := &spec.Args[i]
+	for i := range args {
+		a := &args[i]
 		b.WriteByte(' ')
 		b.WriteString(a.Name)
 		b.WriteByte('=')
-		b.WriteString(kernelExpr(a.Expr).String())
+		b.WriteString(a.Expr.String())
 		b.WriteByte(':')
 		b.WriteString(a.Type.String())
 	}
 	return b.String()
-}
-
-// kernelExpr returns e with every $argN replaced by its register (a copy
-// when there is one to replace).
-func kernelExpr(e *uprobe.Expr) *uprobe.Expr {
-	if e == nil {
-		return nil
-	}
-	switch {
-	case e.Op == uprobe.OpArgN && e.Imm >= 1 && int(e.Imm) <= len(arch.ArgRegs):
-		return &uprobe.Expr{Op: uprobe.OpReg, Reg: arch.ArgRegs[e.Imm-1]}
-	case e.Inner != nil:
-		inner := kernelExpr(e.Inner)
-		if inner != e.Inner {
-			c := *e
-			c.Inner = inner
-			return &c
-		}
-	}
-	return e
 }
 
 // Location is a uprobe spec resolved to what uprobe_events takes.
@@ -84,6 +68,12 @@ type Location struct {
 	// Function names the containing function and the probe's offset in
 	// it ("push_func", "mid_func+0x8"), "" when unknown.
 	Function string
+	// ABI is the function's calling convention, and Args the spec's
+	// fetch-args bound to it (uprobe.Spec.Bind).
+	ABI  uprobe.ABI
+	Args []uprobe.FetchArg
+	// Go: the file was built by Go.
+	Go bool
 }
 
 // ResolveUprobe finds the file and the file offset spec probes, as the
@@ -110,7 +100,45 @@ func ResolveUprobe(spec *uprobe.Spec) (Location, error) {
 // resolveUprobe is ResolveUprobe with library names found in libs (nil:
 // the system's places).
 func resolveUprobe(spec *uprobe.Spec, libs *elfsym.Libraries) (Location, error) {
-	var loc Location
+	loc, err := locateUprobe(spec, libs)
+	if err != nil {
+		return loc, err
+	}
+	if loc.Args, err = spec.Bind(loc.ABI); err != nil {
+		return loc, err
+	}
+	if spec.Kind == uprobe.Return && loc.Go {
+		// A uretprobe replaces the return address on the stack; the
+		// Go runtime copies goroutine stacks to grow them, follows
+		// the return addresses and dies of the foreign one
+		// (golang/go#22008). The ptrace backend catches Go returns at
+		// the function's ret instructions instead.
+		return loc, fmt.Errorf("kernel: probe %q: %s is a Go program, and a kernel return probe would crash it when a goroutine's stack grows (golang/go#22008); the ptrace backend traces Go returns safely", spec.Text, loc.Path)
+	}
+	if spec.Kind == uprobe.Return {
+		for i := range loc.Args {
+			if e := entryReg(loc.Args[i].Expr); e != nil {
+				// The kernel's own message, then why.
+				return loc, &uprobe.Error{Text: spec.Text, Pos: spec.Args[i].Pos + strings.Index(spec.Args[i].Text, "$arg"),
+					Msg: fmt.Sprintf("$arg* can be used only on function entry or exit: $arg%d of a return probe is the argument at the entry, which kernel uretprobes cannot save (the ptrace backend does)", e.Imm)}
+			}
+		}
+	}
+	return loc, nil
+}
+
+// entryReg returns the OpEntryReg node of e, or nil.
+func entryReg(e *uprobe.Expr) *uprobe.Expr {
+	for ; e != nil; e = e.Inner {
+		if e.Op == uprobe.OpEntryReg {
+			return e
+		}
+	}
+	return nil
+}
+
+// locateUprobe is resolveUprobe but for the fetch-args.
+func locateUprobe(spec *uprobe.Spec, libs *elfsym.Libraries) (loc Location, err error) {
 	path := spec.Path
 	if spec.IsLibrary() {
 		if libs == nil {
@@ -143,6 +171,17 @@ func resolveUprobe(spec *uprobe.Spec, libs *elfsym.Libraries) (Location, error) 
 		return loc, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
 	}
 	defer f.Close()
+	defer func() {
+		// Whatever return found the function: its ABI.
+		name, _, _ := strings.Cut(loc.Function, "+")
+		if name == "" {
+			name = spec.Symbol
+		}
+		if err == nil && f.GoRegisterABI(name) {
+			loc.ABI = uprobe.GoRegs
+		}
+		loc.Go = f.IsGo()
+	}()
 
 	var vaddr uint64
 	if spec.Symbol != "" {

@@ -1,9 +1,11 @@
 package kernel
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/ptprobe/ptprobe/internal/testprog"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -75,5 +77,32 @@ func TestKernelName(t *testing.T) {
 	}
 	if k := s.kernelName("t", "pull"); k != "t__pull_4194304_12" {
 		t.Errorf("kernelName(t, pull) = %q", k)
+	}
+}
+
+// TestBindForKernel: $argN is bound to the probed function's ABI (SysV,
+// or Go's registers in a Go program); a return probe's $argN, which
+// kernel uretprobes cannot save, and a return probe on Go code, which a
+// uretprobe would crash, are refused before anything reaches tracefs.
+func TestBindForKernel(t *testing.T) {
+	dir := t.TempDir()
+	c := testprog.Build(t, dir, "retprobes", testprog.PIE...)
+	goProg := testprog.BuildGo(t, dir, "recurse")
+	loc, err := resolveUprobe(mustParse(t, "p "+c+":recurse n=$arg1"), nil)
+	if err != nil || loc.ABI != uprobe.SysV || !strings.Contains(uprobeLine(mustParse(t, "p "+c+":recurse n=$arg1"), loc.Args, "G", "E", loc.Path, loc.Offset, ""), " n=%di:x64") {
+		t.Errorf("C entry probe: %+v, %v; want $arg1 as %%di", loc, err)
+	}
+	loc, err = resolveUprobe(mustParse(t, "p "+goProg+":main.leaf x=$arg1"), nil)
+	if err != nil || loc.ABI != uprobe.GoRegs || loc.Args[0].Expr.String() != "%ax" {
+		t.Errorf("Go entry probe: %+v, %v; want $arg1 as %%ax", loc, err)
+	}
+	spec := "r " + c + ":recurse v=$retval n=$arg1"
+	_, err = resolveUprobe(mustParse(t, spec), nil)
+	var se *uprobe.Error
+	if !errors.As(err, &se) || se.Pos != strings.Index(spec, "$arg1") || !strings.Contains(se.Msg, "$arg* can be used only on function entry or exit") {
+		t.Errorf("return probe with $arg1: %v; want the kernel's message at the $arg1", err)
+	}
+	if _, err := resolveUprobe(mustParse(t, "r "+goProg+":main.leaf"), nil); err == nil || !strings.Contains(err.Error(), "golang/go#22008") {
+		t.Errorf("return probe on Go code: %v; want it refused", err)
 	}
 }

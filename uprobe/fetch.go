@@ -36,6 +36,15 @@ const (
 	maxEvalDepth = 64
 )
 
+// EntryRegisters is a FetchContext at a function's return that knows the
+// registers it had at its entry, for OpEntryReg (a return probe's $argN).
+type EntryRegisters interface {
+	// EntryReg is the value r had at the entry; false when the entry
+	// was not seen (the function was entered before the probe was
+	// armed).
+	EntryReg(r arch.Reg) (uint64, bool)
+}
+
 // VectorReader is a FetchContext that can read several ranges of memory
 // in one call, as process_vm_readv does with several iovecs. FetchArgs
 // then reads the memory of all the fetch-args whose address takes no
@@ -197,12 +206,18 @@ func (a *FetchArg) Fetch(ctx FetchContext) Value {
 // With a VectorReader, the first memory read of each arg whose address
 // takes no other read is done for all of them in one call.
 func (s *Spec) FetchArgs(ctx FetchContext, dst []Value) []Value {
+	return FetchArgs(ctx, s.Args, dst)
+}
+
+// FetchArgs is Spec.FetchArgs for a list of fetch-args, such as those
+// Spec.Bind returns.
+func FetchArgs(ctx FetchContext, args []FetchArg, dst []Value) []Value {
 	f := fetcher{ctx: ctx}
-	if vr, ok := ctx.(VectorReader); ok && len(s.Args) > 1 {
-		f.prefetch(vr, s.Args)
+	if vr, ok := ctx.(VectorReader); ok && len(args) > 1 {
+		f.prefetch(vr, args)
 	}
-	for i := range s.Args {
-		dst = append(dst, f.fetch(&s.Args[i]))
+	for i := range args {
+		dst = append(dst, f.fetch(&args[i]))
 	}
 	f.release()
 	return dst
@@ -282,10 +297,16 @@ func (f *fetcher) value(e *Expr, depth int) (uint64, bool) {
 	case OpRetval:
 		return regs.Rax, true
 	case OpArgN:
+		// Not bound (Spec.Bind): the SysV registers.
 		if e.Imm < 1 || e.Imm > int64(len(arch.ArgRegs)) {
 			return 0, false
 		}
 		return arch.ArgRegs[e.Imm-1].Get(regs), true
+	case OpEntryReg:
+		if er, ok := f.ctx.(EntryRegisters); ok {
+			return er.EntryReg(e.Reg)
+		}
+		return 0, false
 	}
 	// OpComm has no integer value (Parse refuses it).
 	return 0, false

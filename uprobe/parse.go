@@ -24,8 +24,9 @@ const (
 	maxDeref = 14
 	// maxStackN is PARAM_MAX_STACK on x86-64 (THREAD_SIZE / 8).
 	maxStackN = 2048
-	// maxArgN is the number of integer argument registers of the SysV ABI.
-	maxArgN = len(arch.ArgRegs)
+	// maxArgN bounds $argN as the kernel does (PARAM_MAX_STACK); which
+	// N a probed function has depends on its ABI (Spec.Bind).
+	maxArgN = maxStackN
 )
 
 // Error messages. Where the kernel has a message for the same problem
@@ -380,7 +381,7 @@ func badSymbolByte(sym string) int {
 
 // fetchArg parses the i-th fetch-arg, [NAME=]FETCHARG[:TYPE].
 func (p *parser) fetchArg(s *Spec, i int, t token) (FetchArg, *Error) {
-	a := FetchArg{Text: t.s, Type: DefaultType}
+	a := FetchArg{Text: t.s, Pos: t.pos, Type: DefaultType}
 	body, bpos := t.s, t.pos
 	if eq := strings.IndexByte(t.s, '='); eq >= 0 {
 		switch {
@@ -765,7 +766,7 @@ func (e *Expr) appendText(b []byte) []byte {
 		return append(b, "$retval"...)
 	case OpComm:
 		return append(b, "$comm"...)
-	case OpArgN:
+	case OpArgN, OpEntryReg:
 		return strconv.AppendInt(append(b, "$arg"...), e.Imm, 10)
 	}
 	return append(b, "<bad op>"...)
@@ -792,7 +793,7 @@ func (s *Spec) Equal(t *Spec) bool {
 // Equal reports whether e and f are the same expression.
 func (e *Expr) Equal(f *Expr) bool {
 	for e != nil && f != nil {
-		if e.Op != f.Op || e.Imm != f.Imm || (e.Op == OpReg && e.Reg != f.Reg) {
+		if e.Op != f.Op || e.Imm != f.Imm || ((e.Op == OpReg || e.Op == OpEntryReg) && e.Reg != f.Reg) {
 			return false
 		}
 		e, f = e.Inner, f.Inner

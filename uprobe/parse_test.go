@@ -315,7 +315,7 @@ func TestParseErrors(t *testing.T) {
 		{"p /bin/ls:main $stack99999999999999999999999", 15, "", errBadStackNum},
 		{"p /bin/ls:main $stackx", 15, "", errBadVar},
 		{"p /bin/ls:main $arg0", 15, "", errBadArgNum},
-		{"p /bin/ls:main $arg7", 15, "", errBadArgNum},
+		{"p /bin/ls:main $arg2049", 15, "", errBadArgNum},
 		{"p /bin/ls:main $arg", 15, "", errBadArgNum},
 		{"p /bin/ls:main $args", 15, "", errBadArgNum},
 		{"p /bin/ls:main $foo", 15, "", errBadVar},

@@ -128,7 +128,11 @@ const (
 	OpStackN               // $stackN: the Nth word on the stack, N = Imm
 	OpRetval               // $retval: the return value (return probes)
 	OpComm                 // $comm: the thread's name (a string)
-	OpArgN                 // $argN: the Nth integer argument (SysV ABI), N = Imm (1..6)
+	OpArgN                 // $argN: the Nth integer argument, N = Imm; see Spec.Bind
+	// OpEntryReg is register Reg as it was when the function was
+	// entered, saved at the entry: a return probe's $argN once bound
+	// (Spec.Bind), N = Imm.
+	OpEntryReg
 )
 
 // Expr is a fetch expression: a node of the tree of a fetch-arg.
@@ -142,6 +146,7 @@ type Expr struct {
 // FetchArg is one fetch-argument: [NAME=]FETCHARG[:TYPE].
 type FetchArg struct {
 	Text string // as written
+	Pos  int    // byte position of Text in the spec's text (0 if built by hand)
 	Name string // "argN" (1-based position) when not given, as the kernel does
 	Type Type   // DefaultType when not given (String for $comm)
 	Expr *Expr

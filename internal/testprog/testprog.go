@@ -101,3 +101,20 @@ func Run(t testing.TB, argv ...string) (string, int) {
 	}
 	return out.String(), 0
 }
+
+// BuildGo builds the Go program testdata/go/NAME into dir and returns its
+// path. It skips the test when the go command is not on PATH.
+func BuildGo(t testing.TB, dir, name string) string {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go is not on PATH: cannot build testdata/go/" + name)
+	}
+	prog := filepath.Join(dir, name)
+	build := exec.Command(gobin, "build", "-o", prog, ".")
+	build.Dir = filepath.Join(Root(), "testdata", "go", name)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build testdata/go/%s: %v\n%s", name, err, out)
+	}
+	return prog
+}
