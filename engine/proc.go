@@ -137,7 +137,7 @@ type process struct {
 	unfollowed bool
 	// goFrames are the entries of Go functions with return probes, by
 	// stack pointer (see goEntered).
-	goFrames map[goFrameKey][]goFrame
+	goFrames map[goFrameKey]goFrame
 	// restarts are, by goroutine (its g), the Go function entry that
 	// goroutine will run again once runtime.morestack returns.
 	restarts map[uint64]uint64

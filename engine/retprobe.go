@@ -135,12 +135,13 @@ func goFrameKeyOf(t *thread, abi uprobe.ABI) goFrameKey {
 func (s *Session) goEntered(t *thread, st *site) {
 	p := t.proc
 	if p.goFrames == nil || len(p.goFrames) > maxGoFrames {
-		p.goFrames = make(map[goFrameKey][]goFrame)
+		p.goFrames = make(map[goFrameKey]goFrame)
 	}
-	k := goFrameKeyOf(t, st.loc.ABI)
+	// A frame already at this key is dead: a goroutine has one frame
+	// at a depth at a time (one left by a panic is replaced here).
 	fr := goFrame{fn: st.addr, entryNS: s.now()}
 	fr.entry.save(&t.regs)
-	p.goFrames[k] = append(p.goFrames[k], fr)
+	p.goFrames[goFrameKeyOf(t, st.loc.ABI)] = fr
 }
 
 // goReturn fires a Go return probe at one of its function's rets.
@@ -149,15 +150,10 @@ func (s *Session) goReturn(t *thread, st *site, r retAt) {
 	p := t.proc
 	k := goFrameKeyOf(t, r.abi)
 	t.entry = nil
-	if fs := p.goFrames[k]; len(fs) > 0 && fs[len(fs)-1].fn == r.fn {
-		fr := &fs[len(fs)-1]
+	if fr, ok := p.goFrames[k]; ok && fr.fn == r.fn {
 		dur, t.goEntry = s.now()-fr.entryNS, fr.entry
 		t.entry = &t.goEntry
-		if len(fs) == 1 {
-			delete(p.goFrames, k)
-		} else {
-			p.goFrames[k] = fs[:len(fs)-1]
-		}
+		delete(p.goFrames, k)
 	}
 	ret, _ := p.as.mem.ReadUint64(t.regs.Rsp)
 	saved := t.at
