@@ -38,6 +38,7 @@ func main() {
 	calls := flag.Int("calls", 20000, "probed calls per run (slow tracers get calls/10)")
 	out := flag.String("o", "BENCH.md", "report file")
 	install := flag.Bool("install", true, "apt-get install missing peers (bpftrace, ltrace, gdb) when root")
+	detaches := flag.Int("detach-cycles", 200, "attach/detach cycles of the reliability section")
 	flag.Parse()
 	b, err := newBench(*runs, *calls, *install)
 	if err != nil {
@@ -45,6 +46,7 @@ func main() {
 		os.Exit(2)
 	}
 	defer os.RemoveAll(b.dir)
+	b.detaches = *detaches
 	report := b.run()
 	if err := os.WriteFile(*out, report, 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "ptprobe-bench:", err)
@@ -60,6 +62,8 @@ type bench struct {
 	prog        string // testdata/c/bench.c built
 	floor       string // testdata/c/floor.c built
 	threads     string // testdata/c/threads.c built
+	hot         string // testdata/c/hot.c built
+	detaches    int    // attach/detach cycles of the reliability section
 	offs        map[string]uint64
 	notes       []string
 	log         *bufio.Writer
@@ -77,14 +81,14 @@ func newBench(runs, calls int, install bool) (*bench, error) {
 		return nil, err
 	}
 	b := &bench{runs: runs, calls: calls, dir: dir, offs: map[string]uint64{}, log: bufio.NewWriter(os.Stderr)}
-	for name, flags := range map[string][]string{"bench": {"-O2"}, "floor": {"-O2"}, "threads": {"-O2", "-pthread"}} {
+	for name, flags := range map[string][]string{"bench": {"-O2"}, "floor": {"-O2"}, "threads": {"-O2", "-pthread"}, "hot": {"-O2", "-pthread"}} {
 		outp := filepath.Join(dir, name)
 		args := append(flags, "-o", outp, filepath.Join(root(), "testdata", "c", name+".c"))
 		if o, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("gcc %s: %v\n%s", name, err, o)
 		}
 	}
-	b.prog, b.floor, b.threads = filepath.Join(dir, "bench"), filepath.Join(dir, "floor"), filepath.Join(dir, "threads")
+	b.prog, b.floor, b.threads, b.hot = filepath.Join(dir, "bench"), filepath.Join(dir, "floor"), filepath.Join(dir, "threads"), filepath.Join(dir, "hot")
 	f, err := elfsym.Open(b.prog)
 	if err != nil {
 		return nil, err
@@ -401,6 +405,7 @@ func (b *bench) run() []byte {
 	fmt.Fprintf(&rep, "\n`ptprobe one-stop` is the default: the tracer thread follows the program thread from CPU to CPU and, while a CPU is free, runs as SCHED_IDLE so that the program thread it resumes is woken on its CPU (engine/sched.go). It needs to be able to return to SCHED_OTHER, so as root or with CAP_SYS_NICE; an unprivileged tracer gets `--tracer-priority normal` unless it asks for `idle`. `--same-cpu` confines the program to the tracer's CPU instead, as the C floor does.\n")
 	rep.Write(b.busy())
 	rep.Write(b.scaling())
+	rep.Write(b.reliability())
 	if len(b.notes) > 0 {
 		fmt.Fprintf(&rep, "\n## Notes\n\n")
 		for _, n := range b.notes {
