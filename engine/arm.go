@@ -11,6 +11,7 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -94,7 +95,7 @@ func (s *Session) forgetSites(as *addrSpace, start, end uint64) {
 
 // sitePlan is what one site of a mapping will carry.
 type sitePlan struct {
-	loc    *Location
+	loc    *resolve.Location
 	probes []probeRef // entry and return probes whose function starts here
 	retAt  []retAt    // Go return probes whose function returns here
 	// restartOf are the entries of the Go functions whose prologue
@@ -121,7 +122,7 @@ type retAt struct {
 // probes need them.
 func (s *Session) armMapping(t *thread, m elfsym.Mapping) error {
 	plans := make(map[uint64]*sitePlan)
-	plan := func(addr uint64, loc *Location) *sitePlan {
+	plan := func(addr uint64, loc *resolve.Location) *sitePlan {
 		pl := plans[addr]
 		if pl == nil {
 			pl = &sitePlan{loc: loc}
@@ -180,7 +181,7 @@ func (s *Session) armMapping(t *thread, m elfsym.Mapping) error {
 
 // locate returns where probe p is in the file mapped by m, or nil when p
 // does not apply to that file.
-func (s *Session) locate(p *Probe, pid int, m elfsym.Mapping) (*Location, error) {
+func (s *Session) locate(p *Probe, pid int, m elfsym.Mapping) (*resolve.Location, error) {
 	id := m.ID()
 	if !p.Spec.IsLibrary() {
 		if p.loc != nil && p.loc.ID == id {
@@ -200,7 +201,7 @@ func (s *Session) locate(p *Probe, pid int, m elfsym.Mapping) (*Location, error)
 		p.byFile[id] = nil
 		return nil, nil
 	}
-	loc, err := Resolve(f, p.Spec)
+	loc, err := resolve.In(f, p.Spec)
 	if err != nil {
 		p.byFile[id] = nil
 		return nil, err
@@ -267,7 +268,7 @@ func (s *Session) armLinker(t *thread) error {
 		return err
 	}
 	defer f.Close()
-	loc, err := Resolve(f, &uprobe.Spec{Text: "_dl_debug_state", Path: f.Path, Symbol: "_dl_debug_state"})
+	loc, err := resolve.In(f, &uprobe.Spec{Text: "_dl_debug_state", Path: f.Path, Symbol: "_dl_debug_state"})
 	if err != nil {
 		return fmt.Errorf("dynamic linker %s: %w (libraries loaded later will not be probed)", f.Path, err)
 	}

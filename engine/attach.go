@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/resolve"
 )
 
 // Attach seizes every thread of the running process pid, arms the probes
@@ -23,7 +24,7 @@ import (
 // ptrace stops of a tracee to any thread of the tracer's process that
 // waits for it, and the engine would never see them.
 func Attach(cfg Config, pid int) (*Session, error) {
-	s, err := newSession(cfg, processLibraries(pid))
+	s, err := newSession(cfg, &resolve.Options{Libraries: processLibraries(pid)})
 	if err != nil {
 		return nil, err
 	}
@@ -31,7 +32,7 @@ func Attach(cfg Config, pid int) (*Session, error) {
 }
 
 // processLibraries returns where the running process pid finds its
-// libraries: the files it maps, then what ProgramLibraries says of its
+// libraries: the files it maps, then what resolve finds for its
 // executable with its own LD_LIBRARY_PATH. What of /proc/PID cannot be
 // read is left out (Attach then fails on the process itself, with the
 // reason).
@@ -48,7 +49,7 @@ func processLibraries(pid int) *elfsym.Libraries {
 		}
 	}
 	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil {
-		env.LDLibraryPath = getenv(strings.Split(string(data), "\x00"), "LD_LIBRARY_PATH")
+		env.LDLibraryPath = resolve.Getenv(strings.Split(string(data), "\x00"), "LD_LIBRARY_PATH")
 	}
 	return elfsym.NewLibraries(env)
 }

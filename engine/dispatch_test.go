@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ptprobe/ptprobe/arch"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -57,7 +58,7 @@ func benchDispatch(b *testing.B, code []byte, emulate bool, args string) {
 	t := &thread{tid: unix.Gettid(), proc: &process{pid: os.Getpid(), as: as}, comm: "bench"}
 	probe := &Probe{Spec: spec}
 	const addr = 0x401000
-	st := &site{addr: addr, loc: &Location{Inst: inst}, entry: []probeRef{{Probe: probe, args: spec.Args}}, emulate: emulate}
+	st := &site{addr: addr, loc: &resolve.Location{Inst: inst}, entry: []probeRef{{Probe: probe, args: spec.Args}}, emulate: emulate}
 	if !emulate {
 		st.tramp = 0x7f0000
 	}

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -110,9 +110,9 @@ type Probe struct {
 	hits     atomic.Uint64
 	// loc is where a path probe is, resolved at Launch; nil for
 	// library probes, resolved per mapped library in byFile.
-	loc *Location
+	loc *resolve.Location
 	// byFile caches the resolution of a library probe per file.
-	byFile map[elfsym.FileID]*Location
+	byFile map[elfsym.FileID]*resolve.Location
 	armed  atomic.Uint64 // sites armed, over all processes
 }
 
@@ -163,9 +163,8 @@ type Session struct {
 	// watched (see armUnwindHooks).
 	hijacks bool
 	// files are the ELF files the session opened, by identity (nil:
-	// not a readable ELF file), and byPath the probed files by path.
-	files  map[elfsym.FileID]*elfsym.File
-	byPath map[string]*elfsym.File
+	// not a readable ELF file).
+	files map[elfsym.FileID]*elfsym.File
 
 	// sched keeps the ptrace thread near the program (nil: NoPin).
 	sched     *cpuFollower
@@ -187,7 +186,7 @@ type Session struct {
 // probes before the program runs its first instruction. Errors in the
 // probes (unknown library or symbol, not an instruction boundary, refused
 // instruction, not an ELF file) are returned before the program starts.
-// Library names are found in ProgramLibraries of argv[0] and Config.Env.
+// Library names are found as argv[0] would find them, with Config.Env.
 func Launch(cfg Config, argv []string) (*Session, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("no program to launch")
@@ -196,39 +195,15 @@ func Launch(cfg Config, argv []string) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("program %q: %w", argv[0], err)
 	}
-	s, err := newSession(cfg, ProgramLibraries(path, cfg.Env))
+	s, err := newSession(cfg, &resolve.Options{Program: path, Env: cfg.Env})
 	if err != nil {
 		return nil, err
 	}
 	return s.begin(func() error { return s.start(path, argv) })
 }
 
-// ProgramLibraries returns where the program at path, started with env
-// (nil: ptprobe's environment), finds its libraries: its DT_NEEDED
-// closure, its LD_LIBRARY_PATH and the system's directories (see
-// elfsym.Libraries). Launch checks library probes against it; give it to
-// CheckWith to check specs the same way before launching.
-func ProgramLibraries(path string, env []string) *elfsym.Libraries {
-	if env == nil {
-		env = os.Environ()
-	}
-	return elfsym.NewLibraries(elfsym.LibraryEnv{Program: path, LDLibraryPath: getenv(env, "LD_LIBRARY_PATH")})
-}
-
-// getenv returns the value of the last entry for key in env (the one
-// getenv(3) of the program sees), "" when none.
-func getenv(env []string, key string) string {
-	v := ""
-	for _, kv := range env {
-		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
-			v = val
-		}
-	}
-	return v
-}
-
 // newSession resolves the probes of cfg, their library names in libs.
-func newSession(cfg Config, libs *elfsym.Libraries) (*Session, error) {
+func newSession(cfg Config, ropts *resolve.Options) (*Session, error) {
 	s := &Session{
 		cfg:     cfg,
 		threads: make(map[int]*thread),
@@ -236,12 +211,20 @@ func newSession(cfg Config, libs *elfsym.Libraries) (*Session, error) {
 		early:   make(map[int]unix.WaitStatus),
 		exits:   make(map[int]unix.WaitStatus),
 		files:   make(map[elfsym.FileID]*elfsym.File),
-		byPath:  make(map[string]*elfsym.File),
 		done:    make(chan struct{}),
 	}
+	res := resolve.New(ropts)
+	// The probed files stay open for the session: the mappings of the
+	// same files are resolved in them again.
+	defer func() {
+		for _, f := range res.Release() {
+			s.files[f.ID] = f
+		}
+	}()
 	for _, pc := range cfg.Probes {
-		p, err := s.newProbe(pc, libs)
+		p, err := s.newProbe(pc, res)
 		if err != nil {
+			res.Close()
 			s.closeFiles()
 			return nil, err
 		}
@@ -263,27 +246,17 @@ func (s *Session) begin(first func() error) (*Session, error) {
 	return s, nil
 }
 
-// newProbe resolves a probe in its file; library probes are checked
-// against the library of that name in libs, and resolved again in each
-// library actually mapped. A library name that names no library there is
-// an error, not a probe left pending: it is much more often a typo or a
-// garbled spec than a library that will appear from nowhere.
-func (s *Session) newProbe(pc ProbeConfig, libs *elfsym.Libraries) (*Probe, error) {
+// newProbe resolves a probe in its file with res; library probes are
+// checked against the library of that name the program would find, and
+// resolved again in each library actually mapped.
+func (s *Session) newProbe(pc ProbeConfig, res *resolve.Resolver) (*Probe, error) {
 	spec := pc.Spec
-	p := &Probe{Spec: spec, handlers: pc.Handlers, byFile: make(map[elfsym.FileID]*Location)}
-	path := spec.Path
-	if spec.IsLibrary() {
-		found, err := libs.Find(spec.Path)
-		if err != nil {
-			return nil, fmt.Errorf("probe %q: %w", spec.Text, err)
-		}
-		path = found
-	}
-	f, err := s.openFile(path)
+	p := &Probe{Spec: spec, handlers: pc.Handlers, byFile: make(map[elfsym.FileID]*resolve.Location)}
+	f, err := res.File(spec)
 	if err != nil {
-		return nil, fmt.Errorf("probe %q: %w", spec.Text, err)
+		return nil, err
 	}
-	loc, err := Resolve(f, spec)
+	loc, err := resolve.In(f, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -299,38 +272,6 @@ func (s *Session) newProbe(pc ProbeConfig, libs *elfsym.Libraries) (*Probe, erro
 	return p, nil
 }
 
-// Check resolves spec as Launch does and returns the error Launch would
-// return for it, without starting anything, with library names searched
-// on the system only (elfsym.SearchLibrary's places, not a program's own
-// libraries): CheckWith knows the program.
-func Check(spec *uprobe.Spec) error {
-	return CheckWith(spec, elfsym.NewLibraries(elfsym.LibraryEnv{LDLibraryPath: os.Getenv("LD_LIBRARY_PATH")}))
-}
-
-// CheckWith is Check with library names searched in libs, as Launch
-// searches them in ProgramLibraries of its program.
-func CheckWith(spec *uprobe.Spec, libs *elfsym.Libraries) error {
-	s := &Session{files: make(map[elfsym.FileID]*elfsym.File), byPath: make(map[string]*elfsym.File)}
-	defer s.closeFiles()
-	_, err := s.newProbe(ProbeConfig{Spec: spec}, libs)
-	return err
-}
-
-// openFile opens a probed file once per session, however many probes it
-// has (a probe on every function of libc opens libc once).
-func (s *Session) openFile(path string) (*elfsym.File, error) {
-	if f, ok := s.byPath[path]; ok {
-		return f, nil
-	}
-	f, err := elfsym.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	s.byPath[path] = f
-	s.files[f.ID] = f
-	return f, nil
-}
-
 func (s *Session) closeFiles() {
 	for id, f := range s.files {
 		if f != nil {
@@ -338,7 +279,6 @@ func (s *Session) closeFiles() {
 		}
 		delete(s.files, id)
 	}
-	clear(s.byPath)
 }
 
 // Pid is the process ID of the launched program.

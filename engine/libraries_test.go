@@ -14,6 +14,7 @@ import (
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/internal/testprog"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -40,7 +41,8 @@ func TestLibraryNames(t *testing.T) {
 		}
 	}
 
-	libs := engine.ProgramLibraries(prog, []string{})
+	res := resolve.New(&resolve.Options{Program: prog, Env: []string{}})
+	defer res.Close()
 	for _, tc := range []struct {
 		spec string
 		is   error
@@ -51,9 +53,9 @@ func TestLibraryNames(t *testing.T) {
 		{"libc:mallocc", elfsym.ErrUnknownSymbol, "(did you mean malloc"},
 		{"libptplugin:plugin_fnuc", elfsym.ErrUnknownSymbol, "(did you mean plugin_func?)"},
 	} {
-		err := engine.CheckWith(mustParse(t, tc.spec), libs)
+		_, err := res.Resolve(mustParse(t, tc.spec))
 		if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.spec) {
-			t.Errorf("CheckWith(%q) = %v; want %v with %q", tc.spec, err, tc.is, tc.want)
+			t.Errorf("Resolve(%q) = %v; want %v with %q", tc.spec, err, tc.is, tc.want)
 		}
 		out, err := os.Create(filepath.Join(t.TempDir(), "out"))
 		if err != nil {
@@ -68,10 +70,10 @@ func TestLibraryNames(t *testing.T) {
 		}
 		out.Close()
 	}
-	// Found only through the program's RUNPATH: Check, which knows no
-	// program, refuses it.
-	if err := engine.Check(mustParse(t, "libptplugin:plugin_func")); !errors.Is(err, elfsym.ErrNoLibrary) {
-		t.Errorf("Check(libptplugin:plugin_func) = %v, want ErrNoLibrary", err)
+	// Found only through the program's RUNPATH: a resolver that knows no
+	// program refuses it.
+	if _, err := resolve.New(nil).Resolve(mustParse(t, "libptplugin:plugin_func")); !errors.Is(err, elfsym.ErrNoLibrary) {
+		t.Errorf("Resolve(libptplugin:plugin_func) without the program = %v, want ErrNoLibrary", err)
 	}
 
 	// The program's libc exists but it never loads the plugin library:
@@ -114,8 +116,8 @@ func TestAttachMappedLibrary(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	spec := mustParse(t, "p:t/mapped libptmapped:plugin_func")
-	if err := engine.Check(spec); !errors.Is(err, elfsym.ErrNoLibrary) {
-		t.Fatalf("Check = %v: the library is in a search path after all", err)
+	if _, err := resolve.New(nil).Resolve(spec); !errors.Is(err, elfsym.ErrNoLibrary) {
+		t.Fatalf("Resolve = %v: the library is in a search path after all", err)
 	}
 	sess, err := engine.Attach(engine.Config{Probes: []engine.ProbeConfig{{Spec: spec}}, Warn: func(err error) { t.Errorf("warning: %v", err) }}, pid)
 	if err != nil {
@@ -140,7 +142,8 @@ func TestAttachMappedLibrary(t *testing.T) {
 // none is taken for a library that does not exist, and none that names
 // an existing library is refused for its name.
 func TestSpecMutations(t *testing.T) {
-	libs := engine.ProgramLibraries("/bin/true", []string{})
+	res := resolve.New(&resolve.Options{Program: "/bin/true", Env: []string{}})
+	defer res.Close()
 	dirs := elfsym.LibraryDirs()
 	var parsed, accepted, noLib int
 	for _, text := range testprog.MutateSpecs(11, 400, testprog.ValidSpecs) {
@@ -156,7 +159,7 @@ func TestSpecMutations(t *testing.T) {
 		if !spec.IsLibrary() {
 			continue
 		}
-		err = engine.CheckWith(spec, libs)
+		_, err = res.Resolve(spec)
 		exists := testprog.LibraryExists(t, spec.Path, dirs)
 		switch {
 		case err == nil:

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ptprobe/ptprobe/arch"
 	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -187,7 +188,7 @@ func (s *Session) armUnwindHooks(t *thread, m elfsym.Mapping) error {
 			if _, err := f.Lookup(name); err != nil {
 				continue
 			}
-			loc, err := Resolve(f, &uprobe.Spec{Text: name, Path: f.Path, Symbol: name})
+			loc, err := resolve.In(f, &uprobe.Spec{Text: name, Path: f.Path, Symbol: name})
 			if err != nil {
 				return fmt.Errorf("return probes cannot follow C++ exceptions through %s: %w", f.Path, err)
 			}

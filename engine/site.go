@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ptprobe/ptprobe/arch"
+	"github.com/ptprobe/ptprobe/resolve"
 )
 
 // site is a breakpoint armed at one address of one address space: the int3
@@ -18,7 +19,7 @@ import (
 type site struct {
 	addr     uint64
 	fileBase uint64 // address of file offset 0 of the probed file
-	loc      *Location
+	loc      *resolve.Location
 	entry    []probeRef // entry probes, in registration order
 	ret      []probeRef // return probes caught by rewriting the return address
 	// goEntry are return probes of Go functions starting here: the

@@ -11,7 +11,7 @@ import (
 )
 
 // TestEnableNamesRefusedProbe: when the kernel refuses to enable a probe
-// (a uprobe on hlt: the kernel's x86 instruction decoder refuses it with
+// (a uprobe on cli: the kernel's x86 instruction decoder refuses it with
 // ENOTSUPP, errno 524, once a process maps the file), the error names that
 // probe, not the group, and says what errno 524 means; the program never
 // runs and nothing is left enabled or defined.
@@ -39,7 +39,7 @@ func TestEnableNamesRefusedProbe(t *testing.T) {
 			c2 := &collector{}
 			_, _, err = Run(s, []string{prog, "3"}, nil, out, nil, nil, c2.add)
 			if err == nil {
-				t.Fatal("Run enabled a probe on hlt")
+				t.Fatal("Run enabled a probe on cli")
 			}
 			msg := err.Error()
 			for _, want := range []string{c.want, prog + ":0x", `errno 524 (ENOTSUPP, "operation not supported", an error number internal to the kernel: its uprobes cannot probe the instruction at that address)`} {

@@ -54,7 +54,7 @@ func explainEnable(err error) error {
 	text := fmt.Sprintf("errno %d (%s, an error number internal to the kernel)", int(errno), name)
 	if errno == 524 {
 		// arch_uprobe_analyze_insn refuses the instruction (x86: an
-		// opcode or prefix its decoder does not take, such as hlt or
+		// opcode or prefix its decoder does not take, such as cli, hlt or
 		// lock), or prepare_uprobe finds an int3 there already. The
 		// kernel decodes only when a process maps the file, which Run
 		// makes sure of before enabling.

@@ -2,13 +2,12 @@ package kernel
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
-	"github.com/ptprobe/ptprobe/arch"
 	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -100,13 +99,27 @@ func ResolveUprobe(spec *uprobe.Spec) (Location, error) {
 // resolveUprobe is ResolveUprobe with library names found in libs (nil:
 // the system's places).
 func resolveUprobe(spec *uprobe.Spec, libs *elfsym.Libraries) (Location, error) {
-	loc, err := locateUprobe(spec, libs)
+	res := resolve.New(&resolve.Options{Libraries: libs})
+	defer res.Close()
+	rl, err := res.Resolve(spec)
 	if err != nil {
-		return loc, err
+		// The kernel needs the file before the program runs: a
+		// library must exist already.
+		return Location{}, err
 	}
-	if loc.Args, err = spec.Bind(loc.ABI); err != nil {
-		return loc, err
+	abs, err := filepath.Abs(rl.Path)
+	if err != nil {
+		return Location{}, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
 	}
+	if strings.ContainsAny(abs, " \t\n\v\f\r") {
+		// uprobe_events splits its lines at white space.
+		if real, err := filepath.EvalSymlinks(abs); err == nil && !strings.ContainsAny(real, " \t\n\v\f\r") {
+			abs = real
+		} else {
+			return Location{}, fmt.Errorf("kernel: probe %q: the kernel cannot probe %q: its path contains white space", spec.Text, abs)
+		}
+	}
+	loc := Location{Path: abs, Offset: rl.Offset, Function: rl.Function, ABI: rl.ABI, Args: rl.Args, Go: rl.Go}
 	if spec.Kind == uprobe.Return && loc.Go {
 		// A uretprobe replaces the return address on the stack; the
 		// Go runtime copies goroutine stacks to grow them, follows
@@ -135,107 +148,4 @@ func entryReg(e *uprobe.Expr) *uprobe.Expr {
 		}
 	}
 	return nil
-}
-
-// locateUprobe is resolveUprobe but for the fetch-args.
-func locateUprobe(spec *uprobe.Spec, libs *elfsym.Libraries) (loc Location, err error) {
-	path := spec.Path
-	if spec.IsLibrary() {
-		if libs == nil {
-			libs = elfsym.NewLibraries(elfsym.LibraryEnv{LDLibraryPath: os.Getenv("LD_LIBRARY_PATH")})
-		}
-		p, err := libs.Find(spec.Path)
-		if err != nil {
-			// The kernel needs the file before the program runs;
-			// the library must exist already.
-			return loc, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
-		}
-		path = p
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return loc, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
-	}
-	if strings.ContainsAny(abs, " \t\n\v\f\r") {
-		// uprobe_events splits its lines at white space.
-		if real, err := filepath.EvalSymlinks(abs); err == nil && !strings.ContainsAny(real, " \t\n\v\f\r") {
-			abs = real
-		} else {
-			return loc, fmt.Errorf("kernel: probe %q: the kernel cannot probe %q: its path contains white space", spec.Text, abs)
-		}
-	}
-	loc.Path = abs
-
-	f, err := elfsym.Open(abs)
-	if err != nil {
-		return loc, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
-	}
-	defer f.Close()
-	defer func() {
-		// Whatever return found the function: its ABI.
-		name, _, _ := strings.Cut(loc.Function, "+")
-		if name == "" {
-			name = spec.Symbol
-		}
-		if err == nil && f.GoRegisterABI(name) {
-			loc.ABI = uprobe.GoRegs
-		}
-		loc.Go = f.IsGo()
-	}()
-
-	var vaddr uint64
-	if spec.Symbol != "" {
-		sym, err := f.Lookup(spec.Symbol)
-		if err != nil {
-			return loc, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
-		}
-		if sym.Size > 0 && spec.Offset >= sym.Size {
-			return loc, fmt.Errorf("kernel: probe %q: offset 0x%x is beyond the end of %s (size 0x%x)", spec.Text, spec.Offset, sym.Name, sym.Size)
-		}
-		vaddr = sym.Value + spec.Offset
-		if loc.Offset, err = f.FileOffset(vaddr); err != nil {
-			return loc, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
-		}
-	} else {
-		loc.Offset = spec.Offset
-		if vaddr, err = f.Vaddr(spec.Offset); err != nil {
-			return loc, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
-		}
-	}
-
-	start, end, name, ok := f.Function(vaddr)
-	if !ok {
-		if spec.Symbol != "" && spec.Offset == 0 {
-			return loc, nil // a symbol's address starts an instruction
-		}
-		return loc, fmt.Errorf("kernel: probe %q: cannot prove that file offset 0x%x is an instruction boundary: no symbol or unwind entry contains it", spec.Text, loc.Offset)
-	}
-	if name == "" {
-		name = fmt.Sprintf("func_0x%x", start)
-	}
-	loc.Function = name
-	if vaddr == start {
-		return loc, nil
-	}
-	loc.Function = fmt.Sprintf("%s+0x%x", name, vaddr-start)
-	if spec.Kind == uprobe.Return {
-		return loc, fmt.Errorf("kernel: probe %q at %s: a return probe must be at the start of a function", spec.Text, loc.Function)
-	}
-	startOff, err := f.FileOffset(start)
-	if err != nil {
-		return loc, fmt.Errorf("kernel: probe %q: function %s: %w", spec.Text, name, err)
-	}
-	n := int(vaddr-start) + arch.MaxInstLen
-	if end > start && n > int(end-start)+arch.MaxInstLen {
-		n = int(end-start) + arch.MaxInstLen
-	}
-	code := make([]byte, n)
-	got, err := f.ReadAt(code, int64(startOff))
-	if got <= int(vaddr-start) {
-		return loc, fmt.Errorf("kernel: probe %q: read the code of %s: %v", spec.Text, name, err)
-	}
-	if err := arch.CheckBoundary(code[:got], int(vaddr-start)); err != nil {
-		return loc, fmt.Errorf("kernel: probe %q at %s (file offset 0x%x): %w", spec.Text, loc.Function, loc.Offset, err)
-	}
-	return loc, nil
 }

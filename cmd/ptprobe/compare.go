@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ptprobe/ptprobe/engine"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 	"golang.org/x/sys/unix"
 )
@@ -120,9 +121,10 @@ func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
 // checkSpecs resolves every spec the way the engine will for the program
 // at path, so that a bad probe is an error before any run.
 func checkSpecs(specs []*uprobe.Spec, path string) error {
-	libs := engine.ProgramLibraries(path, nil)
+	res := resolve.New(&resolve.Options{Program: path})
+	defer res.Close()
 	for _, s := range specs {
-		if err := engine.CheckWith(s, libs); err != nil {
+		if _, err := res.Resolve(s); err != nil {
 			return err
 		}
 	}

@@ -8,8 +8,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/kernel"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -31,7 +31,7 @@ func kernelRun(specs []*uprobe.Spec, kspecs []*kernel.KprobeSpec, argv []string,
 		// Library names are found as the program finds its libraries,
 		// its own DT_RUNPATH included, as the ptrace engine finds them.
 		if path, err := exec.LookPath(argv[0]); err == nil {
-			opts.Libraries = engine.ProgramLibraries(path, nil)
+			opts.Libraries = resolve.New(&resolve.Options{Program: path}).Libraries()
 		}
 	}
 	sess, err := kernel.NewSession(tfs, &opts)

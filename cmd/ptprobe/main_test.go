@@ -159,7 +159,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown symbol", prog + ":no_such_function", []string{"no_such_function", "unknown symbol"}},
 		{"not a boundary", prog + ":push_func+2", []string{"push_func+0x2", "not an instruction boundary"}},
 		{"outside exec segment", prog + ":0x10", []string{"0x10", "outside any executable segment"}},
-		{"refused instruction", prog + ":refused_func", []string{"refused_func", "hlt", "cannot be probed"}},
+		{"refused instruction", prog + ":hlt_func", []string{"hlt_func", "hlt", "cannot be probed"}},
 		{"malformed fetch-arg", prog + ":push_func x=%zz", []string{"Command: " + prog + ":push_func x=%zz", "^"}},
 		{"unknown type", prog + ":push_func x=%di:u9", []string{"u9", "^"}},
 	}

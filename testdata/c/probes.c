@@ -21,8 +21,11 @@ long call_func(long x);
 long jcc_func(long x);
 /* icall_func(x, f) = f(x); call *%rsi at icall_func+4. */
 long icall_func(long x, long (*f)(long));
-/* refused_func: starts with hlt, never called. */
+/* refused_func: starts with cli, which kernel uprobes refuse (ptprobe
+ * relocates it: in user mode it faults as it would unprobed); never called. */
 void refused_func(void);
+/* hlt_func: starts with hlt, which ptprobe refuses to probe; never called. */
+void hlt_func(void);
 
 asm(".text\n"
     ".globl push_func\n.type push_func,@function\n"
@@ -87,9 +90,14 @@ asm(".text\n"
 
     ".globl refused_func\n.type refused_func,@function\n"
     "refused_func:\n"
+    "  cli\n"
+    "  ret\n"
+    ".size refused_func,.-refused_func\n"
+    ".globl hlt_func\n.type hlt_func,@function\n"
+    "hlt_func:\n"
     "  hlt\n"
     "  ret\n"
-    ".size refused_func,.-refused_func\n");
+    ".size hlt_func,.-hlt_func\n");
 
 static long negate(long x) { return -x; }
 

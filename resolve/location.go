@@ -1,4 +1,4 @@
-package engine
+package resolve
 
 import (
 	"debug/elf"
@@ -44,29 +44,31 @@ type Location struct {
 	Args []uprobe.FetchArg
 }
 
-// ResolveError is a spec that cannot be armed in a file: unknown symbol,
-// offset outside any executable segment, offset inside an instruction,
-// refused instruction.
-type ResolveError struct {
+// Error is a spec that cannot be armed in a file: unknown symbol, offset
+// outside any executable segment, offset inside an instruction, refused
+// instruction, a fetch-arg that the function cannot have.
+type Error struct {
 	Spec string // the spec as written
 	Path string
 	Err  error
 }
 
-func (e *ResolveError) Error() string {
+func (e *Error) Error() string {
 	return fmt.Sprintf("probe %q in %s: %v", e.Spec, e.Path, e.Err)
 }
 
-func (e *ResolveError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
-// Resolve finds the probed instruction of spec in the ELF file f and
-// checks that it can be probed: the offset must be an instruction boundary
+// In finds the probed instruction of spec in the ELF file f and checks
+// that it can be probed: the offset must be an instruction boundary
 // (proved by decoding from the start of the containing function) and the
-// instruction must not be one that arch refuses.
-func Resolve(f *elfsym.File, spec *uprobe.Spec) (Location, error) {
+// instruction must not be one that arch refuses. The fetch-args are bound
+// to the function's ABI (uprobe.Spec.Bind); a Go function's rets and
+// morestack calls are found. Errors are *Error.
+func In(f *elfsym.File, spec *uprobe.Spec) (Location, error) {
 	loc, err := resolve(f, spec)
 	if err != nil {
-		return Location{}, &ResolveError{Spec: spec.Text, Path: f.Path, Err: err}
+		return Location{}, &Error{Spec: spec.Text, Path: f.Path, Err: err}
 	}
 	return loc, nil
 }

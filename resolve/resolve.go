@@ -1,0 +1,137 @@
+// Package resolve turns probe specs into locations in files, for both of
+// ptprobe's backends: the library a name means, the file's identity
+// (device and inode), the file offset of the probed instruction with the
+// proof that it is an instruction boundary, the containing function and
+// its calling convention, and the spec's fetch-args bound to it. The
+// ptrace engine resolves a spec again in each file it finds mapped; the
+// kernel backend once, before the program runs (docs/DESIGN.md §2).
+//
+// resolve imports arch, elfsym and uprobe, and nothing else of this
+// module.
+package resolve
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+// Options say whose libraries a library name means. The zero value is the
+// system's libraries, as a program without its own search path finds
+// them, with this process's LD_LIBRARY_PATH.
+type Options struct {
+	// Program is the program being traced: a library name is first
+	// looked for in its DT_NEEDED closure, with its RPATH/RUNPATH.
+	Program string
+	// Env is the program's environment (nil: this process's), for its
+	// LD_LIBRARY_PATH.
+	Env []string
+	// Libraries, if set, replaces the search Program and Env describe
+	// (for instance one that also knows the files a running process
+	// maps).
+	Libraries *elfsym.Libraries
+}
+
+// Resolver resolves specs, opening each file once however many probes it
+// has (a probe on every function of libc opens libc once). It is not safe
+// for concurrent use.
+type Resolver struct {
+	libs   *elfsym.Libraries
+	byPath map[string]*elfsym.File
+}
+
+// New returns a Resolver; nil options are the zero Options.
+func New(opts *Options) *Resolver {
+	if opts == nil {
+		opts = &Options{}
+	}
+	libs := opts.Libraries
+	if libs == nil {
+		env := opts.Env
+		if env == nil {
+			env = os.Environ()
+		}
+		libs = elfsym.NewLibraries(elfsym.LibraryEnv{Program: opts.Program, LDLibraryPath: Getenv(env, "LD_LIBRARY_PATH")})
+	}
+	return &Resolver{libs: libs, byPath: make(map[string]*elfsym.File)}
+}
+
+// Getenv returns the value of the last entry for key in env (the one
+// getenv(3) of the program sees), "" when none.
+func Getenv(env []string, key string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
+}
+
+// Libraries is the library search of the Resolver.
+func (r *Resolver) Libraries() *elfsym.Libraries { return r.libs }
+
+// Close closes the files the Resolver opened; Locations stay valid.
+func (r *Resolver) Close() error {
+	for p, f := range r.byPath {
+		f.Close()
+		delete(r.byPath, p)
+	}
+	return nil
+}
+
+// Open opens the ELF file at path, once.
+func (r *Resolver) Open(path string) (*elfsym.File, error) {
+	if f, ok := r.byPath[path]; ok {
+		return f, nil
+	}
+	f, err := elfsym.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	r.byPath[path] = f
+	return f, nil
+}
+
+// File opens the file spec probes: its path, or the library its name
+// means. A library name that names no library is an error wrapping
+// elfsym.ErrNoLibrary, with the closest names: much more often a typo or a
+// garbled spec than a library that will appear from nowhere.
+func (r *Resolver) File(spec *uprobe.Spec) (*elfsym.File, error) {
+	path := spec.Path
+	if spec.IsLibrary() {
+		found, err := r.libs.Find(spec.Path)
+		if err != nil {
+			return nil, fmt.Errorf("probe %q: %w", spec.Text, err)
+		}
+		path = found
+	}
+	f, err := r.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("probe %q: %w", spec.Text, err)
+	}
+	return f, nil
+}
+
+// Resolve resolves spec in the file it probes (File, then In).
+func (r *Resolver) Resolve(spec *uprobe.Spec) (Location, error) {
+	f, err := r.File(spec)
+	if err != nil {
+		return Location{}, err
+	}
+	return In(f, spec)
+}
+
+// Release hands the files the Resolver opened over to the caller, who
+// closes them, and forgets them.
+func (r *Resolver) Release() []*elfsym.File {
+	var fs []*elfsym.File
+	for p, f := range r.byPath {
+		fs = append(fs, f)
+		delete(r.byPath, p)
+	}
+	return fs
+}
