@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ptprobe/ptprobe/arch"
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/elfsym"
-	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/internal/testprog"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
@@ -144,10 +144,10 @@ func TestAcid(t *testing.T) {
 				prog := testprog.Build(t, dir, "acid", build.flags...)
 				want, wantOut, exitOff := stepCounts(t, prog)
 				offs := boundaries(t, prog, acidFunctions)
-				var pcs []engine.ProbeConfig
+				var pcs []backend.Probe
 				posts := 0
 				for _, off := range offs {
-					pc := engine.ProbeConfig{Spec: mustParse(t, fmt.Sprintf("p:acid/at_0x%x %s:0x%x", off, prog, off))}
+					pc := backend.Probe{Spec: mustParse(t, fmt.Sprintf("p:acid/at_0x%x %s:0x%x", off, prog, off))}
 					if post {
 						pc.Handlers.Post = func(uprobe.Context) { posts++ }
 					}

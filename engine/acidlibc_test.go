@@ -8,8 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ptprobe/ptprobe/arch"
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/elfsym"
-	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/internal/testprog"
 )
 
@@ -108,7 +108,7 @@ func TestAcidLibc(t *testing.T) {
 		list = list[:12]
 	}
 
-	var pcs []engine.ProbeConfig
+	var pcs []backend.Probe
 	var offs []uint64
 	refused := 0
 	for _, x := range list {
@@ -127,7 +127,7 @@ func TestAcidLibc(t *testing.T) {
 				continue
 			}
 			offs = append(offs, off)
-			pcs = append(pcs, engine.ProbeConfig{Spec: mustParse(t, fmt.Sprintf("p:libc/at_0x%x %s:0x%x", off, libcPath, off))})
+			pcs = append(pcs, backend.Probe{Spec: mustParse(t, fmt.Sprintf("p:libc/at_0x%x %s:0x%x", off, libcPath, off))})
 		}
 		t.Logf("%-28s 0x%x-0x%x ran %d instructions", x.name, x.start, x.end, x.ran)
 	}

@@ -6,36 +6,15 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sort"
-
-	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
-const x86CALL = x86asm.CALL
-
-// mapRange is an address range of a process, for finding holes.
-type mapRange struct{ start, end uint64 }
-
-func readMapsSorted(pid int) ([]mapRange, error) {
-	maps, err := elfsym.ReadMaps(pid)
-	if err != nil {
-		return nil, err
-	}
-	r := make([]mapRange, len(maps))
-	for i, m := range maps {
-		r[i] = mapRange{m.Start, m.End}
-	}
-	sort.Slice(r, func(i, j int) bool { return r[i].start < r[j].start })
-	return r, nil
-}
-
 // newImage arms a freshly exec'd image: t is the only thread of its
 // process, stopped before the program's first instruction.
-func (s *Session) newImage(t *thread) error {
+func (s *Tracer) newImage(t *thread) error {
 	if err := getRegs(t.tid, &t.regs); err != nil {
 		return fmt.Errorf("registers of thread %d: %w", t.tid, err)
 	}
@@ -52,7 +31,7 @@ func (s *Session) newImage(t *thread) error {
 
 // armNew arms the probes in every executable mapping not armed yet, and
 // forgets mappings that are gone (a dlclose'd library).
-func (s *Session) armNew(t *thread) error {
+func (s *Tracer) armNew(t *thread) error {
 	maps, err := elfsym.ReadMaps(t.proc.pid)
 	if err != nil {
 		return err
@@ -70,7 +49,7 @@ func (s *Session) armNew(t *thread) error {
 			continue
 		}
 		as.armed[k] = m.End
-		if err := s.armMapping(t, m); err != nil && firstErr == nil {
+		if err := s.armMapping(t, m, nil); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
@@ -85,7 +64,7 @@ func (s *Session) armNew(t *thread) error {
 
 // forgetSites drops the sites of a mapping [start, end) that was unmapped
 // (a dlclose'd library): a library mapped there later is armed afresh.
-func (s *Session) forgetSites(as *addrSpace, start, end uint64) {
+func (s *Tracer) forgetSites(as *addrSpace, start, end uint64) {
 	for addr := range as.sites {
 		if addr >= start && addr < end {
 			delete(as.sites, addr)
@@ -93,34 +72,15 @@ func (s *Session) forgetSites(as *addrSpace, start, end uint64) {
 	}
 }
 
-// sitePlan is what one site of a mapping will carry.
-type sitePlan struct {
-	loc    *resolve.Location
-	probes []probeRef // entry and return probes whose function starts here
-	retAt  []retAt    // Go return probes whose function returns here
-	// restartOf are the entries of the Go functions whose prologue
-	// calls runtime.morestack here (Location.Restarts).
-	restartOf []uint64
-}
-
-// probeRef is a probe on a site, with its fetch-args bound to the site's
-// function (Location.Args).
-type probeRef struct {
-	*Probe
-	args []uprobe.FetchArg
-}
-
-// retAt is a Go return probe observed at one of its function's rets.
-type retAt struct {
-	probeRef
-	fn  uint64     // address of the function's entry
-	abi uprobe.ABI // the function's
-}
-
-// armMapping arms every probe that falls in the executable mapping m, and
+// armMapping arms the probes that fall in the executable mapping m, and
 // the engine's own breakpoints on C++ exception unwinding when return
-// probes need them.
-func (s *Session) armMapping(t *thread, m elfsym.Mapping) error {
+// probes need them. probes nil means every probe of the session (a new
+// mapping); otherwise only those (probes added while the program runs).
+func (s *Tracer) armMapping(t *thread, m elfsym.Mapping, probes []*Probe) error {
+	newMapping := probes == nil
+	if newMapping {
+		probes = s.probes
+	}
 	plans := make(map[uint64]*sitePlan)
 	plan := func(addr uint64, loc *resolve.Location) *sitePlan {
 		pl := plans[addr]
@@ -130,7 +90,12 @@ func (s *Session) armMapping(t *thread, m elfsym.Mapping) error {
 		}
 		return pl
 	}
-	for _, p := range s.probes {
+	var armed []*Probe
+	hijacks := false
+	for _, p := range probes {
+		if !p.active() {
+			continue
+		}
 		loc, err := s.locate(p, t.proc.pid, m)
 		if err != nil {
 			return err
@@ -143,37 +108,50 @@ func (s *Session) armMapping(t *thread, m elfsym.Mapping) error {
 			continue
 		}
 		ref := probeRef{Probe: p, args: loc.Args}
-		plan(addr, loc).probes = append(plan(addr, loc).probes, ref)
+		kind := entryBreaklet
+		switch {
+		case p.Spec.Kind == uprobe.Return && loc.Go:
+			// Never a hijacked return address in Go code, whatever
+			// else is probed here: the return is caught at the rets.
+			kind = goEntryBreaklet
+		case p.Spec.Kind == uprobe.Return:
+			kind, hijacks = returnBreaklet, true
+		}
+		pl := plan(addr, loc)
+		pl.breaklets = append(pl.breaklets, breaklet{kind: kind, probeRef: ref})
 		for _, r := range loc.Rets {
 			if raddr, ok := m.Addr(r.Offset); ok {
-				pl := plan(raddr, r)
-				pl.retAt = append(pl.retAt, retAt{probeRef: ref, fn: addr, abi: loc.ABI})
+				rp := plan(raddr, r)
+				rp.breaklets = append(rp.breaklets, breaklet{kind: goReturnBreaklet, probeRef: ref, fn: addr, abi: loc.ABI})
 			}
 		}
 		for _, r := range loc.Restarts {
 			if raddr, ok := m.Addr(r.Offset); ok {
-				if pl := plan(raddr, r); !slices.Contains(pl.restartOf, addr) {
-					pl.restartOf = append(pl.restartOf, addr)
+				rp := plan(raddr, r)
+				if !slices.ContainsFunc(rp.breaklets, func(b breaklet) bool { return b.kind == restartBreaklet && b.fn == addr }) {
+					rp.breaklets = append(rp.breaklets, breaklet{kind: restartBreaklet, fn: addr})
 				}
 			}
 		}
+		armed = append(armed, p)
 	}
 	// Arm in address order so slot regions fill predictably.
 	addrs := make([]uint64, 0, len(plans))
 	for a := range plans {
 		addrs = append(addrs, a)
 	}
-	sort.Slice(addrs, func(i, j int) bool { return addrs[i] < addrs[j] })
+	slices.Sort(addrs)
 	for _, addr := range addrs {
 		pl := plans[addr]
-		if err := s.armSite(t, addr, addr-pl.loc.Offset, pl, nil); err != nil {
+		if err := s.armSite(t, addr, addr-pl.loc.Offset, pl); err != nil {
 			return err
 		}
-		for _, p := range pl.probes {
-			p.armed.Add(1)
-		}
 	}
-	if s.hijacks {
+	for _, p := range armed {
+		p.armed.Add(1)
+	}
+	if hijacks || (s.hijacks && newMapping) {
+		s.hijacks = true
 		return s.armUnwindHooks(t, m)
 	}
 	return nil
@@ -181,7 +159,7 @@ func (s *Session) armMapping(t *thread, m elfsym.Mapping) error {
 
 // locate returns where probe p is in the file mapped by m, or nil when p
 // does not apply to that file.
-func (s *Session) locate(p *Probe, pid int, m elfsym.Mapping) (*resolve.Location, error) {
+func (s *Tracer) locate(p *Probe, pid int, m elfsym.Mapping) (*resolve.Location, error) {
 	id := m.ID()
 	if !p.Spec.IsLibrary() {
 		if p.loc != nil && p.loc.ID == id {
@@ -212,7 +190,7 @@ func (s *Session) locate(p *Probe, pid int, m elfsym.Mapping) (*resolve.Location
 
 // mappedFile returns the open ELF file of mapping m, opened once per
 // session, or nil when it cannot be read as ELF.
-func (s *Session) mappedFile(pid int, m elfsym.Mapping) *elfsym.File {
+func (s *Tracer) mappedFile(pid int, m elfsym.Mapping) *elfsym.File {
 	id := m.ID()
 	if f, ok := s.files[id]; ok {
 		return f
@@ -244,7 +222,7 @@ func openMapped(pid int, m elfsym.Mapping) (*elfsym.File, error) {
 // armLinker puts the engine's own breakpoint on the dynamic linker's
 // _dl_debug_state, which the linker calls after it maps or unmaps
 // libraries and before their code runs: each call rescans the mappings.
-func (s *Session) armLinker(t *thread) error {
+func (s *Tracer) armLinker(t *thread) error {
 	base, err := auxvEntry(t.proc.pid, 7 /* AT_BASE */)
 	if err != nil || base == 0 {
 		return nil // a static program has no dynamic linker
@@ -278,14 +256,15 @@ func (s *Session) armLinker(t *thread) error {
 		}
 		if addr, ok := m.Addr(loc.Offset); ok {
 			t.proc.as.dlState = addr
-			return s.armSite(t, addr, addr-loc.Offset, &sitePlan{loc: &loc}, s.rescan)
+			pl := &sitePlan{loc: &loc, breaklets: []breaklet{{kind: internalBreaklet, name: "rescan", action: s.rescan}}}
+			return s.armSite(t, addr, addr-loc.Offset, pl)
 		}
 	}
 	return fmt.Errorf("dynamic linker %s: _dl_debug_state is not mapped", f.Path)
 }
 
 // rescan is the action of the _dl_debug_state breakpoint.
-func (s *Session) rescan(t *thread) error {
+func (s *Tracer) rescan(t *thread) error {
 	return s.armNew(t)
 }
 

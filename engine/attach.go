@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -15,16 +14,16 @@ import (
 )
 
 // Attach seizes every thread of the running process pid, arms the probes
-// in it and traces it (and, unless Config.NoFollowFork, its children)
-// until it exits or Stop detaches. The process keeps running throughout:
+// of opts in it and traces it (and, unless Options.NoFollowFork, its
+// children) until it exits or the Tracer detaches. The process keeps running throughout:
 // its threads stop only for the moment the probes are armed.
 //
 // A process that embeds the engine must not wait for a child of its own
 // that it attaches to while the session lasts: the kernel reports the
 // ptrace stops of a tracee to any thread of the tracer's process that
 // waits for it, and the engine would never see them.
-func Attach(cfg Config, pid int) (*Session, error) {
-	s, err := newSession(cfg, &resolve.Options{Libraries: processLibraries(pid)})
+func Attach(pid int, opts *Options) (*Tracer, error) {
+	s, err := newTracer(opts, &resolve.Options{Libraries: processLibraries(pid)})
 	if err != nil {
 		return nil, err
 	}
@@ -54,11 +53,7 @@ func processLibraries(pid int) *elfsym.Libraries {
 	return elfsym.NewLibraries(env)
 }
 
-// ErrPermission is wrapped by Attach when the kernel refuses to let
-// ptprobe trace the process.
-var ErrPermission = errors.New("not permitted to trace the process")
-
-func (s *Session) attach(pid int) error {
+func (s *Tracer) attach(pid int) error {
 	s.pid = pid
 	s.attached = true
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
@@ -130,8 +125,8 @@ func (s *Session) attach(pid int) error {
 	}
 	// Only now: a SCHED_IDLE tracer would have waited for the time
 	// slices of the threads that still ran.
-	if !s.cfg.NoPin {
-		s.sched = startFollower(s.cfg.Priority, s.warn)
+	if !s.opts.Sched.NoFollow {
+		s.sched = startFollower(s.opts.Sched.Priority, s.warn)
 	}
 	main := s.armingThread(pid)
 	if main == nil {
@@ -163,7 +158,7 @@ func (s *Session) attach(pid int) error {
 // armingThread is the thread to arm the probes from: the main thread if it
 // can run injected system calls where it is stopped, else another that
 // can; nil if none can.
-func (s *Session) armingThread(pid int) *thread {
+func (s *Tracer) armingThread(pid int) *thread {
 	var ids []int
 	for tid := range s.threads {
 		ids = append(ids, tid)
@@ -309,7 +304,7 @@ func commOf(pid string) string {
 }
 
 // detachSeized lets go of threads seized before Attach failed.
-func (s *Session) detachSeized(seized map[int]bool) {
+func (s *Tracer) detachSeized(seized map[int]bool) {
 	for tid := range seized {
 		if unix.PtraceInterrupt(tid) == nil {
 			var ws unix.WaitStatus
@@ -332,222 +327,4 @@ func tasks(pid int) ([]int, error) {
 		}
 	}
 	return tids, nil
-}
-
-// Stop asks the session to detach from every traced process: the probes
-// are removed, return addresses put back, threads moved out of the slot
-// regions, and the processes run on untraced. Wait returns once it is
-// done. Stop may be called from any goroutine, more than once.
-func (s *Session) Stop() {
-	if s.stopReq.Swap(true) {
-		return
-	}
-	s.waker.wake()
-}
-
-// detachAll detaches from every traced thread, leaving the programs as if
-// they had never been traced.
-func (s *Session) detachAll() {
-	s.sched.quit()
-	pending := s.settleAll()
-
-	// Put back return addresses and move threads out of trampolines.
-	for _, t := range s.threads {
-		as := t.proc.as
-		if as == nil {
-			continue
-		}
-		if err := getRegs(t.tid, &t.regs); err != nil {
-			continue
-		}
-		for _, fr := range t.shadow {
-			if !fr.restored && fr.ret != as.retTramp {
-				if err := as.mem.WriteUint64(fr.sp, fr.ret); err != nil {
-					s.warn(fmt.Errorf("thread %d: put back a return address at 0x%x: %w", t.tid, fr.sp, err))
-				}
-			}
-		}
-		t.shadow = nil
-		if st, ok := as.trampAt(t.regs.Rip); ok {
-			switch {
-			case t.regs.Rip == st.tramp:
-				t.regs.Rip = st.addr // about to run the displaced instruction
-			default:
-				for _, ex := range st.trampExits {
-					if t.regs.Rip == ex.addr {
-						t.regs.Rip = ex.resume // it ran; about to jump back
-					}
-				}
-			}
-			// Otherwise (in a system call made in the slot, or in a
-			// rewritten call) the thread finishes there: the slot
-			// region stays mapped and jumps back by itself.
-		}
-		setRegs(t.tid, &t.regs)
-	}
-
-	// Remove the int3s, once per address space, and check the text.
-	done := make(map[*addrSpace]bool)
-	for _, p := range s.procs {
-		as := p.as
-		if as == nil || done[as] {
-			continue
-		}
-		done[as] = true
-		s.restoreText(as)
-	}
-
-	for tid := range s.threads {
-		detach(tid, pending[tid])
-	}
-	s.result.Detached = true
-}
-
-// settleAll stops every traced thread where nothing of the engine's is
-// under way in it (see settle) and returns the signals to deliver to
-// threads when they are detached. Threads already in a stop the engine
-// has not ended are settled from that stop; the others are interrupted.
-func (s *Session) settleAll() map[int]unix.Signal {
-	want := make(map[int]bool)
-	var ready []*thread
-	for tid, t := range s.threads {
-		switch {
-		case t.stopped:
-			ready = append(ready, t)
-		case unix.PtraceInterrupt(tid) == nil:
-			want[tid] = true
-		}
-	}
-	pending := make(map[int]unix.Signal)
-	for _, t := range ready {
-		s.settle(t, t.stop, want, pending)
-	}
-	for len(want) > 0 {
-		var ws unix.WaitStatus
-		tid, err := wait4(-1, &ws)
-		if err != nil {
-			break
-		}
-		t := s.threads[tid]
-		if t == nil {
-			if !s.waker.is(tid, ws) {
-				s.early[tid] = ws
-			}
-			continue
-		}
-		delete(want, tid)
-		if ws.Exited() || ws.Signaled() {
-			s.threadExited(t, ws)
-			continue
-		}
-		t.stopped, t.stop = true, ws
-		s.settle(t, ws, want, pending)
-	}
-	return pending
-}
-
-// settle undoes what a stop of t (status ws) left under way before the
-// detach: a hit, a post-handler exit or a return of which the thread has
-// taken the trap, a fault of a displaced instruction. A thread that still
-// has to report a stop (a trap taken but not yet reported, a new task) is
-// put in want; pending gets the signal the thread is to be detached with.
-func (s *Session) settle(t *thread, ws unix.WaitStatus, want map[int]bool, pending map[int]unix.Signal) {
-	sig, event := ws.StopSignal(), stopEvent(ws)
-	switch {
-	case event == unix.PTRACE_EVENT_STOP:
-		// Interrupted, group-stopped or newborn. The thread may have
-		// just executed one of the engine's int3s: the kernel queued
-		// its SIGTRAP, but get_signal reports a job-control trap (this
-		// stop) before it dequeues any signal. Detached so, the thread
-		// would take that SIGTRAP untraced, and die of it. Let it take
-		// it now: its next stop is the SIGTRAP's, undone by leaveTrap.
-		t.state = running
-		if s.ownTrapPending(t) && s.resume(t, 0) == nil {
-			want[t.tid] = true
-		}
-	case event == unix.PTRACE_EVENT_CLONE || event == unix.PTRACE_EVENT_FORK || event == unix.PTRACE_EVENT_VFORK:
-		msg, _ := unix.PtraceGetEventMsg(t.tid)
-		if err := s.newTask(t, int(msg), event); err == nil && s.threads[int(msg)] != nil {
-			if unix.PtraceInterrupt(int(msg)) == nil {
-				want[int(msg)] = true
-			}
-		}
-	case event == unix.PTRACE_EVENT_EXEC:
-		s.execed(t) // a fresh image: no int3 of ours
-	case event != 0:
-	case sig == unix.SIGTRAP:
-		s.leaveTrap(t, pending)
-	default:
-		getRegs(t.tid, &t.regs)
-		if as := t.proc.as; as != nil {
-			if st, ok := as.trampAt(t.regs.Rip); ok && t.regs.Rip == st.tramp {
-				// A fault of the displaced instruction: the
-				// program sees it at the probed address.
-				t.regs.Rip = st.addr
-				setRegs(t.tid, &t.regs)
-			}
-		}
-		pending[t.tid] = sig
-	}
-}
-
-// ownTrapPending reports whether t, stopped, has executed one of the
-// engine's int3s and not yet taken the SIGTRAP the kernel queued for it.
-func (s *Session) ownTrapPending(t *thread) bool {
-	as := t.proc.as
-	if as == nil || getRegs(t.tid, &t.regs) != nil || !as.isTrap(t.regs.Rip-1) {
-		return false
-	}
-	pending, err := kernelTrapPending(t.tid)
-	return err == nil && pending
-}
-
-// leaveTrap undoes a SIGTRAP stop met while detaching: a hit whose
-// instruction has not run yet, a post-handler exit, a return through the
-// trampoline; any other SIGTRAP is the program's and is delivered. A
-// SIGTRAP that the program sent itself (its si_code is not the kernel's)
-// is the program's even where rip is one past an int3 of the engine: a
-// thread that ran the trampoline of a 1-byte instruction comes back there.
-func (s *Session) leaveTrap(t *thread, pending map[int]unix.Signal) {
-	if err := getRegs(t.tid, &t.regs); err != nil {
-		return
-	}
-	as := t.proc.as
-	if si, err := getSiginfo(t.tid); as == nil || err != nil || si.Code != siKernel {
-		pending[t.tid] = unix.SIGTRAP
-		return
-	}
-	pc := t.regs.Rip - 1
-	switch ex, isExit := as.exits[pc]; {
-	case as.sites[pc] != nil:
-		t.regs.Rip = pc // the original instruction runs once restored
-	case isExit:
-		t.regs.Rip = ex.resume
-	case pc == as.retTramp && as.retTramp != 0:
-		if err := s.takeReturn(t); err != nil {
-			s.warn(err)
-		}
-	default:
-		pending[t.tid] = unix.SIGTRAP
-		return
-	}
-	setRegs(t.tid, &t.regs)
-}
-
-// restoreText writes the original first byte of every site of as back and
-// reads the text back to check it against the file's bytes.
-func (s *Session) restoreText(as *addrSpace) {
-	for addr, st := range as.sites {
-		want := st.loc.Inst.Bytes
-		if _, err := as.mem.WriteMemory(addr, want[:1]); err != nil {
-			s.warn(fmt.Errorf("remove the breakpoint at 0x%x (%s): %w", addr, st.loc.Function, err))
-		}
-		got := make([]byte, len(want))
-		if err := as.mem.readFull(addr, got); err != nil || string(got) != string(want) {
-			s.result.TextMismatches = append(s.result.TextMismatches,
-				fmt.Sprintf("0x%x (%s, file offset 0x%x): memory % x, file % x", addr, st.loc.Function, st.loc.Offset, got, want))
-		}
-		s.result.SitesRestored++
-	}
-	as.sites = make(map[uint64]*site)
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/internal/testprog"
 	"github.com/ptprobe/ptprobe/uprobe"
@@ -31,12 +32,12 @@ func benchHits(b *testing.B, fn string, withArgs bool, handlers uprobe.Handlers)
 	}
 	defer out.Close()
 	events := 0
-	cfg := engine.Config{Probes: []engine.ProbeConfig{{Spec: s, Handlers: handlers}}, Stdout: out}
+	cfg := engine.Options{Probes: []backend.Probe{{Spec: s, Handlers: handlers}}, Process: backend.Process{Stdout: out}}
 	if withArgs {
 		cfg.OnEvent = func(*uprobe.Event) { events++ }
 	}
 	b.ResetTimer()
-	sess, err := engine.Launch(cfg, []string{prog, fn, fmt.Sprint(b.N)})
+	sess, err := engine.Launch([]string{prog, fn, fmt.Sprint(b.N)}, &cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

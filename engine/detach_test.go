@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/internal/stress"
 	"github.com/ptprobe/ptprobe/internal/testprog"
@@ -51,15 +52,15 @@ func TestAttachAlreadyTraced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	cfg := engine.Config{Probes: specs(t, "p:t/tick "+prog+":tick"), Stdout: out, Warn: func(err error) { t.Errorf("engine warning: %v", err) }}
-	first, err := engine.Launch(cfg, []string{prog, "2"})
+	cfg := engine.Options{Probes: specs(t, "p:t/tick "+prog+":tick"), Process: backend.Process{Stdout: out}, Warn: func(err error) { t.Errorf("engine warning: %v", err) }}
+	first, err := engine.Launch([]string{prog, "2"}, &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer first.Wait()
-	_, err = engine.Attach(cfg, first.Pid())
+	_, err = engine.Attach(first.Pid(), &cfg)
 	if !errors.Is(err, engine.ErrPermission) || !strings.Contains(err.Error(), fmt.Sprintf("of process %d (", os.Getpid())) {
 		t.Fatalf("second attach: %v, want ErrPermission naming this process as the tracer", err)
 	}
-	first.Stop()
+	first.Detach()
 }

@@ -41,10 +41,10 @@ func benchDispatch(b *testing.B, code []byte, emulate bool, args string) {
 	}
 	var out []byte
 	events := 0
-	s := &Session{sched: &cpuFollower{cpu: 0}}
-	s.cfg.Warn = func(err error) { b.Fatal(err) }
+	s := &Tracer{sched: &cpuFollower{cpu: 0}}
+	s.opts.Warn = func(err error) { b.Fatal(err) }
 	if args != "" {
-		s.cfg.OnEvent = func(ev *uprobe.Event) {
+		s.opts.OnEvent = func(ev *uprobe.Event) {
 			out = ev.AppendText(out[:0])
 			events++
 		}
@@ -57,10 +57,13 @@ func benchDispatch(b *testing.B, code []byte, emulate bool, args string) {
 	defer as.mem.close()
 	t := &thread{tid: unix.Gettid(), proc: &process{pid: os.Getpid(), as: as}, comm: "bench"}
 	probe := &Probe{Spec: spec}
+	probe.enabled.Store(true)
 	const addr = 0x401000
-	st := &site{addr: addr, loc: &resolve.Location{Inst: inst}, entry: []probeRef{{Probe: probe, args: spec.Args}}, emulate: emulate}
+	ts := &trapStrategy{emulate: emulate}
+	st := &site{addr: addr, loc: &resolve.Location{Inst: inst}, strategy: ts,
+		breaklets: []breaklet{{kind: entryBreaklet, probeRef: probeRef{Probe: probe, args: spec.Args}}}}
 	if !emulate {
-		st.tramp = 0x7f0000
+		ts.tramp = 0x7f0000
 	}
 
 	// Memory Go does not move (a goroutine's stack may be copied).
@@ -87,7 +90,7 @@ func benchDispatch(b *testing.B, code []byte, emulate bool, args string) {
 		}
 	}
 	b.StopTimer()
-	want := st.tramp
+	want := ts.tramp
 	if emulate {
 		want = start.Rax
 		if t.regs.Rsp != start.Rsp-8 || stack[31] != addr+uint64(inst.Len) {

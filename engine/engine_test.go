@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/internal/testprog"
@@ -30,7 +31,7 @@ type traced struct {
 	hits   []hit
 	out    string
 	result engine.Result
-	sess   *engine.Session
+	sess   *engine.Tracer
 }
 
 func (tr *traced) byProbe(name string) []hit {
@@ -66,15 +67,15 @@ func mustParse(t testing.TB, text string) *uprobe.Spec {
 	return s
 }
 
-func runTraced(t *testing.T, probes []engine.ProbeConfig, record bool, argv ...string) *traced {
+func runTraced(t *testing.T, probes []backend.Probe, record bool, argv ...string) *traced {
 	t.Helper()
-	return launchTraced(t, engine.Config{}, probes, record, argv)
+	return launchTraced(t, engine.Options{}, probes, record, argv)
 }
 
 // launchTraced runs argv under the engine with cfg and the probes, its
 // standard output to a file, engine warnings failing the test; with
 // record, every event is kept.
-func launchTraced(t *testing.T, cfg engine.Config, probes []engine.ProbeConfig, record bool, argv []string) *traced {
+func launchTraced(t *testing.T, cfg engine.Options, probes []backend.Probe, record bool, argv []string) *traced {
 	t.Helper()
 	outFile, err := os.Create(filepath.Join(t.TempDir(), "stdout"))
 	if err != nil {
@@ -83,7 +84,7 @@ func launchTraced(t *testing.T, cfg engine.Config, probes []engine.ProbeConfig, 
 	defer outFile.Close()
 	tr := &traced{}
 	var mu sync.Mutex
-	cfg.Probes, cfg.Stdout = probes, outFile
+	cfg.Probes, cfg.Process.Stdout = probes, outFile
 	cfg.Warn = func(err error) { t.Errorf("engine warning: %v", err) }
 	if record {
 		cfg.OnEvent = func(ev *uprobe.Event) {
@@ -92,7 +93,7 @@ func launchTraced(t *testing.T, cfg engine.Config, probes []engine.ProbeConfig, 
 			mu.Unlock()
 		}
 	}
-	sess, err := engine.Launch(cfg, argv)
+	sess, err := engine.Launch(argv, &cfg)
 	if err != nil {
 		t.Fatalf("launch %v: %v", argv, err)
 	}
@@ -109,10 +110,10 @@ func launchTraced(t *testing.T, cfg engine.Config, probes []engine.ProbeConfig, 
 	return tr
 }
 
-func specs(t *testing.T, texts ...string) []engine.ProbeConfig {
-	var pcs []engine.ProbeConfig
+func specs(t *testing.T, texts ...string) []backend.Probe {
+	var pcs []backend.Probe
 	for _, s := range texts {
-		pcs = append(pcs, engine.ProbeConfig{Spec: mustParse(t, s)})
+		pcs = append(pcs, backend.Probe{Spec: mustParse(t, s)})
 	}
 	return pcs
 }

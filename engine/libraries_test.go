@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/internal/testprog"
@@ -61,7 +62,7 @@ func TestLibraryNames(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = engine.Launch(engine.Config{Probes: specs(t, tc.spec), Stdout: out}, []string{prog, "1"})
+		_, err = engine.Launch([]string{prog, "1"}, &engine.Options{Probes: specs(t, tc.spec), Process: backend.Process{Stdout: out}})
 		if !errors.Is(err, tc.is) {
 			t.Errorf("Launch with %q = %v, want %v", tc.spec, err, tc.is)
 		}
@@ -78,7 +79,7 @@ func TestLibraryNames(t *testing.T) {
 
 	// The program's libc exists but it never loads the plugin library:
 	// it runs, and the probe is never armed.
-	tr = launchTraced(t, engine.Config{Env: []string{"LD_LIBRARY_PATH=" + filepath.Dir(filepath.Join(dir, "lib", testprog.PluginSoname))}},
+	tr = launchTraced(t, engine.Options{Process: backend.Process{Env: []string{"LD_LIBRARY_PATH=" + filepath.Dir(filepath.Join(dir, "lib", testprog.PluginSoname))}}},
 		specs(t, "p:t/unused libptplugin:plugin_func"), false, []string{"/bin/true"})
 	if tr.result.ExitCode != 0 || tr.probe(t, "t/unused").Armed() {
 		t.Errorf("/bin/true: exit %d, armed %v", tr.result.ExitCode, tr.probe(t, "t/unused").Armed())
@@ -119,12 +120,12 @@ func TestAttachMappedLibrary(t *testing.T) {
 	if _, err := resolve.New(nil).Resolve(spec); !errors.Is(err, elfsym.ErrNoLibrary) {
 		t.Fatalf("Resolve = %v: the library is in a search path after all", err)
 	}
-	sess, err := engine.Attach(engine.Config{Probes: []engine.ProbeConfig{{Spec: spec}}, Warn: func(err error) { t.Errorf("warning: %v", err) }}, pid)
+	sess, err := engine.Attach(pid, &engine.Options{Probes: []backend.Probe{{Spec: spec}}, Warn: func(err error) { t.Errorf("warning: %v", err) }})
 	if err != nil {
 		t.Fatalf("Attach: %v", err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	sess.Stop()
+	sess.Detach()
 	res, err := sess.Wait()
 	if err != nil || !res.Detached {
 		t.Fatalf("Wait = %+v, %v", res, err)

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/internal/testprog"
 )
@@ -33,7 +34,7 @@ func TestFork(t *testing.T) {
 		t.Errorf("followed: %d hits, %d returns; want 2001 each", a, b)
 	}
 
-	cfg := engine.Config{NoFollowFork: true}
+	cfg := engine.Options{NoFollowFork: true}
 	tr = runTracedCfg(t, cfg, specs(t, "p:t/probed "+prog+":probed", "r:t/ret "+prog+":probed"), prog, "200", "10")
 	if tr.out != want {
 		t.Errorf("not followed: output %q, want %q (children died?)", tr.out, want)
@@ -62,7 +63,7 @@ func TestSpawn(t *testing.T) {
 		t.Run(fmt.Sprintf("%s/nofollow=%v", strings.Join(c.args, "-"), c.noFollow), func(t *testing.T) {
 			argv := append([]string{prog}, c.args...)
 			want, _ := testprog.Run(t, argv...)
-			tr := runTracedCfg(t, engine.Config{NoFollowFork: c.noFollow}, specs(t, "p:t/stage "+prog+":stage"), argv...)
+			tr := runTracedCfg(t, engine.Options{NoFollowFork: c.noFollow}, specs(t, "p:t/stage "+prog+":stage"), argv...)
 			if tr.out != want {
 				t.Errorf("output %q, untraced %q", tr.out, want)
 			}
@@ -86,7 +87,7 @@ func TestDlopen(t *testing.T) {
 	}
 	argv := []string{prog, lib, "50", "1000"}
 	want, _ := testprog.Run(t, argv...)
-	tr := launchTraced(t, engine.Config{Env: append(os.Environ(), "LD_LIBRARY_PATH="+dir)},
+	tr := launchTraced(t, engine.Options{Process: backend.Process{Env: append(os.Environ(), "LD_LIBRARY_PATH="+dir)}},
 		specs(t, "p:t/bypath "+lib+":plugin_func x=%di:s64", "p:t/byname libplugin:plugin_func"), true, argv)
 	if tr.out != want {
 		t.Errorf("output %q, untraced %q", tr.out, want)
@@ -127,7 +128,7 @@ func TestSignals(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer out.Close()
-		sess, err := engine.Launch(engine.Config{Probes: specs(t, "p:t/probed "+prog+":probed"), Stdout: out}, []string{prog, "stop"})
+		sess, err := engine.Launch([]string{prog, "stop"}, &engine.Options{Probes: specs(t, "p:t/probed "+prog+":probed"), Process: backend.Process{Stdout: out}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,7 +160,7 @@ func TestSignals(t *testing.T) {
 }
 
 // runTracedCfg is runTraced with more of the Config set.
-func runTracedCfg(t *testing.T, cfg engine.Config, probes []engine.ProbeConfig, argv ...string) *traced {
+func runTracedCfg(t *testing.T, cfg engine.Options, probes []backend.Probe, argv ...string) *traced {
 	t.Helper()
 	return launchTraced(t, cfg, probes, false, argv)
 }

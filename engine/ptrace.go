@@ -191,3 +191,7 @@ func ptraceNoBlock(req, tid int, data uintptr) error {
 	}
 	return nil
 }
+
+// interrupt is PTRACE_INTERRUPT: the thread reports a PTRACE_EVENT_STOP
+// soon (unless it is in a stop already).
+func interrupt(tid int) error { return unix.PtraceInterrupt(tid) }

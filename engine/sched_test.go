@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/internal/testprog"
 	"github.com/ptprobe/ptprobe/uprobe"
@@ -28,17 +29,17 @@ func TestTracerScheduling(t *testing.T) {
 	const n = 200
 	for _, tt := range []struct {
 		name   string
-		cfg    engine.Config
+		cfg    engine.Options
 		policy []uint32 // allowed policies of the tracer
 		cpus   int      // CPUs the tracer may run on
 	}{
-		{"normal", engine.Config{Priority: engine.PriorityNormal}, []uint32{unix.SCHED_NORMAL}, 1},
-		{"idle", engine.Config{Priority: engine.PriorityIdle}, []uint32{unix.SCHED_IDLE}, 1},
+		{"normal", engine.Options{Sched: engine.SchedOptions{Priority: engine.PriorityNormal}}, []uint32{unix.SCHED_NORMAL}, 1},
+		{"idle", engine.Options{Sched: engine.SchedOptions{Priority: engine.PriorityIdle}}, []uint32{unix.SCHED_IDLE}, 1},
 		// auto: SCHED_IDLE while a CPU is free and the process may
 		// leave it again, else SCHED_OTHER; which one depends on the
 		// load of the machine when the test runs.
-		{"auto", engine.Config{}, []uint32{unix.SCHED_IDLE, unix.SCHED_NORMAL}, 1},
-		{"no-pin", engine.Config{NoPin: true}, []uint32{unix.SCHED_NORMAL}, all.Count()},
+		{"auto", engine.Options{}, []uint32{unix.SCHED_IDLE, unix.SCHED_NORMAL}, 1},
+		{"no-pin", engine.Options{Sched: engine.SchedOptions{NoFollow: true}}, []uint32{unix.SCHED_NORMAL}, all.Count()},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var mu sync.Mutex
@@ -72,7 +73,7 @@ func TestTracerScheduling(t *testing.T) {
 						seen, attr.Policy, set.Count(), tt.policy, tt.cpus, prog.Count(), all.Count()))
 				}
 			}
-			pcs := []engine.ProbeConfig{{Spec: mustParse(t, "p:t/push "+prog+":push_func"), Handlers: uprobe.Handlers{Pre: check}}}
+			pcs := []backend.Probe{{Spec: mustParse(t, "p:t/push "+prog+":push_func"), Handlers: uprobe.Handlers{Pre: check}}}
 			tr := launchTraced(t, tt.cfg, pcs, false, []string{prog, fmt.Sprint(n)})
 			if got := tr.probe(t, "t/push").Hits(); got != n {
 				t.Errorf("%d hits, want %d", got, n)

@@ -13,19 +13,26 @@ import (
 // waitFlags make the ptrace thread wait for its tracees and its own
 // children only (__WNOTHREAD): other children of the process embedding
 // the engine are none of its business, and reaping them would take their
-// exit statuses from whoever waits for them.
-const waitFlags = unix.WALL | unix.WNOTHREAD
+// exit statuses from whoever waits for them. WUNTRACED reports the
+// waker's stops (a tracee's are reported anyway).
+const waitFlags = unix.WALL | unix.WNOTHREAD | unix.WUNTRACED
 
-// waker is a child of the ptrace thread that exits when Stop asks. The
-// ptrace thread sleeps in wait4, which only the exit or stop of one of its
-// own children or tracees ends; a child that exits is the one such event
-// that does not touch the traced programs. It is cat reading a pipe:
-// closing the pipe's other end makes it exit.
+// waker is a child of the ptrace thread that any goroutine can make it
+// see. The ptrace thread sleeps in wait4, which only the exit or stop of
+// one of its own children or tracees ends; a child of its own that stops
+// or exits is the one such event that does not touch the traced
+// programs. It is cat reading a pipe: SIGSTOP stops it, as often as asked
+// (the ptrace thread continues it, see served); closing the pipe's other
+// end makes it exit.
 type waker struct {
 	pid    int
 	w      *os.File // cat's standard input, write end
 	once   sync.Once
 	reaped bool // its exit was waited for
+	// mu and gone keep wake from signalling the waker's process ID
+	// once it is reaped (and may name another process).
+	mu   sync.Mutex
+	gone bool
 }
 
 // startWaker starts the waker; it must run on the ptrace thread, whose
@@ -76,11 +83,24 @@ func spawnWaker() (*waker, error) {
 	return &waker{pid: pid, w: w}, nil
 }
 
-// wake makes the waker exit. Any goroutine may call it, more than once.
+// wake stops the waker, which wakes the ptrace thread. Any goroutine
+// may call it, as often as it likes; wakes before the ptrace thread saw
+// the last one count once.
 func (k *waker) wake() {
-	if k != nil {
-		k.once.Do(func() { k.w.Close() })
+	if k == nil {
+		return
 	}
+	k.mu.Lock()
+	if !k.gone {
+		unix.Kill(k.pid, unix.SIGSTOP)
+	}
+	k.mu.Unlock()
+}
+
+// served continues the waker, on the ptrace thread, before it serves what
+// the wake was for: a wake after this one then stops it anew.
+func (k *waker) served() {
+	unix.Kill(k.pid, unix.SIGCONT)
 }
 
 // is reports whether tid is the waker, noting its exit if it is.
@@ -99,7 +119,11 @@ func (k *waker) close() {
 	if k == nil {
 		return
 	}
-	k.wake()
+	k.mu.Lock()
+	k.gone = true
+	k.mu.Unlock()
+	k.once.Do(func() { k.w.Close() })
+	unix.Kill(k.pid, unix.SIGCONT) // a stopped cat reads its end of file only once continued
 	if !k.reaped {
 		var ws unix.WaitStatus
 		for {

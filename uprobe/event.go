@@ -56,6 +56,9 @@ type Context interface {
 	// FileBase is the virtual address of file offset 0 of the probed
 	// file in this process (for @+OFFSET).
 	FileBase() uint64
+	// EntryData is, at a return probe's return, what its Entry handler
+	// returned at the matching entry (0 without one).
+	EntryData() uint64
 }
 
 // Regs is the x86-64 register file of a stopped thread.
@@ -92,4 +95,9 @@ type Handlers struct {
 	// Return runs when a return probe's function returns; Regs().Rax is
 	// the return value and Regs().Rip the address returned to.
 	Return func(ctx Context)
+	// Entry runs, for a return probe, when its function is entered
+	// (the kretprobe's entry_handler): the data it returns is what
+	// Context.EntryData gives at the matching return; with track
+	// false, that return is not reported (nor counted, nor handled).
+	Entry func(ctx Context) (data uint64, track bool)
 }

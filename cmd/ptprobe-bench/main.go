@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/kernel"
@@ -207,11 +208,11 @@ func (b *bench) floorRun() runner {
 }
 
 // engineRun runs the bench program under ptprobe's engine.
-func (b *bench) engineRun(specText string, h uprobe.Handlers, format bool, extra []engine.ProbeConfig) runner {
-	return b.engineRunCfg(specText, h, format, extra, engine.Config{})
+func (b *bench) engineRun(specText string, h uprobe.Handlers, format bool, extra []backend.Probe) runner {
+	return b.engineRunCfg(specText, h, format, extra, engine.Options{})
 }
 
-func (b *bench) engineRunCfg(specText string, h uprobe.Handlers, format bool, extra []engine.ProbeConfig, cfg engine.Config) runner {
+func (b *bench) engineRunCfg(specText string, h uprobe.Handlers, format bool, extra []backend.Probe, cfg engine.Options) runner {
 	return func(fn string, n int) (int64, int64, error) {
 		spec, err := uprobe.Parse(strings.ReplaceAll(specText, "FN", "bench_"+fn))
 		if err != nil {
@@ -223,12 +224,12 @@ func (b *bench) engineRunCfg(specText string, h uprobe.Handlers, format bool, ex
 		}
 		defer os.Remove(outf.Name())
 		defer outf.Close()
-		cfg.Probes, cfg.Stdout = append([]engine.ProbeConfig{{Spec: spec, Handlers: h}}, extra...), outf
+		cfg.Probes, cfg.Process.Stdout = append([]backend.Probe{{Spec: spec, Handlers: h}}, extra...), outf
 		if format {
 			var buf []byte
 			cfg.OnEvent = func(ev *uprobe.Event) { buf = ev.AppendText(buf[:0]) }
 		}
-		sess, err := engine.Launch(cfg, b.argv(fn, n))
+		sess, err := engine.Launch(b.argv(fn, n), &cfg)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -315,8 +316,9 @@ func (b *bench) run() []byte {
 		return row{b.measure(name, "push", slow, r), b.measure(name, "rip", slow, r)}
 	}
 	none := both("no probe", false, commandRun(func(fn string, n int) []string { return b.argv(fn, n) }, nil))
-	sameCfg := engine.Config{SameCPU: true, CPU: firstCPU()}
-	normalCfg := engine.Config{Priority: engine.PriorityNormal}
+	cpu := firstCPU()
+	sameCfg := engine.Options{Sched: engine.SchedOptions{SameCPU: true, CPU: &cpu}}
+	normalCfg := engine.Options{Sched: engine.SchedOptions{Priority: engine.PriorityNormal}}
 	probe := "p:bench/hit " + b.prog + ":FN"
 	// The floor and ptprobe's one-stop variants take turns, run by run:
 	// their ratios are the report's point.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ptprobe/ptprobe/arch"
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/uprobe"
@@ -21,7 +22,7 @@ import (
 
 // libcSites returns up to n probe specs on instruction boundaries of
 // libc's functions, and the specs of every libc function's entry.
-func libcSites(n int) (sites, entries []engine.ProbeConfig, err error) {
+func libcSites(n int) (sites, entries []backend.Probe, err error) {
 	path, ok := elfsym.SearchLibrary("libc")
 	if !ok {
 		return nil, nil, fmt.Errorf("libc not found")
@@ -41,7 +42,7 @@ func libcSites(n int) (sites, entries []engine.ProbeConfig, err error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		entries = append(entries, engine.ProbeConfig{Spec: spec})
+		entries = append(entries, backend.Probe{Spec: spec})
 		code := make([]byte, sym.Size)
 		f.ReadAt(code, int64(sym.Offset))
 		for pos := 0; pos < len(code) && len(sites) < n; {
@@ -54,7 +55,7 @@ func libcSites(n int) (sites, entries []engine.ProbeConfig, err error) {
 				if err != nil {
 					return nil, nil, err
 				}
-				sites = append(sites, engine.ProbeConfig{Spec: spec})
+				sites = append(sites, backend.Probe{Spec: spec})
 			}
 			pos += inst.Len
 		}
@@ -102,9 +103,9 @@ func (b *bench) scaling() []byte {
 	fmt.Fprintf(&rep, "Peak RSS of the benchmark process grew by %d KiB while 10000 probes were armed (VmHWM).\n", vmHWM()-hwm0)
 
 	// Start-up with a probe on every libc function: an empty run.
-	for _, probes := range [][]engine.ProbeConfig{nil, entries} {
+	for _, probes := range [][]backend.Probe{nil, entries} {
 		start := time.Now()
-		sess, err := engine.Launch(engine.Config{Probes: append([]engine.ProbeConfig{{Spec: mustSpec("p:bench/hit " + b.prog + ":bench_push")}}, probes...), Stdout: devNull()}, b.argv("push", 0))
+		sess, err := engine.Launch(b.argv("push", 0), &engine.Options{Probes: append([]backend.Probe{{Spec: mustSpec("p:bench/hit " + b.prog + ":bench_push")}}, probes...), Process: backend.Process{Stdout: devNull()}})
 		if err != nil {
 			b.notes = append(b.notes, "arming every libc function: "+err.Error())
 			break
@@ -161,7 +162,7 @@ func (b *bench) threadsRun(th int, prio engine.TracerPriority) string {
 		}
 		plain = append(plain, float64(time.Since(t0).Nanoseconds()))
 		t0 = time.Now()
-		sess, err := engine.Launch(engine.Config{Probes: []engine.ProbeConfig{{Spec: mustSpec("p:bench/t " + b.threads + ":probed")}}, Stdout: devNull(), Priority: prio}, argv)
+		sess, err := engine.Launch(argv, &engine.Options{Probes: []backend.Probe{{Spec: mustSpec("p:bench/t " + b.threads + ":probed")}}, Process: backend.Process{Stdout: devNull()}, Sched: engine.SchedOptions{Priority: prio}})
 		if err != nil {
 			return "failed: " + err.Error()
 		}
@@ -231,8 +232,8 @@ func (b *bench) busy() []byte {
 		[]runner{
 			b.floorRun(),
 			b.engineRun(probe, uprobe.Handlers{}, false, nil),
-			b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, engine.Config{Priority: engine.PriorityNormal}),
-			b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, engine.Config{Priority: engine.PriorityIdle}),
+			b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, engine.Options{Sched: engine.SchedOptions{Priority: engine.PriorityNormal}}),
+			b.engineRunCfg(probe, uprobe.Handlers{}, false, nil, engine.Options{Sched: engine.SchedOptions{Priority: engine.PriorityIdle}}),
 		})
 	fmt.Fprintf(&rep, "| mechanism | µs/hit | runs (µs/hit) |\n|---|---:|---|\n")
 	for _, m := range rows {

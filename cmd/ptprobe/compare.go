@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
@@ -300,11 +301,11 @@ func ptraceBackend(sameCPU bool) backendFunc {
 }
 
 func runPtrace(specs []*uprobe.Spec, argv []string, out, errOut *os.File, onEvent func(*uprobe.Event), sameCPU bool) (int, time.Duration, error) {
-	cfg := engine.Config{Stdout: out, Stderr: errOut, OnEvent: onEvent, NoASLR: true, SameCPU: sameCPU, CPU: -1}
+	cfg := engine.Options{Process: backend.Process{Stdout: out, Stderr: errOut, NoASLR: true}, OnEvent: onEvent, Sched: engine.SchedOptions{SameCPU: sameCPU}}
 	for _, s := range specs {
-		cfg.Probes = append(cfg.Probes, engine.ProbeConfig{Spec: s})
+		cfg.Probes = append(cfg.Probes, backend.Probe{Spec: s})
 	}
-	sess, err := engine.Launch(cfg, argv)
+	sess, err := engine.Launch(argv, &cfg)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/kernel"
 	"github.com/ptprobe/ptprobe/uprobe"
@@ -33,7 +34,7 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	prio := fs.String("tracer-priority", "auto", "scheduling of the tracer thread: auto (SCHED_IDLE while a CPU is free, if it can return to SCHED_OTHER, which needs root or CAP_SYS_NICE), normal (SCHED_OTHER: program threads resumed on other CPUs, slower hits), or idle (SCHED_IDLE for good: fast hits without root, but slow ones while every CPU is busy)")
 	sameCPU := fs.Bool("same-cpu", false, "confine the launched program and the tracer to one CPU: the cheapest stops, at the price of the program's parallelism")
 	cpu := fs.Int("cpu", -1, "with --same-cpu: the `CPU` (default: the one ptprobe runs on)")
-	backend := fs.String("backend", "ptrace", "ptrace (the engine, no privilege needed) or kernel (tracefs uprobe_events/kprobe_events, needs root)")
+	backendName := fs.String("backend", "ptrace", "ptrace (the engine, no privilege needed) or kernel (tracefs uprobe_events/kprobe_events, needs root)")
 	kspecs := fs.StringArrayP("kprobe", "k", nil, "kernel probe `KSPEC` in kprobe_events grammar (--backend kernel)")
 	latency := fs.Bool("latency", false, "print, per return probe, a log2 histogram of the time from entry to return, at exit")
 	setRetval := fs.String("set-retval", "", "make the functions of the return probes return `VALUE` to their callers (fault injection)")
@@ -60,16 +61,16 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	if len(argv) > 0 && *attachPID != 0 {
 		return 0, errors.New("trace: give a program to launch or -p PID, not both")
 	}
-	if *attachPID != 0 && *backend == "kernel" {
+	if *attachPID != 0 && *backendName == "kernel" {
 		return 0, errors.New("trace: -p works with the ptrace backend only")
 	}
 	if len(*specs) == 0 && len(*kspecs) == 0 {
 		return 0, errors.New("trace: no probe given (-e SPEC or, with --backend kernel, -k KSPEC)")
 	}
-	if *backend != "ptrace" && *backend != "kernel" {
-		return 0, fmt.Errorf("trace: --backend must be ptrace or kernel, not %q", *backend)
+	if *backendName != "ptrace" && *backendName != "kernel" {
+		return 0, fmt.Errorf("trace: --backend must be ptrace or kernel, not %q", *backendName)
 	}
-	if len(*kspecs) > 0 && *backend != "kernel" {
+	if len(*kspecs) > 0 && *backendName != "kernel" {
 		return 0, errors.New("trace: kernel probes (-k) need --backend kernel")
 	}
 	if *format != "text" && *format != "json" {
@@ -80,11 +81,11 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if (*latency || override != nil) && *backend == "kernel" {
+	if (*latency || override != nil) && *backendName == "kernel" {
 		return 0, errors.New("trace: --latency and --set-retval work with the ptrace backend only")
 	}
 
-	var cfg engine.Config
+	var cfg engine.Options
 	seen := make(map[string]string)
 	for _, text := range *specs {
 		spec, err := uprobe.Parse(text)
@@ -98,7 +99,7 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		if (*latency || override != nil) && spec.Kind != uprobe.Return {
 			return 0, fmt.Errorf("trace: %q is an entry probe, and --latency and --set-retval take return probes (r ... or ...%%return)", text)
 		}
-		pc := engine.ProbeConfig{Spec: spec}
+		pc := backend.Probe{Spec: spec}
 		if override != nil {
 			pc.Handlers.Return = override.handler()
 		}
@@ -169,18 +170,21 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		}
 	}
 	cfg.Warn = func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }
-	cfg.NoPin = *noPin
+	cfg.Sched.NoFollow = *noPin
 	switch *prio {
 	case "auto":
-		cfg.Priority = engine.PriorityAuto
+		cfg.Sched.Priority = engine.PriorityAuto
 	case "normal":
-		cfg.Priority = engine.PriorityNormal
+		cfg.Sched.Priority = engine.PriorityNormal
 	case "idle":
-		cfg.Priority = engine.PriorityIdle
+		cfg.Sched.Priority = engine.PriorityIdle
 	default:
 		return 0, fmt.Errorf("trace: --tracer-priority %q: want auto, normal or idle", *prio)
 	}
-	cfg.SameCPU, cfg.CPU = *sameCPU, *cpu
+	cfg.Sched.SameCPU = *sameCPU
+	if *cpu >= 0 {
+		cfg.Sched.CPU = cpu
+	}
 	if *sameCPU && (*noPin || *attachPID != 0) {
 		return 0, errors.New("trace: --same-cpu confines a launched program; it goes with neither --no-pin nor -p")
 	}
@@ -199,7 +203,7 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	var counts []probeCount
 	var status int
-	if *backend == "kernel" {
+	if *backendName == "kernel" {
 		var specList []*uprobe.Spec
 		for _, pc := range cfg.Probes {
 			specList = append(specList, pc.Spec)
@@ -278,16 +282,16 @@ type runOptions struct {
 // ptraceRun runs argv (or attaches to opts.pid) under the ptrace engine and
 // returns the exit status of the program (128+N when signal N killed it;
 // 0 when ptprobe detached first) and the session's probes.
-func ptraceRun(cfg engine.Config, argv []string, opts runOptions, stderr io.Writer) (int, []*engine.Probe, error) {
+func ptraceRun(cfg engine.Options, argv []string, opts runOptions, stderr io.Writer) (int, []*engine.Probe, error) {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	var sess *engine.Session
+	var sess *engine.Tracer
 	var err error
 	if opts.pid != 0 {
-		sess, err = engine.Attach(cfg, opts.pid)
+		sess, err = engine.Attach(opts.pid, &cfg)
 	} else {
-		sess, err = engine.Launch(cfg, argv)
+		sess, err = engine.Launch(argv, &cfg)
 	}
 	if err != nil {
 		return 0, nil, err
@@ -306,14 +310,14 @@ func ptraceRun(cfg engine.Config, argv []string, opts runOptions, stderr io.Writ
 			case sig := <-sigs:
 				switch {
 				case opts.pid != 0 || opts.detachOnExit:
-					sess.Stop()
+					sess.Detach()
 				case sig == syscall.SIGINT:
 					// The terminal sent it to the program too.
 				default:
 					syscall.Kill(sess.Pid(), sig.(syscall.Signal))
 				}
 			case <-timeout:
-				sess.Stop()
+				sess.Detach()
 			case <-done:
 				return
 			}

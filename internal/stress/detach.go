@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/uprobe"
@@ -53,14 +54,14 @@ func DetachCycles(prog, dir string, nthreads, cycles int) (DetachReport, error) 
 	for i := 0; i < cycles; i++ {
 		c := configs[i%len(configs)]
 		var warnings []string
-		cfg := engine.Config{
+		cfg := engine.Options{
 			Probes: c.probes,
 			// Formatting events makes each stop longer, the race's
 			// window wider.
 			OnEvent: func(ev *uprobe.Event) { line = ev.AppendText(line[:0]) },
 			Warn:    func(err error) { warnings = append(warnings, err.Error()) },
 		}
-		sess, err := engine.Attach(cfg, p.pid)
+		sess, err := engine.Attach(p.pid, &cfg)
 		if err != nil {
 			return rep, fmt.Errorf("cycle %d (%s): attach: %w", i, c.name, err)
 		}
@@ -72,7 +73,7 @@ func DetachCycles(prog, dir string, nthreads, cycles int) (DetachReport, error) 
 			}
 			time.Sleep(time.Millisecond)
 		}
-		sess.Stop()
+		sess.Detach()
 		res, err := sess.Wait()
 		rep.Cycles++
 		if err != nil {
@@ -112,7 +113,7 @@ func DetachCycles(prog, dir string, nthreads, cycles int) (DetachReport, error) 
 
 type detachConfig struct {
 	name   string
-	probes []engine.ProbeConfig
+	probes []backend.Probe
 }
 
 // detachConfigs are the probe sets the cycles take turns with: entry
@@ -138,7 +139,7 @@ func detachConfigs(prog string) ([]detachConfig, error) {
 			if err != nil {
 				return nil, fmt.Errorf("spec %q: %w", text, err)
 			}
-			pc := engine.ProbeConfig{Spec: spec}
+			pc := backend.Probe{Spec: spec}
 			if i >= len(set.specs) {
 				pc.Handlers = post
 			}

@@ -1,0 +1,306 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+
+	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/resolve"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+// Probe is a probe of a Tracer, armed in every mapping of its file in
+// every traced process, those to come included. Its methods may be
+// called from any goroutine, and from its own handlers; like the kprobes
+// API's register/unregister/enable/disable, they take effect at once in
+// the running program.
+type Probe struct {
+	Spec     *uprobe.Spec
+	handlers uprobe.Handlers
+	tracer   *Tracer
+	hits     atomic.Uint64
+	// loc is where a path probe is; nil for library probes, resolved
+	// per mapped library in byFile.
+	loc *resolve.Location
+	// byFile caches the resolution of a library probe per file (nil:
+	// the file was looked at and is not the library).
+	byFile map[elfsym.FileID]*resolve.Location
+	armed  atomic.Uint64 // sites armed, over all processes
+	// enabled and closed change on the ptrace thread only; they are
+	// atomic for the readers of other goroutines.
+	enabled atomic.Bool
+	closed  atomic.Bool
+}
+
+// Hits is the number of times the probe fired (return probes: returns).
+func (p *Probe) Hits() uint64 { return p.hits.Load() }
+
+// Missed is the number of hits the probe could not report (the kernel's
+// nmissed). The stop path never misses one: it is 0.
+func (p *Probe) Missed() uint64 { return 0 }
+
+// Armed reports whether the probe was armed in at least one mapping.
+func (p *Probe) Armed() bool { return p.armed.Load() > 0 }
+
+// Enabled reports whether the probe fires (not disabled, not closed).
+func (p *Probe) Enabled() bool { return p.active() }
+
+// active is Enabled; nil (the engine's own breaklets) is always active.
+func (p *Probe) active() bool {
+	return p == nil || (p.enabled.Load() && !p.closed.Load())
+}
+
+// Disable takes the probe out of the program: its sites are removed where
+// no other probe shares them, and it fires no more until Enable.
+func (p *Probe) Disable() error {
+	return p.tracer.do(func() error {
+		if p.closed.Load() {
+			return fmt.Errorf("probe %s: %w", p.Spec.Probe(), os.ErrClosed)
+		}
+		if !p.enabled.Swap(false) {
+			return nil
+		}
+		return p.tracer.disarmProbe(p)
+	})
+}
+
+// Enable arms a disabled probe again.
+func (p *Probe) Enable() error {
+	return p.tracer.do(func() error {
+		if p.closed.Load() {
+			return fmt.Errorf("probe %s: %w", p.Spec.Probe(), os.ErrClosed)
+		}
+		if p.enabled.Swap(true) {
+			return nil
+		}
+		return p.tracer.armProbe(p)
+	})
+}
+
+// Close removes the probe from the program for good. A return probe's
+// functions entered before still return normally, unreported. Closing a
+// closed probe, or one of a Tracer that has ended, returns
+// os.ErrClosed.
+func (p *Probe) Close() error {
+	err := p.tracer.do(func() error {
+		if p.closed.Swap(true) {
+			return fmt.Errorf("probe %s: %w", p.Spec.Probe(), os.ErrClosed)
+		}
+		s := p.tracer
+		for i, q := range s.probes {
+			if q == p {
+				s.probes = append(s.probes[:i], s.probes[i+1:]...)
+				break
+			}
+		}
+		return s.disarmProbe(p)
+	})
+	if errors.Is(err, errTracerDone) {
+		p.closed.Store(true)
+		return fmt.Errorf("probe %s: %w", p.Spec.Probe(), os.ErrClosed)
+	}
+	return err
+}
+
+// newProbe resolves a probe in its file; library probes are checked
+// against the library of that name the program would find, and resolved
+// again in each library actually mapped.
+func (s *Tracer) newProbe(spec *uprobe.Spec, h uprobe.Handlers) (*Probe, error) {
+	p := &Probe{Spec: spec, handlers: h, tracer: s, byFile: make(map[elfsym.FileID]*resolve.Location)}
+	p.enabled.Store(true)
+	f, err := s.res.File(spec)
+	if err != nil {
+		return nil, err
+	}
+	loc, err := resolve.In(f, spec)
+	if err != nil {
+		return nil, err
+	}
+	if loc.IFunc {
+		s.warn(fmt.Errorf("probe %q: %s is an indirect function (IFUNC) of %s: the probe is on its resolver, which runs once; probe one of its implementations instead (ptprobe list %s '*%s*')",
+			spec.Text, spec.Symbol, f.Path, f.Path, spec.Symbol))
+	}
+	if spec.IsLibrary() {
+		p.byFile[f.ID] = &loc
+	} else {
+		p.loc = &loc
+	}
+	return p, nil
+}
+
+// Uprobe adds a probe to the running program: it is armed in every
+// mapping of its file in every traced process before Uprobe returns, and
+// in those mapped later. Errors in the spec are returned, and nothing is
+// armed. Handlers run on the ptrace thread (see Options.OnEvent).
+func (s *Tracer) Uprobe(spec *uprobe.Spec, h uprobe.Handlers) (*Probe, error) {
+	var p *Probe
+	err := s.do(func() error {
+		for _, q := range s.probes {
+			if q.Spec.Probe() == spec.Probe() {
+				return fmt.Errorf("probe %q: %w: %s", spec.Text, ErrDuplicateName, spec.Probe())
+			}
+		}
+		var err error
+		if p, err = s.newProbe(spec, h); err != nil {
+			return err
+		}
+		s.probes = append(s.probes, p)
+		s.hijacks = s.hijacks || spec.Kind == uprobe.Return
+		return s.armProbe(p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// armProbe arms p in every traced address space, on the ptrace thread:
+// at once where no system call has to be injected, else at the next stop
+// of one of the process's threads (which is made to come by an
+// interrupt), before it returns.
+func (s *Tracer) armProbe(p *Probe) error {
+	done := make(map[*addrSpace]bool)
+	var pending []*process
+	for _, pr := range s.procs {
+		if pr.as == nil || done[pr.as] || pr.unfollowed {
+			continue
+		}
+		done[pr.as] = true
+		pending = append(pending, pr)
+	}
+	var errs []error
+	for _, pr := range pending {
+		if err := s.inProcess(pr, func(t *thread) error { return s.armProbeIn(t, p) }); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// armProbeIn arms p in the mappings already armed of t's address space.
+func (s *Tracer) armProbeIn(t *thread, p *Probe) error {
+	maps, err := elfsym.ReadMaps(t.proc.pid)
+	if err != nil {
+		return err
+	}
+	for _, m := range maps {
+		if _, ok := t.proc.as.armed[keyOf(m)]; !ok || !m.Exec() {
+			continue
+		}
+		if err := s.armMapping(t, m, []*Probe{p}); err != nil {
+			return fmt.Errorf("process %d: %w", t.proc.pid, err)
+		}
+	}
+	return nil
+}
+
+// inProcess runs fn at a stop of one of pr's threads that can run an
+// injected system call, and returns its error: it interrupts a thread,
+// handles the stops that come meanwhile as the loop does, and runs fn at
+// the first fit one of pr (see doWork).
+func (s *Tracer) inProcess(pr *process, fn func(t *thread) error) error {
+	var result error
+	ran := false
+	pr.work = append(pr.work, func(t *thread) error {
+		ran = true
+		result = fn(t)
+		return nil
+	})
+	// A thread already in a stop of ours can do it now.
+	for _, t := range s.threads {
+		if t.proc == pr && t.stopped && t.state == running && canInject(stopEvent(t.stop)) {
+			s.doWork(t)
+			return result
+		}
+	}
+	for _, t := range s.threads {
+		if t.proc == pr && t.state == running {
+			interrupt(t.tid)
+		}
+	}
+	for !ran {
+		if _, ok := s.procs[pr.pid]; !ok || pr.nthreads == 0 {
+			pr.work = nil
+			return nil // gone meanwhile: nothing to arm
+		}
+		if err := s.step(); err != nil {
+			return err
+		}
+	}
+	return result
+}
+
+// disarmProbe takes p's breaklets out of every site, and the sites left
+// with none out of the text (retired: a thread that took their trap just
+// before reports it after). This needs no stopped thread: text is written
+// through /proc/PID/mem while the program runs.
+func (s *Tracer) disarmProbe(p *Probe) error {
+	done := make(map[*addrSpace]bool)
+	var errs []error
+	for _, pr := range s.procs {
+		as := pr.as
+		if as == nil || done[as] {
+			continue
+		}
+		done[as] = true
+		for _, st := range as.sites {
+			if !st.remove(p) {
+				if err := as.disarm(st); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	p.armed.Store(0)
+	clear(p.byFile)
+	return errors.Join(errs...)
+}
+
+// Executable is a file (or a library name) whose functions a Tracer
+// probes, as cilium/ebpf's link.Executable is for kernel uprobes.
+type Executable struct {
+	tracer *Tracer
+	path   string
+}
+
+// Executable returns the file at path, or the library named so (no '/':
+// "libc", "libz.so.1"), for probes by symbol.
+func (s *Tracer) Executable(path string) *Executable {
+	return &Executable{tracer: s, path: path}
+}
+
+// UprobeOptions say more of a probe made by Executable.Uprobe. The zero
+// value (and nil) is a probe at the symbol's first instruction, named and
+// typed as Parse would, without fetch-args.
+type UprobeOptions struct {
+	// Offset is added to the symbol's address.
+	Offset uint64
+	// Group and Event name the probe ("" for Parse's defaults).
+	Group, Event string
+	// Args are fetch-args as a spec writes them ("size=%di:u64").
+	Args []string
+}
+
+// Uprobe adds an entry probe on symbol (see Tracer.Uprobe).
+func (e *Executable) Uprobe(symbol string, h uprobe.Handlers, opts *UprobeOptions) (*Probe, error) {
+	return e.probe(uprobe.Entry, symbol, h, opts)
+}
+
+// Uretprobe adds a return probe on symbol (see Tracer.Uprobe).
+func (e *Executable) Uretprobe(symbol string, h uprobe.Handlers, opts *UprobeOptions) (*Probe, error) {
+	return e.probe(uprobe.Return, symbol, h, opts)
+}
+
+func (e *Executable) probe(kind uprobe.Kind, symbol string, h uprobe.Handlers, opts *UprobeOptions) (*Probe, error) {
+	if opts == nil {
+		opts = &UprobeOptions{}
+	}
+	spec, err := uprobe.Build(uprobe.SpecOptions{Kind: kind, Group: opts.Group, Event: opts.Event,
+		Path: e.path, Symbol: symbol, Offset: opts.Offset, Args: opts.Args})
+	if err != nil {
+		return nil, err
+	}
+	return e.tracer.Uprobe(spec, h)
+}
