@@ -26,7 +26,19 @@ func (s *Tracer) newImage(t *thread) error {
 	if err := s.armNew(t); err != nil {
 		return err
 	}
-	return s.armLinker(t)
+	if err := s.armLinker(t); err != nil {
+		return err
+	}
+	if as.stub == 0 {
+		// No probe needed a slot region yet. Map the first one now,
+		// while this is the only thread: its header's injected
+		// system call serves the probes added later, when other
+		// threads run and the code at rip cannot be borrowed for it.
+		if _, err := s.newRegion(t, t.regs.Rip); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // armNew arms the probes in every executable mapping not armed yet, and

@@ -37,23 +37,23 @@ func TestLatency(t *testing.T) {
 	if r.status != 0 {
 		t.Fatalf("status %d: %s", r.status, r.stderr)
 	}
-	// 3 ms, 12 ms, 40 ms twice each: [2M, 4M), [8M, 16M), [32M, 64M).
-	rows := regexp.MustCompile(`(?m)^(\[[^\]\n]+[\])]) +(\d+) \|`).FindAllStringSubmatch(r.stdout, -1)
-	got := map[string]int{}
-	for _, row := range rows {
-		n, _ := strconv.Atoi(row[2])
-		if n > 0 {
-			got[row[1]] = n
+	// 3 ms, 12 ms, 40 ms twice each: at least [2M, 4M), [8M, 16M),
+	// [32M, 64M). A sleep never returns early, but a busy machine may
+	// return it late: the buckets are checked from below only.
+	rows := regexp.MustCompile(`(?m)^\[(\d+)([KMG]?), [^\]\n]+[\])] +(\d+) \|`).FindAllStringSubmatch(r.stdout, -1)
+	unit := map[string]int64{"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+	atLeast := func(ns int64) int {
+		n := 0
+		for _, row := range rows {
+			lo, _ := strconv.ParseInt(row[1], 10, 64)
+			if c, _ := strconv.Atoi(row[3]); lo*unit[row[2]] >= ns {
+				n += c
+			}
 		}
+		return n
 	}
-	want := map[string]int{"[2M, 4M)": 2, "[8M, 16M)": 2, "[32M, 64M)": 2}
-	if len(got) != len(want) {
-		t.Fatalf("buckets %v, want %v:\n%s", got, want, r.stdout)
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("bucket %s: %d, want %d:\n%s", k, got[k], v, r.stdout)
-		}
+	if a, b, c := atLeast(2<<20), atLeast(8<<20), atLeast(32<<20); a != 6 || b < 4 || c < 2 {
+		t.Errorf("returns in buckets from 2M up: %d (want 6), from 8M: %d (want 4 or more), from 32M: %d (want 2 or more):\n%s", a, b, c, r.stdout)
 	}
 	if !strings.Contains(r.stdout, "@ptprobe/sleeper__return (ns):") || !strings.Contains(r.stdout, "count 6, min ") {
 		t.Errorf("missing title or summary:\n%s", r.stdout)

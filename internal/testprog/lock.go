@@ -18,9 +18,19 @@ import (
 // exclusively, ptrace tests shared. It is released when t ends.
 func SystemProbes(t testing.TB, kernel bool) {
 	t.Helper()
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), "ptprobe-tests-system-probes.lock"), os.O_RDWR|os.O_CREATE, 0o666)
+	unlock, err := LockSystemProbes(kernel)
 	if err != nil {
 		t.Fatalf("system probes lock: %v", err)
+	}
+	t.Cleanup(unlock) // closing the file releases the lock
+}
+
+// LockSystemProbes is SystemProbes for code without a testing.TB (an
+// Example): it returns the function that releases the lock.
+func LockSystemProbes(kernel bool) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "ptprobe-tests-system-probes.lock"), os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, err
 	}
 	how := unix.LOCK_SH
 	if kernel {
@@ -34,7 +44,7 @@ func SystemProbes(t testing.TB, kernel bool) {
 	}
 	if err != nil {
 		f.Close()
-		t.Fatalf("system probes lock: %v", err)
+		return nil, err
 	}
-	t.Cleanup(func() { f.Close() }) // closing the file releases the lock
+	return func() { f.Close() }, nil
 }
