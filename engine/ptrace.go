@@ -77,7 +77,7 @@ func currentCPU() int {
 
 // pinThread confines the calling OS thread to one CPU. A stop of a traced
 // thread wakes the tracer; when the tracer sleeps on the CPU the tracee
-// runs on, the wake-up is ~5x cheaper than across CPUs (DESIGN.md §6).
+// runs on, the wake-up is ~5x cheaper than across CPUs (docs/DESIGN.md §6).
 // Only the tracer is confined: the program's threads keep their affinity.
 func pinThread(cpu int) error {
 	var set unix.CPUSet

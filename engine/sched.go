@@ -15,7 +15,7 @@ import (
 // Each probe hit is two wake-ups: the stop wakes the tracer, and
 // PTRACE_CONT wakes the program thread. On one CPU that costs ~10 µs a
 // hit on this machine; when a wake-up has to bring another CPU out of its
-// idle halt, ~60 µs (DESIGN.md §6). Pinning the tracer next to the
+// idle halt, ~60 µs (docs/DESIGN.md §6). Pinning the tracer next to the
 // program thread is not enough: at PTRACE_CONT the tracer is running, so
 // its CPU is busy, and the kernel's wake-up placement
 // (select_idle_sibling) sends the program thread to any idle CPU of the
