@@ -532,3 +532,8 @@ func (f *File) GoRegisterABI(function string) bool {
 	}
 	return true
 }
+
+// HasSection reports whether the file has a section of that name.
+func (f *File) HasSection(name string) bool {
+	return f.ef != nil && f.ef.Section(name) != nil
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -182,6 +183,75 @@ func TestAcid(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestAcidNoStop is TestAcid for the no-stop path: sites at least
+// patchGap bytes apart (so that no patch covers another site) in a run,
+// runs until every boundary had its turn, each site's hits against
+// single-stepping. Most sites take the no-stop path; those that cannot be
+// patched take the stop path, and are checked too.
+func TestAcidNoStop(t *testing.T) {
+	const patchGap = 2 * arch.MaxInstLen
+	for _, build := range []struct {
+		name  string
+		flags []string
+	}{{"static", testprog.NoLibc}, {"static-pie", testprog.NoLibcPIE}} {
+		t.Run(build.name, func(t *testing.T) {
+			dir := t.TempDir()
+			prog := testprog.Build(t, dir, "acid", build.flags...)
+			want, wantOut, _ := stepCounts(t, prog)
+			var groups [][]uint64
+			for _, off := range boundaries(t, prog, acidFunctions) {
+				placed := false
+				for i, g := range groups {
+					if off >= g[len(g)-1]+patchGap {
+						groups[i] = append(g, off)
+						placed = true
+						break
+					}
+				}
+				if !placed {
+					groups = append(groups, []uint64{off})
+				}
+			}
+			noStop, stop, total := 0, 0, 0
+			reasons := map[string]int{}
+			for _, offs := range groups {
+				var pcs []backend.Probe
+				for _, off := range offs {
+					pcs = append(pcs, backend.Probe{Spec: mustParse(t, fmt.Sprintf("p:acid/at_0x%x %s:0x%x", off, prog, off))})
+				}
+				tr := runTraced(t, pcs, false, prog)
+				if tr.out != wantOut {
+					t.Errorf("traced output %q, single-stepped %q", tr.out, wantOut)
+				}
+				for i, p := range tr.sess.Probes() {
+					got := p.Hits()
+					total += int(got)
+					if int(got) != want[offs[i]] {
+						t.Errorf("site at file offset 0x%x: %d hits, single-stepping counted %d", offs[i], got, want[offs[i]])
+					}
+					n, m, why := p.Path()
+					noStop, stop = noStop+n, stop+m
+					if why != nil {
+						// By kind of reason, not by site.
+						r := why.Error()
+						if _, after, ok := strings.Cut(r, ": "); ok {
+							r = after
+						}
+						if i := strings.IndexAny(r, "0123456789"); i >= 0 {
+							r = r[:i] + "…"
+						}
+						reasons[r]++
+					}
+				}
+			}
+			t.Logf("%d runs, %d sites on the no-stop path, %d on the stop path, %d hits; stop path because: %v", len(groups), noStop, stop, total, reasons)
+			if noStop < stop {
+				t.Errorf("fewer sites on the no-stop path (%d) than on the stop path (%d)", noStop, stop)
+			}
+		})
 	}
 }
 

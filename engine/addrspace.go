@@ -33,6 +33,8 @@ type addrSpace struct {
 	// dlState is the dynamic linker's _dl_debug_state, 0 if not armed.
 	dlState uint64
 	users   int // processes using this address space
+	// area is the no-stop path's, nil until a site needs it.
+	area *area
 }
 
 // mapKey identifies one mapping of one file.
@@ -84,7 +86,7 @@ func (as *addrSpace) fork(pid int) (*addrSpace, error) {
 		cp.tramps = append([]trampRef(nil), r.tramps...)
 		c.slots = append(c.slots, &cp)
 	}
-	c.stub, c.retTramp, c.dlState = as.stub, as.retTramp, as.dlState
+	c.stub, c.retTramp, c.dlState, c.area = as.stub, as.retTramp, as.dlState, as.area
 	return c, nil
 }
 

@@ -153,6 +153,9 @@ func (s *Tracer) armMapping(t *thread, m elfsym.Mapping, probes []*Probe) error 
 		addrs = append(addrs, a)
 	}
 	slices.Sort(addrs)
+	// A patch of the no-stop path must not cover another site.
+	s.planned = addrs
+	defer func() { s.planned = nil }()
 	for _, addr := range addrs {
 		pl := plans[addr]
 		if err := s.armSite(t, addr, addr-pl.loc.Offset, pl); err != nil {

@@ -30,6 +30,8 @@ func (s *Tracer) detachAll() {
 	}
 
 	// Take the sites out, once per address space, and check the text.
+	// The recorders record nothing more: a thread left in a thunk runs
+	// through it untraced.
 	done := make(map[*addrSpace]bool)
 	for _, p := range s.procs {
 		as := p.as
@@ -37,6 +39,9 @@ func (s *Tracer) detachAll() {
 			continue
 		}
 		done[as] = true
+		if as.area != nil {
+			as.area.off()
+		}
 		n, mismatches := as.restore(s.warn)
 		s.result.SitesRestored += n
 		s.result.TextMismatches = append(s.result.TextMismatches, mismatches...)

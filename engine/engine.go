@@ -67,6 +67,10 @@ type Options struct {
 	NoFollowFork bool
 	// Sched is the scheduling of the ptrace thread.
 	Sched SchedOptions
+	// StopPath makes every probe take the stop path: no site is
+	// patched for the no-stop path (docs/DESIGN.md §8), even where it
+	// could be.
+	StopPath bool
 }
 
 // SchedOptions say where and how the ptrace thread runs. Each stop of a
@@ -177,6 +181,19 @@ type Tracer struct {
 	err       error
 	done      chan struct{}
 	closed    sync.Once
+
+	// The no-stop path: whether it can run (fastUsable), the TSC's
+	// clock, the areas and their drain. fastMu guards the areas and
+	// the sites' fastProbes against the drain; eventMu keeps OnEvent
+	// calls of the ptrace thread and of the drain apart.
+	fastErr error
+	// planned are the addresses armMapping arms now, in order.
+	planned []uint64
+	clock   tscClock
+	fastMu  sync.Mutex
+	eventMu sync.Mutex
+	areas   []*area
+	drain   *drainer
 }
 
 // Launch starts argv under ptrace with the probes of opts armed before the
@@ -244,13 +261,17 @@ func (s *Tracer) begin(first func() error) (*Tracer, error) {
 
 // closeFiles closes the files the session and its resolver opened.
 func (s *Tracer) closeFiles() {
+	for _, f := range s.res.Release() {
+		if s.files[f.ID] != f {
+			f.Close()
+		}
+	}
 	for id, f := range s.files {
 		if f != nil {
 			f.Close()
 		}
 		delete(s.files, id)
 	}
-	s.res.Close()
 }
 
 // Pid is the process ID of the launched or attached program.
@@ -332,5 +353,7 @@ func (s *Tracer) emit(t *thread, p probeRef, ip, retIP, dur uint64) {
 	ev.Group, ev.Name, ev.Kind = p.Spec.Group, p.Spec.Event, p.Spec.Kind
 	ev.IP, ev.RetIP, ev.DurationNS = ip, retIP, dur
 	ev.Args = uprobe.FetchArgs(t, p.args, ev.Args[:0])
+	s.eventMu.Lock()
 	s.opts.OnEvent(ev)
+	s.eventMu.Unlock()
 }

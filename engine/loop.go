@@ -106,9 +106,6 @@ func (s *Tracer) handle(tid int, ws unix.WaitStatus) error {
 	t.stoppedWith(ws)
 	sig := ws.StopSignal()
 	event := stopEvent(ws)
-	if len(t.proc.work) > 0 && t.state == running && canInject(event) {
-		s.doWork(t)
-	}
 	switch {
 	case event == unix.PTRACE_EVENT_STOP:
 		return s.stopEvent(t, sig)
@@ -135,29 +132,6 @@ func canInject(event int) bool {
 	return true
 }
 
-// doWork runs the work the session queued for t's process, at a stop of
-// t: the registers of the stop are read first and put back after.
-func (s *Tracer) doWork(t *thread) {
-	p := t.proc
-	work := p.work
-	p.work = nil
-	if err := getRegs(t.tid, &t.regs); err != nil {
-		p.work = work // at another thread's stop, then
-		return
-	}
-	saved := t.regs
-	for _, w := range work {
-		if err := w(t); err != nil {
-			s.warn(err)
-		}
-	}
-	t.regs = saved
-	t.regsRead = false
-	if err := setRegs(t.tid, &saved); err != nil && err != unix.ESRCH {
-		s.warn(fmt.Errorf("thread %d: put back its registers after arming: %w", t.tid, err))
-	}
-}
-
 // stopEvent handles a PTRACE_EVENT_STOP of a seized thread: its first stop
 // when it was just created, a group-stop (job control), the trap after a
 // SIGCONT ended one, or a PTRACE_INTERRUPT.
@@ -166,6 +140,11 @@ func (s *Tracer) stopEvent(t *thread, sig unix.Signal) error {
 		t.state = running
 		if t.proc.unfollowed && t.proc.as.users == 1 {
 			return s.releaseChild(t)
+		}
+		if t.proc.as != nil && t.proc.as.area != nil {
+			if err := s.newbornArea(t); err != nil {
+				s.warn(err)
+			}
 		}
 		return t.resume(0)
 	}

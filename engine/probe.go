@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"github.com/ptprobe/ptprobe/elfsym"
@@ -28,6 +29,12 @@ type Probe struct {
 	// the file was looked at and is not the library).
 	byFile map[elfsym.FileID]*resolve.Location
 	armed  atomic.Uint64 // sites armed, over all processes
+	missed atomic.Uint64 // hits the no-stop path could not record
+	// The sites armed on each path, and why the first on the stop path
+	// is (see Path).
+	pathMu                 sync.Mutex
+	noStopSites, stopSites int
+	stopWhy                error
 	// enabled and closed change on the ptrace thread only; they are
 	// atomic for the readers of other goroutines.
 	enabled atomic.Bool
@@ -38,8 +45,10 @@ type Probe struct {
 func (p *Probe) Hits() uint64 { return p.hits.Load() }
 
 // Missed is the number of hits the probe could not report (the kernel's
-// nmissed). The stop path never misses one: it is 0.
-func (p *Probe) Missed() uint64 { return 0 }
+// nmissed): on the no-stop path, hits while the ring was full in drop
+// mode, or in a signal handler that interrupted a recording (which must
+// not wait for room). The stop path never misses one.
+func (p *Probe) Missed() uint64 { return p.missed.Load() }
 
 // Armed reports whether the probe was armed in at least one mapping.
 func (p *Probe) Armed() bool { return p.armed.Load() > 0 }
@@ -114,6 +123,9 @@ func (s *Tracer) newProbe(spec *uprobe.Spec, h uprobe.Handlers) (*Probe, error) 
 	if err != nil {
 		return nil, err
 	}
+	if s.files[f.ID] == nil {
+		s.files[f.ID] = f // the mappings of the file are resolved in it
+	}
 	loc, err := resolve.In(f, spec)
 	if err != nil {
 		return nil, err
@@ -156,27 +168,62 @@ func (s *Tracer) Uprobe(spec *uprobe.Spec, h uprobe.Handlers) (*Probe, error) {
 	return p, nil
 }
 
-// armProbe arms p in every traced address space, on the ptrace thread:
-// at once where no system call has to be injected, else at the next stop
-// of one of the process's threads (which is made to come by an
-// interrupt), before it returns.
+// armProbe arms p in every traced address space, on the ptrace thread,
+// with every thread of the address space held in a stop meanwhile: the
+// no-stop path patches several bytes of code the threads may be running,
+// and injected system calls need a stopped thread.
 func (s *Tracer) armProbe(p *Probe) error {
+	var errs []error
+	s.eachAddrSpace(func(pr *process, held []*thread) {
+		if len(held) == 0 {
+			return // no thread to arm from: gone meanwhile
+		}
+		if err := s.armProbeIn(held[0], p); err != nil {
+			errs = append(errs, err)
+		}
+	}, &errs)
+	return errors.Join(errs...)
+}
+
+// eachAddrSpace runs fn once per traced address space (but those of
+// children not followed) with its threads held (holdAll), then lets them
+// go. A thread fn arms from gets its registers put back.
+func (s *Tracer) eachAddrSpace(fn func(pr *process, held []*thread), errs *[]error) {
 	done := make(map[*addrSpace]bool)
-	var pending []*process
+	var todo []*process
 	for _, pr := range s.procs {
 		if pr.as == nil || done[pr.as] || pr.unfollowed {
 			continue
 		}
 		done[pr.as] = true
-		pending = append(pending, pr)
+		todo = append(todo, pr)
 	}
-	var errs []error
-	for _, pr := range pending {
-		if err := s.inProcess(pr, func(t *thread) error { return s.armProbeIn(t, p) }); err != nil {
-			errs = append(errs, err)
+	for _, pr := range todo {
+		held, err := s.holdAll(pr.as)
+		if err != nil {
+			*errs = append(*errs, err)
+		}
+		// Arm from a thread that can run an injected system call, its
+		// registers read afresh and put back after.
+		var from []*thread
+		for _, t := range held {
+			if t.proc.as == pr.as && canInject(stopEvent(t.stop)) {
+				from = append(from, t)
+			}
+		}
+		if len(from) > 0 {
+			t := from[0]
+			if err := getRegs(t.tid, &t.regs); err == nil {
+				saved := t.regs
+				fn(pr, from)
+				t.regs, t.regsRead = saved, false
+				setRegs(t.tid, &saved)
+			}
+		}
+		if err := s.release(held); err != nil {
+			*errs = append(*errs, err)
 		}
 	}
-	return errors.Join(errs...)
 }
 
 // armProbeIn arms p in the mappings already armed of t's address space.
@@ -196,63 +243,26 @@ func (s *Tracer) armProbeIn(t *thread, p *Probe) error {
 	return nil
 }
 
-// inProcess runs fn at a stop of one of pr's threads that can run an
-// injected system call, and returns its error: it interrupts a thread,
-// handles the stops that come meanwhile as the loop does, and runs fn at
-// the first fit one of pr (see doWork).
-func (s *Tracer) inProcess(pr *process, fn func(t *thread) error) error {
-	var result error
-	ran := false
-	pr.work = append(pr.work, func(t *thread) error {
-		ran = true
-		result = fn(t)
-		return nil
-	})
-	// A thread already in a stop of ours can do it now.
-	for _, t := range s.threads {
-		if t.proc == pr && t.stopped && t.state == running && canInject(stopEvent(t.stop)) {
-			s.doWork(t)
-			return result
-		}
-	}
-	for _, t := range s.threads {
-		if t.proc == pr && t.state == running {
-			interrupt(t.tid)
-		}
-	}
-	for !ran {
-		if _, ok := s.procs[pr.pid]; !ok || pr.nthreads == 0 {
-			pr.work = nil
-			return nil // gone meanwhile: nothing to arm
-		}
-		if err := s.step(); err != nil {
-			return err
-		}
-	}
-	return result
-}
-
 // disarmProbe takes p's breaklets out of every site, and the sites left
-// with none out of the text (retired: a thread that took their trap just
-// before reports it after). This needs no stopped thread: text is written
-// through /proc/PID/mem while the program runs.
+// with none out of the text (retired: a thread that took the trap of one
+// just before reports it after). The threads are held meanwhile: the
+// no-stop path's patch is several bytes they may be running.
 func (s *Tracer) disarmProbe(p *Probe) error {
-	done := make(map[*addrSpace]bool)
 	var errs []error
-	for _, pr := range s.procs {
-		as := pr.as
-		if as == nil || done[as] {
-			continue
-		}
-		done[as] = true
-		for _, st := range as.sites {
-			if !st.remove(p) {
-				if err := as.disarm(st); err != nil {
-					errs = append(errs, err)
+	s.eachAddrSpace(func(pr *process, held []*thread) {
+		for _, st := range pr.as.sites {
+			_, fast := st.strategy.(*fastStrategy)
+			if st.remove(p) {
+				if fast {
+					s.setFastProbes(st)
 				}
+				continue
+			}
+			if err := pr.as.disarm(st); err != nil {
+				errs = append(errs, err)
 			}
 		}
-	}
+	}, &errs)
 	p.armed.Store(0)
 	clear(p.byFile)
 	return errors.Join(errs...)
@@ -303,4 +313,28 @@ func (e *Executable) probe(kind uprobe.Kind, symbol string, h uprobe.Handlers, o
 		return nil, err
 	}
 	return e.tracer.Uprobe(spec, h)
+}
+
+// Path says how the probe takes its hits: on how many sites it was armed
+// without a stop (the no-stop path, docs/DESIGN.md §8) and on how many
+// with one, over the session, and for the latter why (the first reason
+// found).
+func (p *Probe) Path() (noStop, stop int, why error) {
+	p.pathMu.Lock()
+	defer p.pathMu.Unlock()
+	return p.noStopSites, p.stopSites, p.stopWhy
+}
+
+// armedOn counts a site the probe was armed on.
+func (p *Probe) armedOn(st *site) {
+	p.pathMu.Lock()
+	defer p.pathMu.Unlock()
+	if _, fast := st.strategy.(*fastStrategy); fast {
+		p.noStopSites++
+		return
+	}
+	p.stopSites++
+	if p.stopWhy == nil {
+		p.stopWhy = st.why
+	}
 }

@@ -20,10 +20,9 @@ type process struct {
 	unfollowed bool
 	// returns is the process's part of the return probes (returns.go).
 	returns processReturns
-	// work is what the session asked to be done in this process at the
-	// next stop of one of its threads that can run an injected system
-	// call (arming a probe added while it runs, see Tracer.do).
-	work []func(t *thread) error
+	// gen is, for a vfork child running in its parent's address space,
+	// the AGen its records carry there (0: none).
+	gen uint32
 }
 
 // ptraceEvent handles PTRACE_EVENT_* stops.
@@ -72,10 +71,14 @@ func (s *Tracer) newTask(t *thread, id, cause int) error {
 		p = parent
 		p.nthreads++
 	case cause == unix.PTRACE_EVENT_VFORK || (cause == unix.PTRACE_EVENT_CLONE && sameVM(parent.pid, id)):
-		// Shares the parent's memory: same sites, same slots.
+		// Shares the parent's memory: same sites, same slots, same
+		// area, where its records carry its own AGen.
 		p = &process{pid: id, as: parent.as, nthreads: 1, unfollowed: s.opts.NoFollowFork}
 		parent.as.users++
 		s.procs[id] = p
+		if ar := parent.as.area; ar != nil {
+			p.gen = s.sharedChild(ar, id, p.unfollowed)
+		}
 	default:
 		as, err := parent.as.fork(id)
 		if err != nil {
@@ -128,6 +131,7 @@ func (s *Tracer) execed(t *thread) {
 	p.returns = processReturns{}
 	t.comm = ""
 	t.returns = threadReturns{}
+	s.leaveArea(p)
 	p.as.release()
 	p.as = nil
 }
@@ -148,6 +152,7 @@ func (s *Tracer) threadExited(t *thread, ws unix.WaitStatus) {
 			s.result.Wall = time.Since(s.started)
 		}
 		delete(s.procs, p.pid)
+		s.leaveArea(p)
 		p.as.release()
 	}
 }

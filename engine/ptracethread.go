@@ -53,6 +53,7 @@ func (s *Tracer) run(first func() error, started chan<- error, tries int, locked
 	}
 	s.tracerTID = unix.Gettid()
 	defer close(s.done)
+	defer s.stopDrain() // every record read before Wait returns
 	defer s.closeFiles()
 	defer func() { s.sched.close() }()
 	defer s.requests.close()

@@ -29,6 +29,13 @@ type site struct {
 	// in its prologue (resolve.Location.Restarts), after which it runs
 	// from here again.
 	restartable bool
+	// fastProbes are, for a site on the no-stop path, its entry probes
+	// as the drain reads them: replaced (never changed in place) under
+	// Tracer.fastMu when the breaklets change.
+	fastProbes []probeRef
+	// why is, for a site on the stop path, why it is not on the no-stop
+	// path (nil when it is, or when it was never a question).
+	why error
 }
 
 // breakletKind is what a breaklet does on a hit.
@@ -107,28 +114,39 @@ type hitStrategy interface {
 // already only gets pl's breaklets added.
 func (s *Tracer) armSite(t *thread, addr, fileBase uint64, pl *sitePlan) error {
 	as := t.proc.as
+	if err := s.uncover(t, addr); err != nil {
+		return err
+	}
 	old, ok := as.sites[addr]
 	if ok {
 		old.add(pl.breaklets...)
-		if !old.post || !old.strategy.lacksPost() {
+		_, fast := old.strategy.(*fastStrategy)
+		switch {
+		case fast && s.fastOK(old.breaklets):
+			s.setFastProbes(old)
+			return nil
+		case !fast && (!old.post || !old.strategy.lacksPost()):
 			return nil
 		}
-		// A post handler joined a site armed without: it needs a
-		// trampoline that stops at its exit. Threads in the old one
-		// finish there.
+		// A post handler joined a site armed without (it needs a
+		// trampoline that stops at its exit), or a probe that needs
+		// a stop joined one on the no-stop path: arm it again.
+		// Threads in the old trampoline or thunk finish there.
 		if err := as.disarm(old); err != nil {
 			return err
 		}
+		pl = &sitePlan{loc: old.loc, breaklets: old.breaklets}
 	}
 	loc := pl.loc
 	st := &site{addr: addr, fileBase: fileBase, loc: loc, restartable: len(loc.Restarts) > 0}
-	if old != nil {
-		st.add(old.breaklets...)
-	} else {
-		st.add(pl.breaklets...)
-	}
+	st.add(pl.breaklets...)
 	st.strategy = &trapStrategy{}
-	cur := make([]byte, loc.Inst.Len)
+	if fs, err := s.fastFor(t, st, pl); err == nil {
+		st.strategy = fs
+	} else {
+		st.why = err
+	}
+	cur := make([]byte, len(st.strategy.original(st)))
 	if err := as.mem.readFull(addr, cur); err != nil {
 		return fmt.Errorf("%s at 0x%x: %w", loc.Function, addr, err)
 	}
@@ -143,7 +161,58 @@ func (s *Tracer) armSite(t *thread, addr, fileBase uint64, pl *sitePlan) error {
 	}
 	as.sites[addr] = st
 	delete(as.retired, addr)
+	if _, fast := st.strategy.(*fastStrategy); fast {
+		s.setFastProbes(st)
+	}
+	for _, b := range st.breaklets {
+		if b.Probe != nil {
+			b.armedOn(st)
+		}
+	}
 	return nil
+}
+
+// uncover moves a site on the no-stop path whose patch covers addr (but
+// does not start there) to the stop path, so that addr can have a site of
+// its own.
+func (s *Tracer) uncover(t *thread, addr uint64) error {
+	as := t.proc.as
+	for a := addr - 1; a+arch.MaxInstLen*2 > addr && a < addr; a-- {
+		st, ok := as.sites[a]
+		if !ok {
+			continue
+		}
+		fs, fast := st.strategy.(*fastStrategy)
+		if !fast || addr >= a+uint64(fs.span.Len) {
+			continue
+		}
+		if err := as.disarm(st); err != nil {
+			return err
+		}
+		pl := &sitePlan{loc: st.loc, breaklets: st.breaklets}
+		nt := &site{addr: a, fileBase: st.fileBase, loc: st.loc, restartable: st.restartable, strategy: &trapStrategy{}, why: errFastCovers}
+		nt.add(pl.breaklets...)
+		if err := nt.strategy.arm(s, t, nt); err != nil {
+			return fmt.Errorf("%s at 0x%x: %w", st.loc.Function, a, err)
+		}
+		as.sites[a] = nt
+		delete(as.retired, a)
+	}
+	return nil
+}
+
+// setFastProbes publishes the entry probes of a site on the no-stop path
+// to the drain.
+func (s *Tracer) setFastProbes(st *site) {
+	var ps []probeRef
+	for _, b := range st.breaklets {
+		if b.kind == entryBreaklet {
+			ps = append(ps, b.probeRef)
+		}
+	}
+	s.fastMu.Lock()
+	st.fastProbes = ps
+	s.fastMu.Unlock()
 }
 
 // add adds breaklets to the site.
@@ -160,6 +229,7 @@ func (st *site) add(bs ...breaklet) {
 }
 
 // remove drops the breaklets of probe p and reports whether any is left.
+// The caller publishes the change (setFastProbes) for a no-stop site.
 func (st *site) remove(p *Probe) bool {
 	keep := st.breaklets[:0]
 	for _, b := range st.breaklets {

@@ -21,12 +21,15 @@ import (
 const slotRegionSize = 1 << 20
 
 // slotHeader is the part of the first region reserved for the engine's
-// own code: the injected system call's code (injectedSyscall) at 0 and the
-// return trampoline's int3 at retTrampOffset.
-const slotHeader = 16
+// own: the injected system call's code (injectedSyscall) at 0, the return
+// trampoline's int3 at retTrampOffset, and at areaNameOffset the name of
+// the no-stop path's memfd (areaName, NUL-terminated).
+const slotHeader = 32
 
-// retTrampOffset is where the return trampoline's int3 is in the header.
-const retTrampOffset = syscallCodeLen
+const (
+	retTrampOffset = syscallCodeLen
+	areaNameOffset = 16
+)
 
 // slotReach is how far a trampoline may be from its site: rel32 branches
 // and rebased disp32 reach ±2 GiB; keep a margin for the instruction
@@ -38,6 +41,9 @@ const slotReach = 1<<31 - 2*slotRegionSize
 type slotRegion struct {
 	start, end, next uint64
 	tramps           []trampRef
+	// recorder is where the no-stop path's recorder is in the region,
+	// 0 when it is not.
+	recorder uint64
 }
 
 type trampRef struct {
@@ -89,6 +95,8 @@ func (s *Tracer) newRegion(t *thread, addr uint64) (*slotRegion, error) {
 		as := t.proc.as
 		if as.stub == 0 {
 			hdr := append(injectedSyscall(0), int3) // the return trampoline follows
+			hdr = append(hdr, make([]byte, areaNameOffset-len(hdr))...)
+			hdr = append(append(hdr, areaName...), 0)
 			if _, err := as.mem.WriteMemory(got, hdr); err != nil {
 				return nil, err
 			}

@@ -42,6 +42,31 @@ type Location struct {
 	// spec's fetch-args bound to it (uprobe.Spec.Bind).
 	ABI  uprobe.ABI
 	Args []uprobe.FetchArg
+	// FuncStart and FuncEnd are the containing function's bounds
+	// (link-time addresses; FuncEnd 0 when its size is unknown), and
+	// FuncOffset the file offset of its start.
+	FuncStart, FuncEnd, FuncOffset uint64
+	// LSDA: the file has C++ exception tables (.gcc_except_table), so a
+	// landing pad may be anywhere in a function.
+	LSDA bool
+}
+
+// Patch returns the instructions a jmp at the location would replace, and
+// whether it may replace them (arch.PatchSpan), reading the function from
+// f, the file the location was resolved in.
+func (loc *Location) Patch(f *elfsym.File) (arch.Span, error) {
+	if loc.FuncEnd <= loc.FuncStart {
+		return arch.Span{}, fmt.Errorf("%s: the function's size is unknown: %w", loc.Function, arch.ErrNotPatchable)
+	}
+	code := make([]byte, loc.FuncEnd-loc.FuncStart)
+	if n, err := f.ReadAt(code, int64(loc.FuncOffset)); n < len(code) {
+		return arch.Span{}, fmt.Errorf("%s: read the function: %w", loc.Function, err)
+	}
+	sp, err := arch.PatchSpan(code, int(loc.Vaddr-loc.FuncStart))
+	if err != nil {
+		return sp, fmt.Errorf("%s: %w", loc.Function, err)
+	}
+	return sp, nil
 }
 
 // Error is a spec that cannot be armed in a file: unknown symbol, offset
@@ -147,6 +172,11 @@ func resolve(f *elfsym.File, spec *uprobe.Spec) (Location, error) {
 		return loc, fmt.Errorf("return probe at %s: a return probe must be at the start of a function", loc.Function)
 	}
 	loc.Inst = inst
+	loc.FuncStart, loc.FuncOffset = start, startOff
+	if end > start {
+		loc.FuncEnd = end
+	}
+	loc.LSDA = f.HasSection(".gcc_except_table")
 	loc.Go = f.IsGo()
 	if f.GoRegisterABI(name) {
 		loc.ABI = uprobe.GoRegs
