@@ -23,8 +23,14 @@ const (
 	// beatEvery spaces the heartbeats; a recorder gives up waiting
 	// after a second without one (ADead).
 	beatEvery = 100 * time.Millisecond
-	// drainWait is the longest the drain sleeps on an idle ring.
-	drainWait = 2 * time.Millisecond
+	// pollEvery spaces the drain's looks at rings that were busy in
+	// the last idleAfter: the recorders then make no system call to
+	// wake it (a futex wake at each record cost them more than the
+	// record). Rings idle for longer are waited on (futex, up to
+	// sleepFor): the recorder wakes the drain for the first record.
+	pollEvery = time.Millisecond
+	idleAfter = 50 * time.Millisecond
+	sleepFor  = 100 * time.Millisecond
 )
 
 // drainer is the drain's state.
@@ -34,6 +40,7 @@ type drainer struct {
 	ev    uprobe.Event
 	rec   record
 	buf   []byte            // a record that wraps, copied whole
+	busy  time.Time         // when the drain last found records
 	comms map[uint32]string // thread names by ID
 }
 
@@ -66,6 +73,9 @@ func (s *Tracer) stopDrain() {
 }
 
 func (s *Tracer) drainLoop(d *drainer) {
+	if os.Getenv("PTPROBE_DRAIN_DELAY") != "" {
+		time.Sleep(3 * time.Second)
+	}
 	defer close(d.done)
 	lastBeat, lastRefine := time.Now(), time.Now()
 	for {
@@ -97,7 +107,11 @@ func (s *Tracer) drainLoop(d *drainer) {
 				lastRefine = now
 			}
 		}
-		if n == 0 {
+		if n > 0 {
+			d.busy = time.Now()
+		} else if time.Since(d.busy) < idleAfter {
+			time.Sleep(pollEvery)
+		} else {
 			s.sleep(areas)
 		}
 	}
@@ -127,7 +141,7 @@ func (s *Tracer) closeGone(d *drainer, areas []*area) {
 }
 
 // sleep waits until the head of the first area moves (its recorder wakes
-// ptprobe when it sees ASleep) or drainWait passes.
+// ptprobe when it sees ASleep) or sleepFor passes.
 func (s *Tracer) sleep(areas []*area) {
 	for _, a := range areas {
 		if a.mem != nil && !a.bad {
@@ -135,14 +149,14 @@ func (s *Tracer) sleep(areas []*area) {
 			return
 		}
 	}
-	time.Sleep(drainWait)
+	time.Sleep(pollEvery)
 }
 
 func (s *Tracer) sleepOn(a *area) {
 	head := atomic.LoadUint64(a.word(recorder.AHead))
 	atomic.StoreUint64(a.word(recorder.ASleep), 1)
 	if atomic.LoadUint64(a.word(recorder.AHead)) == head {
-		ts := unix.NsecToTimespec(int64(drainWait))
+		ts := unix.NsecToTimespec(int64(sleepFor))
 		// The head is the futex word: its low 32 bits, as the
 		// kernel compares them.
 		unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(a.word(recorder.AHead))), 0 /* FUTEX_WAIT */, uintptr(uint32(head)), uintptr(unsafe.Pointer(&ts)), 0, 0)
@@ -160,10 +174,25 @@ func (s *Tracer) drainArea(d *drainer, a *area) int {
 	}
 	data := a.mem[dataOffset : dataOffset+ringSize]
 	n := 0
+	// The head and the tail are read and written once a batch, not once
+	// a record: their cache lines go back and forth between the drain's
+	// CPU and the recorders' otherwise, at every hit.
+	published := a.tail
+	defer func() {
+		if a.tail != published {
+			atomic.StoreUint64(a.word(recorder.ATail), a.tail)
+		}
+	}()
+	head := atomic.LoadUint64(a.word(recorder.AHead))
 	for {
-		head := atomic.LoadUint64(a.word(recorder.AHead))
 		if head == a.tail {
-			return n
+			if head = atomic.LoadUint64(a.word(recorder.AHead)); head == a.tail {
+				return n
+			}
+		}
+		if a.tail-published >= tailBatch {
+			atomic.StoreUint64(a.word(recorder.ATail), a.tail)
+			published = a.tail
 		}
 		// (The head may be ahead by more than the ring: recorders
 		// that reserved room wait for it.)
@@ -197,10 +226,13 @@ func (s *Tracer) drainArea(d *drainer, a *area) int {
 			clear(data[:l-(uint64(len(data))-pos)])
 		}
 		a.tail += l
-		atomic.StoreUint64(a.word(recorder.ATail), a.tail)
 		n++
 	}
 }
+
+// tailBatch is how much the drain consumes before it tells the recorders
+// (ATail) within a pass.
+const tailBatch = ringSize / 16
 
 // badArea stops recording in a and says why.
 func (s *Tracer) badArea(a *area, err error) {
