@@ -30,6 +30,10 @@ const (
 	kprobeProfile = "kprobe_profile"
 )
 
+// maxEventNameLen is MAX_EVENT_NAME_LEN-1: the longest group or event
+// name the kernel takes.
+const maxEventNameLen = 63
+
 // maxLineLen is the longest definition the kernel takes in one write
 // (WRITE_BUFSIZE less the newline).
 const maxLineLen = 4095
@@ -281,10 +285,13 @@ func (s *Session) AddUprobe(spec *uprobe.Spec) error {
 	})
 }
 
-// AddKprobe defines a kernel probe in the session's group, appended to
-// kprobe_events. Kernels without kprobe_events return an error wrapping
-// ErrKprobesUnsupported.
-func (s *Session) AddKprobe(k *KprobeSpec) error {
+// AddKprobe defines a kernel probe (a spec of uprobe.ParseKprobe) in the
+// session's group, appended to kprobe_events. Kernels without
+// kprobe_events return an error wrapping ErrKprobesUnsupported.
+func (s *Session) AddKprobe(k *uprobe.Spec) error {
+	if !k.Kernel {
+		return fmt.Errorf("kernel: probe %q is a uprobe spec: add it with AddUprobe", k.Text)
+	}
 	if !s.tfs.Features.KprobeEvents {
 		return fmt.Errorf("kernel: probe %q: %w", k.Text, ErrKprobesUnsupported)
 	}
@@ -305,24 +312,25 @@ func (s *Session) AddKprobe(k *KprobeSpec) error {
 const maxArgs = 128
 
 // commArg adds the hidden $comm fetch-arg (see commArgName) to info when
-// the kernel has $comm and the probe has room for it, and returns the
-// text to append to the definition ("" when not added).
-func (s *Session) commArg(info *eventInfo) string {
+// the kernel has $comm and the probe has room for it, and returns it to
+// write before the probe's own (nil when not added).
+func (s *Session) commArg(info *eventInfo) []uprobe.FetchArg {
 	if !s.tfs.Features.Comm || len(info.args) >= maxArgs {
-		return ""
+		return nil
 	}
 	for _, a := range info.args {
 		if a.name == commArgName {
-			return ""
+			return nil
 		}
 	}
 	// First: the kernel sizes an event's strings before it copies
 	// them, and a string longer than it records (4095 bytes) is sized 0
 	// and then copied into the room of the strings after it. Placed
 	// first, the comm never changes what the probe's own args show.
-	info.args = append([]argInfo{{commArgName, uprobe.Type{Kind: uprobe.String}}}, info.args...)
+	comm := uprobe.FetchArg{Name: commArgName, Type: uprobe.Type{Kind: uprobe.String}, Expr: &uprobe.Expr{Op: uprobe.OpComm}}
+	info.args = append([]argInfo{{comm.Name, comm.Type}}, info.args...)
 	info.commArg = true
-	return " " + commArgName + "=$comm:string"
+	return []uprobe.FetchArg{comm}
 }
 
 func (s *Session) add(file string, info eventInfo, spec string, render func(kname string) string) error {

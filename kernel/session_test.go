@@ -524,7 +524,7 @@ func TestKprobesUnsupported(t *testing.T) {
 		t.Skip("skipped: this kernel has kprobe_events")
 	}
 	s := newTestSession(t, tfs, nil)
-	k, err := ParseKprobe("p:k/read vfs_read fd=%di:s32")
+	k, err := uprobe.ParseKprobe("p:k/read vfs_read fd=%di:s32")
 	if err != nil {
 		t.Fatal(err)
 	}

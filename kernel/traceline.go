@@ -398,3 +398,5 @@ func parseValue(s string, t uprobe.Type) (uint64, error) {
 	}
 	return strconv.ParseUint(s, 10, bits)
 }
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }

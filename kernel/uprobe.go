@@ -28,36 +28,52 @@ func UprobeLine(spec *uprobe.Spec, group, event, path string, offset uint64) str
 	if err != nil {
 		args = spec.Args
 	}
-	return uprobeLine(spec, args, group, event, path, offset, "")
+	return uprobeLine(spec, args, group, event, path, offset, nil)
 }
 
 // uprobeLine is UprobeLine with the spec's fetch-args bound (args) and
-// extra fetch-args written before them (" NAME=FETCHARG:TYPE...", or "").
-func uprobeLine(spec *uprobe.Spec, args []uprobe.FetchArg, group, event, path string, offset uint64, extra string) string {
-	var b strings.Builder
+// extra fetch-args written before them.
+func uprobeLine(spec *uprobe.Spec, args []uprobe.FetchArg, group, event, path string, offset uint64, extra []uprobe.FetchArg) string {
+	cmd := "p:"
 	if spec.Kind == uprobe.Return {
-		b.WriteString("r:")
-	} else {
-		b.WriteString("p:")
+		cmd = "r:"
 	}
-	b.WriteString(group)
-	b.WriteByte('/')
-	b.WriteString(event)
-	b.WriteByte(' ')
-	b.WriteString(path)
-	b.WriteString(":0x")
-	b.WriteString(strconv.FormatUint(offset, 16))
-	b.WriteString(extra)
+	b := []byte(cmd + group + "/" + event + " " + path + ":0x")
+	b = strconv.AppendUint(b, offset, 16)
+	b = appendArgs(appendArgs(b, extra), args)
+	return string(b)
+}
+
+// kprobeLine renders the kprobe_events line of spec under the kernel's
+// group and event names, every default written out, with extra fetch-args
+// written before the spec's:
+//
+//	p:GROUP/EVENT [MOD:]KSYM+0xOFFS NAME=FETCHARG:TYPE ...
+//
+// "r[MAXACTIVE]:" for return probes (also when written with %return,
+// which kernels before 5.11 do not know), "0xADDR" for an address. Its
+// symbolic fetch-args (@SYM+OFFS) are the kernel's to bind.
+func kprobeLine(spec *uprobe.Spec, group, event string, extra []uprobe.FetchArg) string {
+	cmd := "p"
+	if spec.Kind == uprobe.Return {
+		cmd = "r"
+		if spec.MaxActive > 0 {
+			cmd += strconv.Itoa(spec.MaxActive)
+		}
+	}
+	b := []byte(cmd + ":" + group + "/" + event + " " + spec.Target())
+	b = appendArgs(appendArgs(b, extra), spec.Args)
+	return string(b)
+}
+
+// appendArgs writes fetch-args as both *_events files take them, each
+// " NAME=FETCHARG:TYPE" with its defaults written out.
+func appendArgs(b []byte, args []uprobe.FetchArg) []byte {
 	for i := range args {
-		a := &args[i]
-		b.WriteByte(' ')
-		b.WriteString(a.Name)
-		b.WriteByte('=')
-		b.WriteString(a.Expr.String())
-		b.WriteByte(':')
-		b.WriteString(a.Type.String())
+		b = append(b, ' ')
+		b = append(b, args[i].String()...)
 	}
-	return b.String()
+	return b
 }
 
 // Location is a uprobe spec resolved to what uprobe_events takes.

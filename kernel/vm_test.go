@@ -258,7 +258,9 @@ func diff(a, b []string) (onlyA, onlyB []string) {
 // const char __user *filename, struct open_how *how), read back through
 // the session's trace_pipe: the path of an open this test makes, as a
 // user string fetched two ways, the flags and mode of the open_how, and
-// the fd the open returned, or its error.
+// the fd the open returned, or its error; and a kprobe whose fetch-args
+// are kernel data symbols (@SYM, @SYM+OFFS: the kernel's linux_banner,
+// which /proc/version prints).
 func vmKprobe(t *testing.T, tfs *Tracefs) {
 	const fn = "do_sys_openat2"
 	addr := kallsyms(t, fn)
@@ -269,10 +271,11 @@ func vmKprobe(t *testing.T, tfs *Tracefs) {
 	for _, text := range []string{
 		"p:vm/open " + fn + " dfd=$arg1:s32 path=+0(%si):ustring upath=+u0(%si):string flags=+0(%dx):x64 mode=+8(%dx):u64",
 		"p:vm/openret " + fn + "%return ret=$retval:s64",
+		"p:vm/banner " + fn + " b=@linux_banner:string v=@linux_banner+6:string",
 	} {
-		k, err := ParseKprobe(text)
+		k, err := uprobe.ParseKprobe(text)
 		if err != nil {
-			t.Fatalf("ParseKprobe(%q): %v", text, err)
+			t.Fatalf("uprobe.ParseKprobe(%q): %v", text, err)
 		}
 		if err := s.AddKprobe(k); err != nil {
 			var ke *KernelError
@@ -324,9 +327,15 @@ func vmKprobe(t *testing.T, tfs *Tracefs) {
 		return pair{}
 	}
 	var opened, failed pair
+	var banner *uprobe.Event
 	ok := events.wait(30*time.Second, func(evs []*uprobe.Event) bool {
 		opened, failed = find(evs, path), find(evs, missing)
-		return opened.ret != nil && failed.ret != nil
+		for _, ev := range evs {
+			if ev.Probe() == "vm/banner" {
+				banner = ev
+			}
+		}
+		return opened.ret != nil && failed.ret != nil && banner != nil
 	})
 	events.stop(t)
 	if !ok {
@@ -374,6 +383,11 @@ func vmKprobe(t *testing.T, tfs *Tracefs) {
 		}
 	}
 
+	t.Logf("kprobe hit:    %s", evText(banner))
+	if b, v := banner.Args[0], banner.Args[1]; b.Fault || v.Fault || !strings.HasPrefix(b.S, "Linux version "+kernelRelease()+" ") || v.S != b.S[6:] {
+		t.Errorf("kprobe args b=%q v=%q: want linux_banner (\"Linux version %s ...\") and it from byte 6", b.S, v.S, kernelRelease())
+	}
+
 	hits, err := s.Hits()
 	if err != nil {
 		t.Fatal(err)
@@ -399,9 +413,9 @@ func vmKprobeRefused(t *testing.T, tfs *Tracefs) {
 		{"p:vm/nosym ptprobe_no_such_function x=%di:u64", "ptprobe_no_such_function"},
 		{"p:vm/badreg do_sys_openat2 dfd=%di:s32 fsb=%fs_base:u64", "%fs_base"},
 	} {
-		k, err := ParseKprobe(c.text)
+		k, err := uprobe.ParseKprobe(c.text)
 		if err != nil {
-			t.Fatalf("ParseKprobe(%q): %v", c.text, err)
+			t.Fatalf("uprobe.ParseKprobe(%q): %v", c.text, err)
 		}
 		err = s.AddKprobe(k)
 		var ke *KernelError

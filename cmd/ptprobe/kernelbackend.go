@@ -18,7 +18,7 @@ import (
 // run's own, filtered to the program's process tree, and removed when the
 // run ends, also when ptprobe is interrupted. It returns the program's
 // exit status and how long it ran.
-func kernelRun(specs []*uprobe.Spec, kspecs []*kernel.KprobeSpec, argv []string, opts kernel.Options,
+func kernelRun(specs []*uprobe.Spec, kspecs []*uprobe.Spec, argv []string, opts kernel.Options,
 	out, errOut *os.File, onEvent func(*uprobe.Event)) (status int, wall time.Duration, err error) {
 	tfs, err := kernel.OpenTracefs()
 	if err != nil {
