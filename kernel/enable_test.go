@@ -37,9 +37,9 @@ func TestEnableNamesRefusedProbe(t *testing.T) {
 			}
 			defer out.Close()
 			c2 := &collector{}
-			_, _, err = Run(s, []string{prog, "3"}, nil, out, nil, nil, c2.add)
+			_, err = runArgv(s, []string{prog, "3"}, out, c2.add)
 			if err == nil {
-				t.Fatal("Run enabled a probe on cli")
+				t.Fatal("run enabled a probe on cli")
 			}
 			msg := err.Error()
 			for _, want := range []string{c.want, prog + ":0x", `errno 524 (ENOTSUPP, "operation not supported", an error number internal to the kernel: its uprobes cannot probe the instruction at that address)`} {
@@ -57,7 +57,7 @@ func TestEnableNamesRefusedProbe(t *testing.T) {
 				t.Errorf("the program ran: output %q, %d events", b, len(c2.evs))
 			}
 			for _, p := range s.probes {
-				if b, err := os.ReadFile(s.Instance() + "/events/" + s.Name() + "/" + p.kname + "/enable"); err != nil || strings.TrimSpace(string(b)) != "0" {
+				if b, err := os.ReadFile(s.inst.Path("events", s.inst.Name, p.kname, "enable")); err != nil || strings.TrimSpace(string(b)) != "0" {
 					t.Errorf("%s left enabled (%q, %v)", p.kname, b, err)
 				}
 			}

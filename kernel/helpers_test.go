@@ -1,27 +1,30 @@
 package kernel
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
+	"github.com/ptprobe/ptprobe/backend"
+	"github.com/ptprobe/ptprobe/internal/launch"
+	"github.com/ptprobe/ptprobe/kernel/internal/tracefs"
 	"github.com/ptprobe/ptprobe/uprobe"
 	"golang.org/x/sys/unix"
 )
 
 // requireTracefs opens this machine's tracefs for the tests that use the
 // real kernel, or skips them saying why they cannot run.
-func requireTracefs(t *testing.T) *Tracefs {
+func requireTracefs(t *testing.T) *tracefs.Tracefs {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("skipped: the kernel backend tests define uprobes in tracefs, which needs root (run `go test ./kernel/` as root)")
 	}
-	tfs, err := OpenTracefs()
+	tfs, err := tracefs.Open()
 	if err != nil {
 		t.Skipf("skipped: no tracefs on this machine: %v", err)
 	}
@@ -37,7 +40,7 @@ func requireTracefs(t *testing.T) *Tracefs {
 // newTestSession makes a session whose warnings fail the test, and which
 // is closed when the test ends, however it ends; the cleanup also checks
 // that nothing of the session is left in tracefs.
-func newTestSession(t *testing.T, tfs *Tracefs, opts *Options) *Session {
+func newTestSession(t *testing.T, tfs *tracefs.Tracefs, opts *Options) *Session {
 	t.Helper()
 	o := Options{}
 	if opts != nil {
@@ -46,11 +49,11 @@ func newTestSession(t *testing.T, tfs *Tracefs, opts *Options) *Session {
 	if o.Warn == nil {
 		o.Warn = func(err error) { t.Errorf("session warning: %v", err) }
 	}
-	s, err := NewSession(tfs, &o)
+	s, err := newSession(tfs, &o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ino := inode(s.Instance())
+	ino := inode(s.inst.Dir)
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			t.Errorf("Close: %v", err)
@@ -74,9 +77,9 @@ func inode(path string) uint64 {
 // sessions that may reuse the name at once: what was s's is recognized by
 // its lines (which hold each test's own program path) and the instance
 // directory's inode.
-func checkClosed(t *testing.T, tfs *Tracefs, s *Session, ino uint64) {
+func checkClosed(t *testing.T, tfs *tracefs.Tracefs, s *Session, ino uint64) {
 	t.Helper()
-	data, err := os.ReadFile(tfs.path(uprobeEvents))
+	data, err := os.ReadFile(tfs.Path(tracefs.UprobeEvents))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,11 +88,11 @@ func checkClosed(t *testing.T, tfs *Tracefs, s *Session, ino uint64) {
 	// paths.
 	for _, p := range s.probes {
 		_, name, _ := strings.Cut(strings.Fields(p.line)[0], ":")
-		if p.file == kprobeEvents {
+		if p.file == tracefs.KprobeEvents {
 			// Kernel probes have no path of the test's own: the name
 			// (only the VM tests define them, one at a time).
 			if kdata == nil {
-				if kdata, err = os.ReadFile(tfs.path(kprobeEvents)); err != nil {
+				if kdata, err = os.ReadFile(tfs.Path(tracefs.KprobeEvents)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -108,29 +111,8 @@ func checkClosed(t *testing.T, tfs *Tracefs, s *Session, ino uint64) {
 			}
 		}
 	}
-	if ino != 0 && inode(s.Instance()) == ino {
-		t.Errorf("instance %s is still there", s.Instance())
-	}
-}
-
-// checkNoLeftovers fails the test if tracefs still has an event of group
-// or the instance of that name (for names no session uses).
-func checkNoLeftovers(t *testing.T, tfs *Tracefs, group string) {
-	t.Helper()
-	data, err := os.ReadFile(tfs.path(uprobeEvents))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.Contains(l, ":"+group+"/") {
-			t.Errorf("uprobe_events still has %q", l)
-		}
-	}
-	if exists(tfs.path("instances", group)) {
-		t.Errorf("instance %s is still there", group)
-	}
-	if exists(tfs.path("events", group)) {
-		t.Errorf("event group %s is still there", group)
+	if ino != 0 && inode(s.inst.Dir) == ino {
+		t.Errorf("instance %s is still there", s.inst.Dir)
 	}
 }
 
@@ -159,6 +141,18 @@ func (c *collector) byProbe(name string) []*uprobe.Event {
 	return r
 }
 
+func mustParse(t testing.TB, text string) *uprobe.Spec {
+	t.Helper()
+	s, err := uprobe.Parse(text)
+	if err != nil {
+		if e, ok := err.(*uprobe.Error); ok {
+			t.Fatalf("parse %q:\n%s", text, e.Caret())
+		}
+		t.Fatalf("parse %q: %v", text, err)
+	}
+	return s
+}
+
 // addSpecs parses and adds uprobe specs, failing the test on an error.
 func addSpecs(t *testing.T, s *Session, specs ...string) {
 	t.Helper()
@@ -173,6 +167,16 @@ func addSpecs(t *testing.T, s *Session, specs ...string) {
 	}
 }
 
+// runArgv runs argv under the session as Backend.Run does (forks
+// followed), with its standard output to out.
+func runArgv(s *Session, argv []string, out *os.File, fn func(*uprobe.Event) error) (runResult, error) {
+	path, err := launch.LookPath(argv[0])
+	if err != nil {
+		return runResult{}, err
+	}
+	return s.run(context.Background(), path, argv, &backend.Process{Stdout: out}, true, nil, fn)
+}
+
 // runCollect runs argv under the session and returns its events, its
 // output and exit code.
 func runCollect(t *testing.T, s *Session, argv ...string) (*collector, string, int, int) {
@@ -183,13 +187,14 @@ func runCollect(t *testing.T, s *Session, argv ...string) (*collector, string, i
 	}
 	defer out.Close()
 	c := &collector{}
-	code, sig, err := Run(s, argv, nil, out, nil, nil, c.add)
+	r, err := runArgv(s, argv, out, c.add)
 	if err != nil {
-		t.Fatalf("Run %v: %v", argv, err)
+		t.Fatalf("run %v: %v", argv, err)
 	}
-	if sig != 0 {
-		t.Fatalf("Run %v: killed by %v", argv, sig)
+	if r.exit.Signal != 0 {
+		t.Fatalf("run %v: killed by %v", argv, r.exit.Signal)
 	}
+	code := r.exit.Code
 	b, err := os.ReadFile(out.Name())
 	if err != nil {
 		t.Fatal(err)
@@ -214,20 +219,6 @@ func buildC(t *testing.T, dir, name string, flags ...string) string {
 		t.Fatalf("gcc %v: %v\n%s", args, err, b)
 	}
 	return out
-}
-
-// deadPID returns the pid of a process that has exited.
-func deadPID(t *testing.T) int {
-	t.Helper()
-	cmd := exec.Command("/bin/true")
-	if err := cmd.Run(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	if err := syscall.Kill(pid, 0); err != syscall.ESRCH {
-		t.Skipf("skipped: pid %d was reused at once", pid)
-	}
-	return pid
 }
 
 // monotonicNow is CLOCK_MONOTONIC in nanoseconds.

@@ -2,30 +2,29 @@ package kernel
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/internal/testprog"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
 // TestResolveLibraryNames: the kernel backend finds library names as the
 // ptrace engine does: a library of the program's own DT_RUNPATH (given
-// Options.Libraries), and refuses unknown libraries and symbols with the
+// Options.Resolve), and refuses unknown libraries and symbols with the
 // closest names.
 func TestResolveLibraryNames(t *testing.T) {
 	dir := t.TempDir()
 	prog, lib := testprog.BuildRunpath(t, dir, false)
-	libs := elfsym.NewLibraries(elfsym.LibraryEnv{Program: prog})
-	loc, err := resolveUprobe(mustParse(t, "libptplugin:plugin_func"), libs)
+	res := resolve.New(&resolve.Options{Program: prog})
+	defer res.Close()
+	loc, err := resolveUprobe(res, mustParse(t, "libptplugin:plugin_func"))
 	if err != nil || loc.Path != lib || loc.Function != "plugin_func" {
 		t.Errorf("resolveUprobe(libptplugin:plugin_func) = %+v, %v; want %s", loc, err, lib)
 	}
-	if _, err := ResolveUprobe(mustParse(t, "libptplugin:plugin_func")); !errors.Is(err, elfsym.ErrNoLibrary) {
+	if _, err := resolveUprobe(resolve.New(nil), mustParse(t, "libptplugin:plugin_func")); !errors.Is(err, elfsym.ErrNoLibrary) {
 		t.Errorf("without the program: %v, want ErrNoLibrary", err)
 	}
 	for _, tc := range []struct {
@@ -37,7 +36,7 @@ func TestResolveLibraryNames(t *testing.T) {
 		{"libc:mallocc", elfsym.ErrUnknownSymbol, "(did you mean malloc"},
 		{"libptplugin:plugin_fnuc", elfsym.ErrUnknownSymbol, "(did you mean plugin_func?)"},
 	} {
-		_, err := resolveUprobe(mustParse(t, tc.spec), libs)
+		_, err := resolveUprobe(res, mustParse(t, tc.spec))
 		if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.spec) {
 			t.Errorf("resolveUprobe(%q) = %v; want %v with %q", tc.spec, err, tc.is, tc.want)
 		}
@@ -48,7 +47,8 @@ func TestResolveLibraryNames(t *testing.T) {
 // test, resolved as AddUprobe resolves them: none is taken for a library
 // that does not exist, none naming an existing one is refused for it.
 func TestSpecMutationsKernel(t *testing.T) {
-	libs := elfsym.NewLibraries(elfsym.LibraryEnv{Program: "/bin/true"})
+	res := resolve.New(&resolve.Options{Program: "/bin/true"})
+	defer res.Close()
 	dirs := elfsym.LibraryDirs()
 	var accepted, noLib int
 	for _, text := range testprog.MutateSpecs(12, 300, testprog.ValidSpecs) {
@@ -56,7 +56,7 @@ func TestSpecMutationsKernel(t *testing.T) {
 		if err != nil || !spec.IsLibrary() {
 			continue
 		}
-		_, err = resolveUprobe(spec, libs)
+		_, err = resolveUprobe(res, spec)
 		exists := testprog.LibraryExists(t, spec.Path, dirs)
 		switch {
 		case err == nil:
@@ -86,7 +86,7 @@ func TestRunpathLibraryKernel(t *testing.T) {
 	t.Parallel()
 	tfs := requireTracefs(t)
 	prog, _ := testprog.BuildRunpath(t, t.TempDir(), false)
-	s := newTestSession(t, tfs, &Options{Libraries: elfsym.NewLibraries(elfsym.LibraryEnv{Program: prog})})
+	s := newTestSession(t, tfs, &Options{Resolve: &resolve.Options{Program: prog}})
 	addSpecs(t, s, "p:t/plug libptplugin:plugin_func x=%di:s64")
 	for _, bad := range []string{"p:t/cc libcc:malloc", "p:t/mm libc:mallocc"} {
 		if err := s.AddUprobe(mustParse(t, bad)); err == nil {
@@ -106,54 +106,7 @@ func TestRunpathLibraryKernel(t *testing.T) {
 			t.Errorf("event %d: x=%d", i, ev.Args[0].U)
 		}
 	}
-	if n := len(s.Definitions()); n != 1 {
-		t.Errorf("%d definitions, want 1: %+v", n, s.Definitions())
-	}
-}
-
-// TestKernelEventNames cross-checks Parse against this machine's
-// uprobe_events: "GRP/" without an event name is accepted (not refused
-// with "Event name is not specified", as 4.19 did) and named as Parse
-// names it, for entry and return probes; a path is split from its offset
-// at the last ':'.
-func TestKernelEventNames(t *testing.T) {
-	t.Parallel()
-	tfs := requireTracefs(t)
-	group := "ptprobetest" + strconv.Itoa(os.Getpid())
-	t.Cleanup(func() {
-		if err := removeGroupEvents(tfs, group); err != nil {
-			t.Error(err)
-		}
-		checkNoLeftovers(t, tfs, group)
-	})
-	dir := t.TempDir()
-	colon := filepath.Join(dir, "a:b")
-	if err := os.WriteFile(colon, []byte("any regular file"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		line, event string // event: the kernel's name for it
-	}{
-		{"p:" + group + "/ /bin/true:0", "p_true_0x0"},
-		{"r:" + group + "/ /bin/true:0x10", "p_true_0x10"},
-		// The kernel keeps the ':' of the file name in the event name;
-		// Parse makes names C identifiers ("p_a_b_0x20").
-		{"p:" + group + "/ " + colon + ":0x20", "p_a:b_0x20"},
-	} {
-		spec := mustParse(t, tc.line)
-		if err := writeFile(tfs.path(uprobeEvents), tc.line+"\n", os.O_APPEND); err != nil {
-			t.Errorf("the kernel refused %q: %v\n%s", tc.line, err, tfs.kernelError(uprobeEvents, tc.line, err).Caret())
-			continue
-		}
-		if !strings.Contains(tc.event, ":") && spec.Event != tc.event {
-			t.Errorf("Parse(%q).Event = %q, the kernel's %q", tc.line, spec.Event, tc.event)
-		}
-		data, _ := os.ReadFile(tfs.path(uprobeEvents))
-		if !strings.Contains(string(data), ":"+group+"/"+tc.event+" "+spec.Path+":0x") {
-			t.Errorf("%q: no %s/%s on path %q in uprobe_events:\n%s", tc.line, group, tc.event, spec.Path, data)
-		}
-		if err := tfs.removeEvent(uprobeEvents, group, tc.event); err != nil {
-			t.Error(err)
-		}
+	if n := len(s.definitions()); n != 1 {
+		t.Errorf("%d definitions, want 1: %+v", n, s.definitions())
 	}
 }

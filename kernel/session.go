@@ -1,59 +1,27 @@
 package kernel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/kernel/internal/tracefs"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
-	"golang.org/x/sys/unix"
 )
-
-// SessionPrefix starts the names of the tracefs instance and the event
-// group of every session: "ptprobe_<pid>", then "ptprobe_<pid>_<n>" for
-// further sessions of the same process.
-const SessionPrefix = "ptprobe_"
-
-// Files of tracefs the sessions write.
-const (
-	uprobeEvents  = "uprobe_events"
-	kprobeEvents  = "kprobe_events"
-	uprobeProfile = "uprobe_profile"
-	kprobeProfile = "kprobe_profile"
-)
-
-// maxLineLen is the longest definition the kernel takes in one write
-// (WRITE_BUFSIZE less the newline).
-const maxLineLen = 4095
-
-// removeTimeout bounds the retries of removing an event the kernel still
-// reports busy (EBUSY: it is being disabled, or a perf user holds it).
-const removeTimeout = 2 * time.Second
 
 // readerStopTimeout bounds how long Close waits for Events calls to drain
 // and return before it removes the instance anyway.
 const readerStopTimeout = 5 * time.Second
 
-// ErrKprobesUnsupported is wrapped by AddKprobe on kernels without
-// kprobe_events.
-var ErrKprobesUnsupported = errors.New("this kernel has no kprobe_events (it was built without CONFIG_KPROBE_EVENTS): kernel probes are not supported")
-
-// ErrUprobesUnsupported is wrapped by AddUprobe on kernels without
-// uprobe_events.
-var ErrUprobesUnsupported = errors.New("this kernel has no uprobe_events (it was built without CONFIG_UPROBE_EVENTS): the kernel backend cannot probe programs")
-
-// ErrClosed is wrapped by the methods of a closed Session.
-var ErrClosed = errors.New("kernel: session is closed")
-
-// Options configure a Session. The zero value is the default.
+// Options configure a Session. nil and the zero value are the defaults.
 type Options struct {
 	// BufferKB is the size of each per-CPU ring buffer of the session's
 	// instance in KiB; 0 keeps the kernel's default (1410 KiB on 6.x).
@@ -65,36 +33,35 @@ type Options struct {
 	// session: trace_pipe lines that cannot be parsed, a stale session
 	// that cannot be removed, an instance option the kernel lacks.
 	Warn func(error)
-	// KeepStale skips the removal of dead sessions' leftovers by
-	// NewSession (see CleanStale).
+	// KeepStale skips the removal of what sessions of dead processes
+	// left in tracefs, which NewSession does otherwise.
 	KeepStale bool
-	// NoASLR makes Run start the program with address space
-	// randomization off (personality ADDR_NO_RANDOMIZE, as setarch -R),
-	// so that two runs see the same addresses (ptprobe compare).
-	NoASLR bool
-	// Libraries finds the library of a "LIB:SYMBOL" spec for AddUprobe:
-	// give the libraries of the program Run will start
-	// (elfsym.NewLibraries with its path), so that a library it finds
-	// only through its own DT_RUNPATH is found too. nil: the system's
-	// (elfsym.SearchLibrary's places).
-	Libraries *elfsym.Libraries
+	// Resolve says whose libraries the library names of AddUprobe's
+	// specs ("libc:malloc") mean: give the program the session will
+	// trace, and its environment, so that a library it finds only
+	// through its own DT_RUNPATH or LD_LIBRARY_PATH is found too. nil:
+	// the system's (resolve.Options' zero value).
+	Resolve *resolve.Options
 }
 
-// Session is one ptprobe run on the kernel backend: a tracefs instance
+// Session is one run's probes on the kernel backend: a tracefs instance
 // and an event group of its own, the probes defined in it and the
 // mapping between the kernel's event names and the user's GROUP/EVENT.
 //
 // The methods of a Session are safe for concurrent use. Close removes
-// everything the session made; it is idempotent and may be called from a
-// signal-handling goroutine while Events runs.
+// everything the session made; it may be called from another goroutine
+// while Events runs. After Close, the methods return errors wrapping
+// os.ErrClosed.
 type Session struct {
-	tfs  *Tracefs
-	name string // instance and event group name, "ptprobe_<pid>[_<n>]"
-	inst string // instance directory
+	tfs  *tracefs.Tracefs
+	inst *tracefs.Instance
 	opts Options
 	// mono reports that the instance's clock is CLOCK_MONOTONIC, so
 	// event times are comparable with the engine's.
 	mono bool
+
+	resMu sync.Mutex // the Resolver is not safe for concurrent use
+	res   *resolve.Resolver
 
 	mu      sync.Mutex
 	probes  []*probe
@@ -102,46 +69,50 @@ type Session struct {
 	byUser  map[string]*probe
 	enabled bool
 	closed  bool
-	// closeDone is closed when the first Close has finished; closeErr
-	// is its result.
+	// closeDone is closed when the first Close has finished.
 	closeDone chan struct{}
-	closeErr  error
-	stops     map[*readerStop]struct{} // the running Events calls
+	pipes     map[*tracefs.Pipe]struct{} // of the running Events calls
 	readers   sync.WaitGroup
 
 	badLines atomic.Uint64
-	// runWall is how long the last Run's program ran, in nanoseconds,
-	// from its first instruction (the detach) to its exit.
-	runWall atomic.Int64
 }
-
-// RunWall is how long the program of the last Run ran, from its first
-// instruction to its exit: the program's own time, probe hits included,
-// without the session's set-up and tear-down.
-func (s *Session) RunWall() time.Duration { return time.Duration(s.runWall.Load()) }
 
 // probe is a probe defined by a session.
 type probe struct {
 	kname string // kernel event name in the session's group
-	file  string // uprobeEvents or kprobeEvents
+	file  string // tracefs.UprobeEvents or tracefs.KprobeEvents
 	line  string // the definition written
-	spec  string // the user's spec, for messages
-	info  eventInfo
+	spec  *uprobe.Spec
+	info  *tracefs.EventInfo
 }
 
-// NewSession makes a session: it removes what dead sessions left behind
-// (unless opts.KeepStale), creates the tracefs instance
-// instances/ptprobe_<pid> (or ptprobe_<pid>_<n>: mkdir is what makes the
-// name unique among the sessions of this process), and sets the instance
-// up: CLOCK_MONOTONIC timestamps ("mono"), the tgid column
-// (record-tgid), addresses with kernel symbols (sym-addr), no overwriting
-// of unread events (nooverwrite: a full buffer drops new events, which
-// Lost counts) and buffer_percent 0, so that a poll on the pipe wakes on
-// the first event on kernels that apply the watermark to it (6.18 wakes
-// trace_pipe readers at once either way: ~0.1 ms measured here).
-// opts may be nil.
-func NewSession(tfs *Tracefs, opts *Options) (*Session, error) {
-	s := &Session{tfs: tfs, byKname: map[string]*probe{}, byUser: map[string]*probe{}, stops: map[*readerStop]struct{}{}, closeDone: make(chan struct{})}
+// NewSession opens tracefs (mounting it at /sys/kernel/tracing when it is
+// not mounted and we are root; errors wrap ErrNoTracefs when there is
+// none) and makes a session in it; nil opts are the defaults. The session
+// removes what dead sessions left behind (unless opts.KeepStale), then
+// creates its tracefs instance, SessionPrefix + "<pid>" (or "<pid>_<n>"),
+// with CLOCK_MONOTONIC timestamps where the kernel has them. Close
+// removes it and every probe of the session.
+func NewSession(opts *Options) (*Session, error) {
+	tfs, err := tracefs.Open()
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %w", err)
+	}
+	return newSession(tfs, opts)
+}
+
+// newSession makes a session in tfs: it removes what dead sessions left
+// behind (unless opts.KeepStale), creates the tracefs instance
+// instances/ptprobe_<pid> (or ptprobe_<pid>_<n>), and sets the instance
+// up: CLOCK_MONOTONIC timestamps ("mono"), the tgid column (record-tgid),
+// addresses with kernel symbols (sym-addr), no overwriting of unread
+// events (nooverwrite: a full buffer drops new events, which Lost counts)
+// and buffer_percent 0, so that a poll on the pipe wakes on the first
+// event on kernels that apply the watermark to it (6.18 wakes trace_pipe
+// readers at once either way: ~0.1 ms measured here).
+func newSession(tfs *tracefs.Tracefs, opts *Options) (*Session, error) {
+	s := &Session{tfs: tfs, byKname: map[string]*probe{}, byUser: map[string]*probe{},
+		pipes: map[*tracefs.Pipe]struct{}{}, closeDone: make(chan struct{})}
 	if opts != nil {
 		s.opts = *opts
 	}
@@ -152,42 +123,30 @@ func NewSession(tfs *Tracefs, opts *Options) (*Session, error) {
 		return nil, fmt.Errorf("kernel: %s has no instances directory: sessions need a buffer of their own", tfs.Root)
 	}
 	if !s.opts.KeepStale {
-		if _, err := CleanStale(tfs); err != nil {
-			s.warn(err)
+		if _, err := tfs.CleanStale(); err != nil {
+			s.warn(fmt.Errorf("kernel: %w", err))
 		}
 	}
-	pid := os.Getpid()
-	for n := 1; ; n++ {
-		name := SessionPrefix + strconv.Itoa(pid)
-		if n > 1 {
-			name += "_" + strconv.Itoa(n)
-		}
-		dir := tfs.path("instances", name)
-		err := os.Mkdir(dir, 0o750)
-		if err == nil {
-			s.name, s.inst = name, dir
-			break
-		}
-		if !errors.Is(err, os.ErrExist) || n >= 10000 {
-			return nil, fmt.Errorf("kernel: create tracefs instance: %w", err)
-		}
+	inst, err := tfs.NewInstance(os.Getpid())
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %w", err)
 	}
+	s.inst = inst
 	// A group of this name can only be a leftover of a dead process
 	// that had our pid: no live session of ours has it, since its
 	// instance did not exist.
-	if err := removeGroupEvents(tfs, s.name); err != nil {
-		s.rmdirInstance()
-		return nil, fmt.Errorf("kernel: remove the leftover events of group %s: %w", s.name, err)
+	if err := tfs.RemoveGroup(inst.Name); err != nil {
+		return nil, errors.Join(fmt.Errorf("kernel: remove the leftover events of group %s: %w", inst.Name, err), inst.Remove())
 	}
 	if err := s.setup(); err != nil {
-		s.rmdirInstance()
-		return nil, err
+		return nil, errors.Join(err, inst.Remove())
 	}
+	s.res = resolve.New(s.opts.Resolve)
 	return s, nil
 }
 
 func (s *Session) setup() error {
-	if err := writeFile(filepath.Join(s.inst, "trace_clock"), "mono", os.O_TRUNC); err == nil {
+	if err := s.inst.Set("trace_clock", "mono"); err == nil {
 		s.mono = true
 	} else {
 		s.warn(fmt.Errorf("kernel: no CLOCK_MONOTONIC trace clock (event times are in the kernel's local clock): %w", err))
@@ -198,30 +157,17 @@ func (s *Session) setup() error {
 		{"options/overwrite", "0"},
 		{"buffer_percent", "0"},
 	} {
-		if err := writeFile(filepath.Join(s.inst, o.file), o.val, os.O_TRUNC); err != nil {
-			s.warn(fmt.Errorf("kernel: set %s of instance %s: %w", o.file, s.name, err))
+		if err := s.inst.Set(o.file, o.val); err != nil {
+			s.warn(fmt.Errorf("kernel: %w", err))
 		}
 	}
 	if s.opts.BufferKB > 0 {
-		if err := writeFile(filepath.Join(s.inst, "buffer_size_kb"), strconv.Itoa(s.opts.BufferKB), os.O_TRUNC); err != nil {
-			return fmt.Errorf("kernel: set the buffer size of instance %s to %d KiB: %w", s.name, s.opts.BufferKB, err)
+		if err := s.inst.Set("buffer_size_kb", strconv.Itoa(s.opts.BufferKB)); err != nil {
+			return fmt.Errorf("kernel: the buffer size: %w", err)
 		}
 	}
 	return nil
 }
-
-// Name is the session's instance and event group name.
-func (s *Session) Name() string { return s.name }
-
-// Instance is the path of the session's tracefs instance directory.
-func (s *Session) Instance() string { return s.inst }
-
-// MonotonicClock reports whether event times are CLOCK_MONOTONIC (the
-// instance's "mono" trace clock), as the ptrace engine's are.
-func (s *Session) MonotonicClock() bool { return s.mono }
-
-// BadLines is the number of trace_pipe lines Events could not parse.
-func (s *Session) BadLines() uint64 { return s.badLines.Load() }
 
 func (s *Session) warn(err error) {
 	if s.opts.Warn != nil {
@@ -229,136 +175,131 @@ func (s *Session) warn(err error) {
 	}
 }
 
-// Definition is a probe as a session defined it in the kernel.
-type Definition struct {
-	Probe string // the user's "GROUP/EVENT"
-	Event string // the kernel's "GROUP/EVENT" (the session's group)
-	File  string // "uprobe_events" or "kprobe_events"
-	Line  string // the definition written to File
+// errClosed is the error of a method of a closed Session.
+func errClosed(what string) error {
+	return fmt.Errorf("kernel: %s: the session is closed: %w", what, os.ErrClosed)
 }
 
-// Definitions lists the session's probes in the order they were added.
-func (s *Session) Definitions() []Definition {
+// definition is a probe as a session defined it in the kernel.
+type definition struct {
+	probe string // the user's "GROUP/EVENT"
+	event string // the kernel's "GROUP/EVENT" (the session's group)
+	file  string // "uprobe_events" or "kprobe_events"
+	line  string // the definition written to file
+}
+
+// definitions lists the session's probes in the order they were added.
+func (s *Session) definitions() []definition {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	defs := make([]Definition, len(s.probes))
+	defs := make([]definition, len(s.probes))
 	for i, p := range s.probes {
-		defs[i] = Definition{p.info.group + "/" + p.info.name, s.name + "/" + p.kname, p.file, p.line}
+		defs[i] = definition{p.info.Group + "/" + p.info.Name, s.inst.Name + "/" + p.kname, p.file, p.line}
 	}
 	return defs
 }
 
-// KernelEvent is the kernel event name of the user's probe "GROUP/EVENT",
-// "" when the session has no such probe.
-func (s *Session) KernelEvent(userProbe string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p := s.byUser[userProbe]; p != nil {
-		return p.kname
-	}
-	return ""
-}
-
-// AddUprobe resolves spec (see ResolveUprobe) and defines it in the
-// session's group, appended to uprobe_events. A definition the kernel
-// refuses returns a *KernelError with the kernel's message and caret.
-// Probes added after Enable are enabled at once.
+// AddUprobe resolves spec (a uprobe spec of uprobe.Parse; its library
+// names as Options.Resolve says) and defines it in the session's group,
+// appended to uprobe_events. A definition the kernel refuses returns a
+// *KernelError with the kernel's message and caret. Probes added after
+// Enable are enabled at once.
 func (s *Session) AddUprobe(spec *uprobe.Spec) error {
+	if spec.Kernel {
+		return fmt.Errorf("kernel: probe %q is a kernel probe: add it with AddKprobe", spec.Text)
+	}
 	if !s.tfs.Features.UprobeEvents {
 		return fmt.Errorf("kernel: probe %q: %w", spec.Text, ErrUprobesUnsupported)
 	}
-	loc, err := resolveUprobe(spec, s.opts.Libraries)
+	s.resMu.Lock()
+	loc, err := resolveUprobe(s.res, spec)
+	s.resMu.Unlock()
 	if err != nil {
 		return err
 	}
-	info := eventInfo{group: spec.Group, name: spec.Event, kind: spec.Kind}
-	for i := range spec.Args {
-		info.args = append(info.args, argInfo{spec.Args[i].Name, spec.Args[i].Type})
-	}
-	extra := s.commArg(&info)
-	return s.add(uprobeEvents, info, spec.Text, func(kname string) string {
-		return uprobeLine(spec, loc.Args, s.name, kname, loc.Path, loc.Offset, extra)
+	args, comm := s.withComm(loc.Args)
+	return s.add(tracefs.UprobeEvents, spec, args, comm, func(kname string) string {
+		return tracefs.UprobeLine(spec.Kind, s.inst.Name, kname, loc.Path, loc.Offset, args)
 	})
 }
 
-// AddKprobe defines a kernel probe in the session's group, appended to
-// kprobe_events. Kernels without kprobe_events return an error wrapping
-// ErrKprobesUnsupported.
-func (s *Session) AddKprobe(k *KprobeSpec) error {
+// AddKprobe defines a kernel probe (a spec of uprobe.ParseKprobe) in the
+// session's group, appended to kprobe_events. Kernels without
+// kprobe_events return an error wrapping ErrKprobesUnsupported.
+func (s *Session) AddKprobe(spec *uprobe.Spec) error {
+	if !spec.Kernel {
+		return fmt.Errorf("kernel: probe %q is a uprobe spec: add it with AddUprobe", spec.Text)
+	}
 	if !s.tfs.Features.KprobeEvents {
-		return fmt.Errorf("kernel: probe %q: %w", k.Text, ErrKprobesUnsupported)
+		return fmt.Errorf("kernel: probe %q: %w", spec.Text, ErrKprobesUnsupported)
 	}
-	if k.MaxActive > 0 && !s.tfs.Features.MaxActive {
-		return fmt.Errorf("kernel: probe %q: this kernel does not take r[MAXACTIVE]", k.Text)
+	if spec.MaxActive > 0 && !s.tfs.Features.MaxActive {
+		return fmt.Errorf("kernel: probe %q: this kernel does not take r[MAXACTIVE]", spec.Text)
 	}
-	info := eventInfo{group: k.Group, name: k.Event, kind: k.Kind}
-	for i := range k.Args {
-		info.args = append(info.args, argInfo{k.Args[i].Name, k.Args[i].Type})
-	}
-	extra := s.commArg(&info)
-	return s.add(kprobeEvents, info, k.Text, func(kname string) string {
-		return kprobeLine(k, s.name, kname, extra)
+	args, comm := s.withComm(spec.Args)
+	return s.add(tracefs.KprobeEvents, spec, args, comm, func(kname string) string {
+		return tracefs.KprobeLine(spec, s.inst.Name, kname, args)
 	})
 }
 
-// maxArgs is the kernel's MAX_TRACE_ARGS.
-const maxArgs = 128
-
-// commArg adds the hidden $comm fetch-arg (see commArgName) to info when
-// the kernel has $comm and the probe has room for it, and returns the
-// text to append to the definition ("" when not added).
-func (s *Session) commArg(info *eventInfo) string {
-	if !s.tfs.Features.Comm || len(info.args) >= maxArgs {
-		return ""
+// withComm returns args with the hidden $comm fetch-arg
+// (tracefs.CommArgName) before them, and true, when the kernel has $comm
+// and the probe has room for it; else args and false.
+func (s *Session) withComm(args []uprobe.FetchArg) ([]uprobe.FetchArg, bool) {
+	if !s.tfs.Features.Comm || len(args) >= tracefs.MaxArgs {
+		return args, false
 	}
-	for _, a := range info.args {
-		if a.name == commArgName {
-			return ""
+	for _, a := range args {
+		if a.Name == tracefs.CommArgName {
+			return args, false
 		}
 	}
 	// First: the kernel sizes an event's strings before it copies
 	// them, and a string longer than it records (4095 bytes) is sized 0
 	// and then copied into the room of the strings after it. Placed
 	// first, the comm never changes what the probe's own args show.
-	info.args = append([]argInfo{{commArgName, uprobe.Type{Kind: uprobe.String}}}, info.args...)
-	info.commArg = true
-	return " " + commArgName + "=$comm:string"
+	return append([]uprobe.FetchArg{tracefs.CommArg()}, args...), true
 }
 
-func (s *Session) add(file string, info eventInfo, spec string, render func(kname string) string) error {
+// add defines the probe of spec in file, with the fetch-args args (as
+// written to the kernel: comm says the first is the hidden $comm), whose
+// line render writes under a kernel event name.
+func (s *Session) add(file string, spec *uprobe.Spec, args []uprobe.FetchArg, comm bool, render func(kname string) string) error {
+	info := &tracefs.EventInfo{Group: spec.Group, Name: spec.Event, Kind: spec.Kind, CommArg: comm}
+	for i := range args {
+		info.Args = append(info.Args, tracefs.ArgInfo{Name: args[i].Name, Type: args[i].Type})
+	}
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return errClosed("add probe " + spec.Probe())
 	}
-	user := info.group + "/" + info.name
+	user := spec.Probe()
 	if s.byUser[user] != nil {
 		return fmt.Errorf("kernel: probe %s is defined twice in this session", user)
 	}
-	p := &probe{kname: s.kernelName(info.group, info.name), file: file, info: info, spec: spec}
+	p := &probe{kname: s.kernelName(spec.Group, spec.Event), file: file, spec: spec, info: info}
 	p.line = render(p.kname)
-	if len(p.line) > maxLineLen {
-		return fmt.Errorf("kernel: probe %s: its definition is %d bytes, the kernel takes at most %d", user, len(p.line), maxLineLen)
-	}
-	if err := writeFile(s.tfs.path(file), p.line+"\n", os.O_APPEND); err != nil {
-		return s.tfs.kernelError(file, p.line, err)
-	}
-	eventDir := filepath.Join(s.inst, "events", s.name, p.kname)
-	format, err := os.ReadFile(filepath.Join(eventDir, "format"))
-	if err == nil {
-		var fields []formatField
-		if fields, err = parseFormat(string(format)); err == nil {
-			err = checkFormat(fields, info.args)
+	if err := s.tfs.Define(file, p.line); err != nil {
+		var ke *KernelError
+		if errors.As(err, &ke) {
+			return err
 		}
+		return fmt.Errorf("kernel: probe %s: %w", user, err)
+	}
+	format, err := s.inst.Format(s.inst.Name, p.kname)
+	if err == nil {
+		err = tracefs.CheckFormat(format, info.Args)
 	}
 	if err != nil {
-		rerr := s.tfs.removeEvent(file, s.name, p.kname)
-		return errors.Join(fmt.Errorf("kernel: probe %s: the kernel's event %s/%s is not what was defined (%q): %w", user, s.name, p.kname, p.line, err), rerr)
+		rerr := s.tfs.RemoveEvent(file, s.inst.Name, p.kname)
+		return errors.Join(fmt.Errorf("kernel: probe %s: the kernel's event %s/%s is not what was defined (%q): %w", user, s.inst.Name, p.kname, p.line, err), rerr)
 	}
 	if s.enabled {
-		if err := writeFile(filepath.Join(eventDir, "enable"), "1", os.O_TRUNC); err != nil {
-			rerr := s.tfs.removeEvent(file, s.name, p.kname)
-			return errors.Join(fmt.Errorf("kernel: enable probe %s (%s): %w", user, p.line, explainEnable(err)), rerr)
+		if err := s.inst.Enable(s.inst.Name, p.kname, true); err != nil {
+			rerr := s.tfs.RemoveEvent(file, s.inst.Name, p.kname)
+			return errors.Join(fmt.Errorf("kernel: enable probe %s (%s): %w", user, p.line, err), rerr)
 		}
 	}
 	s.probes = append(s.probes, p)
@@ -373,13 +314,13 @@ func (s *Session) add(file string, info eventInfo, spec string, render func(knam
 // too, where every session's events are listed together. Long names are
 // cut and given a hash of the whole so that they stay distinct.
 func (s *Session) kernelName(group, event string) string {
-	suffix := "_" + strings.TrimPrefix(s.name, SessionPrefix)
+	suffix := "_" + strings.TrimPrefix(s.inst.Name, SessionPrefix)
 	base := group + "__" + event
-	if len(base)+len(suffix) > maxEventNameLen {
+	if len(base)+len(suffix) > tracefs.MaxNameLen {
 		h := fnv.New32a()
 		h.Write([]byte(base))
 		tag := fmt.Sprintf("_%08x", h.Sum32())
-		base = base[:maxEventNameLen-len(suffix)-len(tag)] + tag
+		base = base[:tracefs.MaxNameLen-len(suffix)-len(tag)] + tag
 	}
 	name := base + suffix
 	for n := 2; s.byKname[name] != nil; n++ {
@@ -387,12 +328,19 @@ func (s *Session) kernelName(group, event string) string {
 		// ("a__b"/"c" and "a"/"b__c").
 		tag := "_" + strconv.Itoa(n)
 		b := base
-		if len(b)+len(tag)+len(suffix) > maxEventNameLen {
-			b = b[:maxEventNameLen-len(tag)-len(suffix)]
+		if len(b)+len(tag)+len(suffix) > tracefs.MaxNameLen {
+			b = b[:tracefs.MaxNameLen-len(tag)-len(suffix)]
 		}
 		name = b + tag + suffix
 	}
 	return name
+}
+
+// hasProbes reports whether the session has probes.
+func (s *Session) hasProbes() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.probes) > 0
 }
 
 // Enable enables the session's events in its instance only: other
@@ -406,7 +354,7 @@ func (s *Session) setEnabled(on bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return errClosed("enable or disable")
 	}
 	if len(s.probes) == 0 {
 		if on {
@@ -414,16 +362,12 @@ func (s *Session) setEnabled(on bool) error {
 		}
 		return nil
 	}
-	val := "0"
-	if on {
-		val = "1"
-	}
 	// The group's enable file switches all of its events at once.
-	if err := writeFile(filepath.Join(s.inst, "events", s.name, "enable"), val, os.O_TRUNC); err != nil {
+	if err := s.inst.Enable(s.inst.Name, "", on); err != nil {
 		if on {
 			return s.findRefused(err)
 		}
-		return fmt.Errorf("kernel: disable the events of %s: %w", s.name, explainEnable(err))
+		return fmt.Errorf("kernel: disable the events of %s: %w", s.inst.Name, err)
 	}
 	s.enabled = on
 	return nil
@@ -438,30 +382,29 @@ const maxRefusedNamed = 5
 // events it could enable enabled, so the group is disabled, each probe
 // enabled alone, and the group disabled again. Called with s.mu held.
 func (s *Session) findRefused(groupErr error) error {
-	dir := filepath.Join(s.inst, "events", s.name)
+	group := s.inst.Name
 	disable := func() error {
-		if err := writeFile(filepath.Join(dir, "enable"), "0", os.O_TRUNC); err != nil {
-			return fmt.Errorf("kernel: disable the events of %s after a failed enable: %w", s.name, explainEnable(err))
+		if err := s.inst.Enable(group, "", false); err != nil {
+			return fmt.Errorf("kernel: disable the events of %s after a failed enable: %w", group, err)
 		}
 		return nil
 	}
 	if err := disable(); err != nil {
-		return errors.Join(fmt.Errorf("kernel: enable the events of %s: %w", s.name, explainEnable(groupErr)), err)
+		return errors.Join(fmt.Errorf("kernel: enable the events of %s: %w", group, groupErr), err)
 	}
 	var named []string // the first maxRefusedNamed refused probes
 	var first error    // the errno of the first
 	n := 0
 	for _, p := range s.probes {
-		err := writeFile(filepath.Join(dir, p.kname, "enable"), "1", os.O_TRUNC)
+		err := s.inst.Enable(group, p.kname, true)
 		if err == nil {
 			continue
 		}
-		err = explainEnable(err)
 		if n == 0 {
 			first = err
 		}
 		if n++; n <= maxRefusedNamed {
-			named = append(named, fmt.Sprintf("%s/%s (%q, defined as %q): %v", p.info.group, p.info.name, p.spec, p.line, err))
+			named = append(named, fmt.Sprintf("%s/%s (%q, defined as %q): %v", p.info.Group, p.info.Name, p.spec.Text, p.line, err))
 		}
 	}
 	derr := disable()
@@ -469,7 +412,7 @@ func (s *Session) findRefused(groupErr error) error {
 	switch {
 	case n == 0:
 		// Each alone was taken: a limit of the whole, not one probe.
-		err = fmt.Errorf("kernel: enable the events of %s: %w (yet the kernel enabled each of its %d probes alone)", s.name, explainEnable(groupErr), len(s.probes))
+		err = fmt.Errorf("kernel: enable the events of %s: %w (yet the kernel enabled each of its %d probes alone)", group, groupErr, len(s.probes))
 	case n == 1:
 		err = &refusedError{text: "kernel: the kernel refused to enable probe " + named[0], err: first}
 	default:
@@ -499,25 +442,17 @@ func (e *refusedError) Unwrap() error { return e.err }
 //
 // The filter is on thread ids: pass the pid of a process before it
 // creates its threads, or every thread id.
-func (s *Session) SetPIDs(pids ...int) error {
+func (s *Session) SetPIDs(pids ...int) error { return s.setPIDs(true, pids) }
+
+// setPIDs is SetPIDs, following forks or not.
+func (s *Session) setPIDs(follow bool, pids []int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return errClosed("set the pid filter")
 	}
-	if err := writeFile(filepath.Join(s.inst, "options", "event-fork"), "1", os.O_TRUNC); err != nil {
-		return fmt.Errorf("kernel: make instance %s follow forks: %w", s.name, err)
-	}
-	var b strings.Builder
-	for i, pid := range pids {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(strconv.Itoa(pid))
-	}
-	// O_TRUNC replaces the list.
-	if err := writeFile(filepath.Join(s.inst, "set_event_pid"), b.String(), os.O_TRUNC); err != nil {
-		return fmt.Errorf("kernel: set the pid filter of instance %s to %v: %w", s.name, pids, err)
+	if err := s.inst.SetPIDs(follow, pids); err != nil {
+		return fmt.Errorf("kernel: %w", err)
 	}
 	return nil
 }
@@ -529,109 +464,146 @@ func (s *Session) SetPIDs(pids ...int) error {
 // of every process that ran the probed instruction while the event was
 // enabled, not only of the processes SetPIDs chose.
 func (s *Session) Hits() (map[string]uint64, error) {
-	s.mu.Lock()
-	byKname := make(map[string]string, len(s.byKname))
-	hits := make(map[string]uint64, len(s.byKname))
-	files := map[string]bool{}
-	for k, p := range s.byKname {
-		user := p.info.group + "/" + p.info.name
-		byKname[k] = user
-		hits[user] = 0
-		if p.file == kprobeEvents {
-			files[kprobeProfile] = true
-		} else {
-			files[uprobeProfile] = true
-		}
+	counts, err := s.counts()
+	if err != nil {
+		return nil, err
 	}
-	s.mu.Unlock()
-	for file := range files {
-		data, err := os.ReadFile(s.tfs.path(file))
-		if err != nil {
-			return nil, fmt.Errorf("kernel: read hit counts: %w", err)
-		}
-		for _, l := range strings.Split(string(data), "\n") {
-			// "  PATH EVENT COUNT" (uprobes, PATH may hold spaces),
-			// "  EVENT HITS MISSES" (kprobes): the event is the
-			// first word that is one of ours.
-			w := strings.Fields(l)
-			if len(w) < 2 {
-				continue
-			}
-			if file == kprobeProfile {
-				if user, ok := byKname[w[0]]; ok {
-					n, _ := strconv.ParseUint(w[1], 10, 64)
-					hits[user] += n
-				}
-				continue
-			}
-			if user, ok := byKname[w[len(w)-2]]; ok {
-				n, _ := strconv.ParseUint(w[len(w)-1], 10, 64)
-				hits[user] += n
-			}
-		}
+	hits := make(map[string]uint64, len(counts))
+	for p, c := range counts {
+		hits[p.spec.Probe()] = c.Hits
 	}
 	return hits, nil
 }
 
-// Lost returns how many events the session's instance lost: overwritten
-// ("overrun") or dropped because a CPU's buffer was full ("dropped
-// events"), summed over the per-CPU stats. Events then have fewer events
-// than Hits counts for the traced processes.
-func (s *Session) Lost() (uint64, error) {
-	cpus, err := filepath.Glob(filepath.Join(s.inst, "per_cpu", "cpu*", "stats"))
-	if err != nil || len(cpus) == 0 {
-		return 0, fmt.Errorf("kernel: no per-CPU stats in instance %s: %v", s.name, err)
+// counts reads the profile counts of the session's probes.
+func (s *Session) counts() (map[*probe]tracefs.Count, error) {
+	s.mu.Lock()
+	probes := append([]*probe(nil), s.probes...)
+	s.mu.Unlock()
+	names := map[string]map[string]bool{} // profile -> kernel names
+	for _, p := range probes {
+		profile := tracefs.UprobeProfile
+		if p.file == tracefs.KprobeEvents {
+			profile = tracefs.KprobeProfile
+		}
+		if names[profile] == nil {
+			names[profile] = map[string]bool{}
+		}
+		names[profile][p.kname] = true
 	}
-	var lost uint64
-	for _, f := range cpus {
-		data, err := os.ReadFile(f)
+	byName := map[string]tracefs.Count{}
+	for profile, events := range names {
+		c, err := s.tfs.Profile(profile, events)
 		if err != nil {
-			return 0, fmt.Errorf("kernel: read %s: %w", f, err)
+			return nil, fmt.Errorf("kernel: %w", err)
 		}
-		for _, l := range strings.Split(string(data), "\n") {
-			k, v, ok := strings.Cut(l, ":")
-			if !ok || k != "overrun" && k != "dropped events" {
-				continue
-			}
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("kernel: %s: bad %q line", f, l)
-			}
-			lost += n
+		for k, v := range c {
+			byName[k] = v
 		}
 	}
-	return lost, nil
+	counts := make(map[*probe]tracefs.Count, len(probes))
+	for _, p := range probes {
+		counts[p] = byName[p.kname]
+	}
+	return counts, nil
+}
+
+// Lost returns how many events the session's instance lost: overwritten
+// or dropped because a CPU's buffer was full (Options.BufferKB), summed
+// over the CPUs. Events then delivers fewer events than Hits counts for
+// the traced processes.
+func (s *Session) Lost() (uint64, error) {
+	n, err := s.inst.Lost()
+	if err != nil {
+		return 0, fmt.Errorf("kernel: %w", err)
+	}
+	return n, nil
+}
+
+// Events reads the session's events from its instance's trace_pipe and
+// calls fn with each, in time order, until ctx is done or the session is
+// closed; it then reads what is still buffered without waiting (so that
+// the events of a program that has exited are all delivered) and returns
+// nil. It returns fn's error as soon as fn returns one, and the errors of
+// reading trace_pipe. fn runs on the goroutine that called Events.
+//
+// Event times are those of the instance's clock, CLOCK_MONOTONIC where
+// the kernel has it, with the microsecond resolution trace_pipe prints;
+// CPU is the CPU the probe fired on.
+//
+// fn may keep the event. Lines that cannot be parsed are passed to
+// Options.Warn. PID is the thread's tgid from /proc (once per thread),
+// else the kernel's tgid column, else the TID.
+//
+// trace_pipe is a consuming read: run one Events per session at a time.
+func (s *Session) Events(ctx context.Context, fn func(*uprobe.Event) error) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errClosed("read events")
+	}
+	pipe, err := s.inst.OpenPipe()
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("kernel: events of %s: %w", s.inst.Name, err)
+	}
+	s.pipes[pipe] = struct{}{}
+	s.readers.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.pipes, pipe)
+		s.mu.Unlock()
+		pipe.Close()
+		s.readers.Done()
+	}()
+	defer context.AfterFunc(ctx, pipe.Stop)()
+	bad := func(err error) {
+		s.badLines.Add(1)
+		s.warn(err)
+	}
+	return pipe.Read(s.lookup, fn, bad)
+}
+
+// lookup maps a kernel event name to its probe's info.
+func (s *Session) lookup(kname string) *tracefs.EventInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.byKname[kname]; p != nil {
+		return p.info
+	}
+	return nil
 }
 
 // Close disables and removes the session's events and its instance. It
 // stops the running Events calls first (they read what is buffered and
 // return). The first call does the work and returns its error; later
-// calls return that error again.
+// calls wait for it to be done and return os.ErrClosed, as a second
+// Close of cilium's tracefs events does.
 func (s *Session) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		<-s.closeDone
-		return s.closeErr
+		return os.ErrClosed
 	}
 	s.closed = true
-	for st := range s.stops {
-		st.stop()
+	for pipe := range s.pipes {
+		pipe.Stop()
 	}
 	s.mu.Unlock()
-	s.closeErr = s.close()
+	err := s.close()
 	close(s.closeDone)
-	return s.closeErr
+	return err
 }
 
 func (s *Session) close() error {
-
 	done := make(chan struct{})
 	go func() { s.readers.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(readerStopTimeout):
-		s.warn(fmt.Errorf("kernel: session %s: a reader of trace_pipe did not stop within %v", s.name, readerStopTimeout))
+		s.warn(fmt.Errorf("kernel: session %s: a reader of trace_pipe did not stop within %v", s.inst.Name, readerStopTimeout))
 	}
 
 	s.mu.Lock()
@@ -641,198 +613,22 @@ func (s *Session) close() error {
 	// it (an enabled event cannot be removed), in one step where
 	// disabling them first would cost a second wait for the kernel
 	// (~30 ms here).
-	if err := s.rmdirInstance(); err != nil {
-		errs = append(errs, err)
+	if err := s.inst.Remove(); err != nil {
+		errs = append(errs, fmt.Errorf("kernel: %w", err))
 		if s.enabled && len(s.probes) > 0 {
-			if err := writeFile(filepath.Join(s.inst, "events", s.name, "enable"), "0", os.O_TRUNC); err != nil {
-				errs = append(errs, fmt.Errorf("kernel: disable the events of %s: %w", s.name, err))
+			if err := s.inst.Enable(s.inst.Name, "", false); err != nil {
+				errs = append(errs, fmt.Errorf("kernel: disable the events of %s: %w", s.inst.Name, err))
 			}
 		}
 	}
 	s.enabled = false
 	for _, p := range s.probes {
-		if err := s.tfs.removeEvent(p.file, s.name, p.kname); err != nil {
+		if err := s.tfs.RemoveEvent(p.file, s.inst.Name, p.kname); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	s.resMu.Lock()
+	s.res.Close()
+	s.resMu.Unlock()
 	return errors.Join(errs...)
-}
-
-func (s *Session) rmdirInstance() error {
-	deadline := time.Now().Add(removeTimeout)
-	for {
-		err := unix.Rmdir(s.inst)
-		switch {
-		case err == nil || err == unix.ENOENT || err == unix.ENODEV:
-			// ENODEV: another process is removing it right now.
-			return nil
-		case err == unix.EBUSY && time.Now().Before(deadline):
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		return fmt.Errorf("kernel: remove tracefs instance %s: %w", s.inst, err)
-	}
-}
-
-// removeEvent removes GROUP/EVENT from file ("-:GROUP/EVENT"), retrying
-// while the kernel reports it busy. An event that is already gone is not
-// an error.
-func (t *Tracefs) removeEvent(file, group, event string) error {
-	line := "-:" + group + "/" + event
-	deadline := time.Now().Add(removeTimeout)
-	for {
-		err := writeFile(t.path(file), line+"\n", os.O_APPEND)
-		switch {
-		case err == nil || errors.Is(err, unix.ENOENT):
-			return nil
-		case errors.Is(err, unix.EBUSY) && time.Now().Before(deadline):
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		return t.kernelError(file, line, err)
-	}
-}
-
-// probeEvents returns the GROUP/EVENT names defined in a *_events file.
-func (t *Tracefs) probeEvents(file string) ([][2]string, error) {
-	data, err := os.ReadFile(t.path(file))
-	if err != nil {
-		return nil, err
-	}
-	var evs [][2]string
-	for _, l := range strings.Split(string(data), "\n") {
-		// "p:GROUP/EVENT place args", "r10:GROUP/EVENT ..."
-		head, _, _ := strings.Cut(l, " ")
-		_, name, ok := strings.Cut(head, ":")
-		if !ok {
-			continue
-		}
-		grp, ev, ok := strings.Cut(name, "/")
-		if ok {
-			evs = append(evs, [2]string{grp, ev})
-		}
-	}
-	return evs, nil
-}
-
-// removeGroupEvents removes every uprobe and kprobe event of group.
-func removeGroupEvents(t *Tracefs, group string) error {
-	var errs []error
-	for _, file := range []string{uprobeEvents, kprobeEvents} {
-		if !exists(t.path(file)) {
-			continue
-		}
-		evs, err := t.probeEvents(file)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, ge := range evs {
-			if ge[0] == group {
-				if err := t.removeEvent(file, ge[0], ge[1]); err != nil {
-					errs = append(errs, err)
-				}
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// sessionPID returns the pid of a session name "ptprobe_<pid>" or
-// "ptprobe_<pid>_<n>".
-func sessionPID(name string) (int, bool) {
-	rest, ok := strings.CutPrefix(name, SessionPrefix)
-	if !ok {
-		return 0, false
-	}
-	pidText, n, hasN := strings.Cut(rest, "_")
-	pid, err := strconv.Atoi(pidText)
-	if err != nil || pid <= 0 || strconv.Itoa(pid) != pidText {
-		return 0, false
-	}
-	if hasN {
-		if k, err := strconv.Atoi(n); err != nil || k < 2 || strconv.Itoa(k) != n {
-			return 0, false
-		}
-	}
-	return pid, true
-}
-
-// alive reports whether a process pid exists (EPERM: it exists, we may
-// not signal it).
-func alive(pid int) bool {
-	err := unix.Kill(pid, 0)
-	return err == nil || err == unix.EPERM
-}
-
-// CleanStale removes the instances and event groups of sessions whose
-// process is gone (a ptprobe that was killed before it could Close),
-// and returns what it removed ("instances/ptprobe_123",
-// "uprobe_events:ptprobe_123/ev"). Sessions of live processes are left
-// alone.
-//
-// A session is recognized by its name alone: a process that reuses the
-// pid of a dead ptprobe keeps its leftovers alive until it exits too, and
-// a ptprobe in another pid namespace sharing this tracefs looks dead.
-func CleanStale(t *Tracefs) ([]string, error) {
-	var removed []string
-	var errs []error
-	if ents, err := os.ReadDir(t.path("instances")); err == nil {
-		for _, e := range ents {
-			pid, ok := sessionPID(e.Name())
-			if !ok || alive(pid) {
-				continue
-			}
-			s := &Session{inst: t.path("instances", e.Name())}
-			if err := s.rmdirInstance(); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			removed = append(removed, "instances/"+e.Name())
-		}
-	}
-	for _, file := range []string{uprobeEvents, kprobeEvents} {
-		if !exists(t.path(file)) {
-			continue
-		}
-		evs, err := t.probeEvents(file)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("kernel: read %s: %w", file, err))
-			continue
-		}
-		for _, ge := range evs {
-			pid, ok := sessionPID(ge[0])
-			if !ok || alive(pid) {
-				continue
-			}
-			// Enabled in the top-level buffer by someone else: it
-			// cannot be removed before it is disabled there.
-			writeFile(t.path("events", ge[0], ge[1], "enable"), "0", os.O_TRUNC)
-			if err := t.removeEvent(file, ge[0], ge[1]); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			removed = append(removed, file+":"+ge[0]+"/"+ge[1])
-		}
-	}
-	if len(errs) > 0 {
-		return removed, fmt.Errorf("kernel: remove stale sessions: %w", errors.Join(errs...))
-	}
-	return removed, nil
-}
-
-// writeFile writes data to a tracefs file in one write, opened write-only
-// with the extra flags (os.O_APPEND for *_events files: a truncating open
-// of those removes every definition of every user).
-func writeFile(path, data string, flags int) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|flags, 0)
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write([]byte(data))
-	cerr := f.Close()
-	if werr != nil {
-		return werr
-	}
-	return cerr
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,8 +14,8 @@ import (
 
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/internal/testprog"
+	"github.com/ptprobe/ptprobe/kernel/internal/tracefs"
 	"github.com/ptprobe/ptprobe/uprobe"
-	"golang.org/x/sys/unix"
 )
 
 // TestUprobeAndRetprobe: exact hit counts and the arguments the program
@@ -89,7 +88,7 @@ func TestUprobeAndRetprobe(t *testing.T) {
 			t.Fatalf("push events out of time order at %d", i)
 		}
 	}
-	if !s.MonotonicClock() || push[0].TimeNS > nowNS || nowNS-push[0].TimeNS > uint64(time.Minute) {
+	if !s.mono || push[0].TimeNS > nowNS || nowNS-push[0].TimeNS > uint64(time.Minute) {
 		t.Errorf("first event at %d ns, now is %d ns (CLOCK_MONOTONIC)", push[0].TimeNS, nowNS)
 	}
 
@@ -177,8 +176,8 @@ func TestStrings(t *testing.T) {
 			t.Errorf("take_int(%d) event: %+v", v, ev.Args)
 		}
 	}
-	if s.BadLines() != 0 {
-		t.Errorf("%d bad lines", s.BadLines())
+	if s.badLines.Load() != 0 {
+		t.Errorf("%d bad lines", s.badLines.Load())
 	}
 }
 
@@ -226,8 +225,8 @@ func TestKernelRefuses(t *testing.T) {
 	if err := s.AddUprobe(mustParse(t, "p:t/nolib libnosuchlib:f")); err == nil {
 		t.Errorf("unknown library accepted")
 	}
-	data, _ := os.ReadFile(tfs.path(uprobeEvents))
-	if strings.Contains(string(data), s.Name()+"/") {
+	data, _ := os.ReadFile(tfs.Path(tracefs.UprobeEvents))
+	if strings.Contains(string(data), s.inst.Name+"/") {
 		t.Errorf("uprobe_events has a definition of the session after refusals:\n%s", data)
 	}
 	// The session still works.
@@ -262,7 +261,7 @@ func TestParallelSessions(t *testing.T) {
 	}
 	names := map[string]bool{}
 	for _, s := range sessions {
-		names[s.Name()] = true
+		names[s.inst.Name] = true
 	}
 	if len(names) != len(sessions) {
 		t.Fatalf("sessions share names: %v", names)
@@ -272,9 +271,9 @@ func TestParallelSessions(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			c := &collector{}
-			code, _, err := Run(sessions[i], []string{prog, strconv.Itoa(n)}, nil, devNull(t), nil, nil, c.add)
-			if err == nil && code != 3 {
-				err = fmt.Errorf("exit code %d", code)
+			r, err := runArgv(sessions[i], []string{prog, strconv.Itoa(n)}, devNull(t), c.add)
+			if err == nil && r.exit.Code != 3 {
+				err = fmt.Errorf("exit code %d", r.exit.Code)
 			}
 			pid := 0
 			if len(c.evs) > 0 {
@@ -308,7 +307,7 @@ func TestParallelSessions(t *testing.T) {
 		if hits["t/push"] < uint64(counts[i]) {
 			t.Errorf("session %d: Hits %v below its own %d", i, hits, counts[i])
 		}
-		t.Logf("session %d (%s): %d events, Hits %v", i, sessions[i].Name(), counts[i], hits)
+		t.Logf("session %d (%s): %d events, Hits %v", i, sessions[i].inst.Name, counts[i], hits)
 	}
 }
 
@@ -322,9 +321,9 @@ func TestThreads(t *testing.T) {
 	addSpecs(t, s, "p:t/probed "+prog+":probed thread=%di:s64 i=%si:s64")
 	const threads, calls = 4, 300
 	c := &collector{}
-	code, _, err := Run(s, []string{prog, strconv.Itoa(threads), strconv.Itoa(calls)}, nil, devNull(t), nil, nil, c.add)
-	if err != nil || code != 0 {
-		t.Fatalf("Run: exit %d, %v", code, err)
+	r, err := runArgv(s, []string{prog, strconv.Itoa(threads), strconv.Itoa(calls)}, devNull(t), c.add)
+	if err != nil || r.exit.Code != 0 {
+		t.Fatalf("run: exit %+v, %v", r.exit, err)
 	}
 	evs := c.byProbe("t/probed")
 	if len(evs) != threads*calls {
@@ -358,11 +357,11 @@ func TestCloseRemovesEverything(t *testing.T) {
 	t.Parallel()
 	tfs := requireTracefs(t)
 	prog := testprog.Build(t, t.TempDir(), "probes", testprog.PIE...)
-	s, err := NewSession(tfs, &Options{Warn: func(err error) { t.Errorf("warning: %v", err) }})
+	s, err := newSession(tfs, &Options{Warn: func(err error) { t.Errorf("warning: %v", err) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ino := inode(s.Instance())
+	ino := inode(s.inst.Dir)
 	t.Cleanup(func() { s.Close(); checkClosed(t, tfs, s, ino) })
 	addSpecs(t, s, "p:t/push "+prog+":push_func", "r:t/mid "+prog+":mid_func")
 	if err := s.Enable(); err != nil {
@@ -379,10 +378,19 @@ func TestCloseRemovesEverything(t *testing.T) {
 		go func() { defer wg.Done(); errs[i] = s.Close() }()
 	}
 	wg.Wait()
+	// One of them did the work; the others waited for it and say the
+	// session was closed already.
+	closed := 0
 	for i, err := range errs {
-		if err != nil {
+		switch {
+		case err == nil:
+			closed++
+		case !errors.Is(err, os.ErrClosed):
 			t.Errorf("Close %d: %v", i, err)
 		}
+	}
+	if closed != 1 {
+		t.Errorf("Close returned nil %d times, want once: %v", closed, errs)
 	}
 	select {
 	case err := <-done:
@@ -394,11 +402,16 @@ func TestCloseRemovesEverything(t *testing.T) {
 	}
 	t.Logf("Close with a reader running: %v", time.Since(start))
 	checkClosed(t, tfs, s, ino)
-	if err := s.AddUprobe(mustParse(t, "p:t/x "+prog+":push_func")); !errors.Is(err, ErrClosed) {
-		t.Errorf("AddUprobe after Close: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Errorf("Close again: %v", err)
+	for what, err := range map[string]error{
+		"AddUprobe": s.AddUprobe(mustParse(t, "p:t/x "+prog+":push_func")),
+		"Enable":    s.Enable(),
+		"SetPIDs":   s.SetPIDs(1),
+		"Events":    s.Events(context.Background(), func(*uprobe.Event) error { return nil }),
+		"Close":     s.Close(),
+	} {
+		if !errors.Is(err, os.ErrClosed) {
+			t.Errorf("%s after Close: %v, want os.ErrClosed", what, err)
+		}
 	}
 }
 
@@ -431,7 +444,7 @@ func TestEventsStopsOnCancel(t *testing.T) {
 	}
 }
 
-// TestEventsFnError: fn's error stops Events and is returned by Run,
+// TestEventsFnError: fn's error stops Events and is returned by run,
 // with the program's exit status.
 func TestEventsFnError(t *testing.T) {
 	t.Parallel()
@@ -441,77 +454,15 @@ func TestEventsFnError(t *testing.T) {
 	addSpecs(t, s, "p:t/push "+prog+":push_func")
 	stop := errors.New("enough")
 	n := 0
-	code, _, err := Run(s, []string{prog, "100"}, nil, devNull(t), nil, nil, func(*uprobe.Event) error {
+	r, err := runArgv(s, []string{prog, "100"}, devNull(t), func(*uprobe.Event) error {
 		n++
 		if n == 10 {
 			return stop
 		}
 		return nil
 	})
-	if !errors.Is(err, stop) || code != 3 || n != 10 {
-		t.Errorf("Run = %d, %v after %d events", code, err, n)
-	}
-}
-
-// TestCleanStale: the instance and event group of a dead pid are removed,
-// those of live pids are not.
-func TestCleanStale(t *testing.T) {
-	t.Parallel()
-	tfs := requireTracefs(t)
-	prog := testprog.Build(t, t.TempDir(), "probes", testprog.PIE...)
-	f, err := elfsym.Open(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sym, _ := f.Lookup("push_func")
-	f.Close()
-
-	dead := SessionPrefix + strconv.Itoa(deadPID(t))
-	dead2 := dead + "_3"
-	live := SessionPrefix + "1_77" // init is alive
-	groups := []string{dead, dead2, live}
-	t.Cleanup(func() {
-		for _, g := range groups {
-			os.Remove(tfs.path("instances", g))
-			removeGroupEvents(tfs, g)
-			checkNoLeftovers(t, tfs, g)
-		}
-	})
-	for _, g := range groups {
-		if err := os.Mkdir(tfs.path("instances", g), 0o750); err != nil {
-			t.Fatal(err)
-		}
-		line := fmt.Sprintf("p:%s/ev %s:0x%x", g, prog, sym.Offset)
-		if err := writeFile(tfs.path(uprobeEvents), line+"\n", os.O_APPEND); err != nil {
-			t.Fatalf("%s: %v", line, err)
-		}
-	}
-	// Enabled in the dead session's instance, as a killed ptprobe
-	// leaves it.
-	// A session started meanwhile by a parallel test (of this package
-	// or another) may have cleaned the dead ones up already.
-	if err := writeFile(tfs.path("instances", dead, "events", dead, "ev", "enable"), "1", os.O_TRUNC); err != nil {
-		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENODEV) {
-			t.Fatal(err)
-		}
-		t.Logf("%s was removed before it could be enabled, by a parallel session's cleanup", dead)
-	}
-	removed, err := CleanStale(tfs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Sessions made by parallel tests clean stale sessions too: what
-	// matters is that they are gone, whoever removed them.
-	t.Logf("removed %q", removed)
-	for _, r := range removed {
-		if strings.Contains(r, live) {
-			t.Errorf("removed %s of a live pid", r)
-		}
-	}
-	checkNoLeftovers(t, tfs, dead)
-	checkNoLeftovers(t, tfs, dead2)
-	if !exists(tfs.path("instances", live)) || !exists(tfs.path("events", live, "ev")) {
-		t.Errorf("the live session %s was touched", live)
+	if !errors.Is(err, stop) || r.exit.Code != 3 || n != 10 {
+		t.Errorf("run = %+v, %v after %d events", r.exit, err, n)
 	}
 }
 
@@ -524,7 +475,7 @@ func TestKprobesUnsupported(t *testing.T) {
 		t.Skip("skipped: this kernel has kprobe_events")
 	}
 	s := newTestSession(t, tfs, nil)
-	k, err := ParseKprobe("p:k/read vfs_read fd=%di:s32")
+	k, err := uprobe.ParseKprobe("p:k/read vfs_read fd=%di:s32")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,32 +484,6 @@ func TestKprobesUnsupported(t *testing.T) {
 		t.Errorf("AddKprobe = %v", err)
 	}
 	t.Logf("%v", err)
-}
-
-// TestOpenTracefsMounts: with nothing mounted at the place, OpenTracefs
-// mounts tracefs there (a second mount of the same tracefs, in a
-// temporary directory, removed at the end).
-func TestOpenTracefsMounts(t *testing.T) {
-	t.Parallel()
-	requireTracefs(t)
-	dir := t.TempDir()
-	tfs, err := openTracefs(dir, filepath.Join(dir, "nowhere"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	if !tfs.Mounted || tfs.Root != dir || !tfs.Features.UprobeEvents || !tfs.Features.ErrorLog {
-		t.Errorf("%+v", tfs)
-	}
-	// Already mounted: used as it is.
-	tfs2, err := openTracefs(dir, "")
-	if err != nil || tfs2.Mounted {
-		t.Errorf("second open: %+v, %v", tfs2, err)
-	}
 }
 
 // TestFork: the events of a child the program forks are traced too
@@ -604,22 +529,22 @@ func TestDefinitions(t *testing.T) {
 	prog := testprog.Build(t, t.TempDir(), "probes", testprog.PIE...)
 	s := newTestSession(t, tfs, nil)
 	addSpecs(t, s, "p:a__b/c "+prog+":push_func x=$arg2:s64", "p:a/b__c "+prog+":push_func", "r "+prog+":mid_func")
-	defs := s.Definitions()
+	defs := s.definitions()
 	if len(defs) != 3 {
 		t.Fatalf("%+v", defs)
 	}
 	seen := map[string]bool{}
 	for _, d := range defs {
-		if seen[d.Event] || !strings.HasPrefix(d.Event, s.Name()+"/") || d.File != uprobeEvents {
+		if seen[d.event] || !strings.HasPrefix(d.event, s.inst.Name+"/") || d.file != tracefs.UprobeEvents {
 			t.Errorf("%+v", d)
 		}
-		seen[d.Event] = true
-		if s.KernelEvent(d.Probe) != strings.TrimPrefix(d.Event, s.Name()+"/") {
-			t.Errorf("KernelEvent(%s) = %q", d.Probe, s.KernelEvent(d.Probe))
+		seen[d.event] = true
+		if p := s.byUser[d.probe]; p == nil || p.kname != strings.TrimPrefix(d.event, s.inst.Name+"/") {
+			t.Errorf("probe %s: %+v", d.probe, p)
 		}
-		t.Logf("%s -> %s", d.Probe, d.Line)
+		t.Logf("%s -> %s", d.probe, d.line)
 	}
-	if !strings.Contains(defs[0].Line, " x=%si:s64") || defs[2].Probe != "ptprobe/mid_func__return" || !strings.HasPrefix(defs[2].Line, "r:") {
+	if !strings.Contains(defs[0].line, " x=%si:s64") || defs[2].probe != "ptprobe/mid_func__return" || !strings.HasPrefix(defs[2].line, "r:") {
 		t.Errorf("%+v", defs)
 	}
 }

@@ -3,65 +3,14 @@ package kernel
 import (
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 
-	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
-// UprobeLine renders the uprobe_events line of spec under the kernel's
-// group and event names, for the file at path and the file offset:
-//
-//	p:GROUP/EVENT PATH:0xOFFSET NAME=FETCHARG:TYPE ...
-//
-// ("r:" for return probes). Every fetch-arg is written out in the
-// kernel's syntax with its name and type: registers by their kernel names
-// (%di, %ax, ...), and $argN, which the kernel accepts only for kernel
-// function entries, as the SysV register of the Nth integer argument (%di
-// %si %dx %cx %r8 %r9), which is what it means at a function's first
-// instruction. Registers the kernel does not know (%ds, %fs_base...) are
-// written as they are: the kernel refuses them, with its own message.
-func UprobeLine(spec *uprobe.Spec, group, event, path string, offset uint64) string {
-	args, err := spec.Bind(uprobe.SysV)
-	if err != nil {
-		args = spec.Args
-	}
-	return uprobeLine(spec, args, group, event, path, offset, "")
-}
-
-// uprobeLine is UprobeLine with the spec's fetch-args bound (args) and
-// extra fetch-args written before them (" NAME=FETCHARG:TYPE...", or "").
-func uprobeLine(spec *uprobe.Spec, args []uprobe.FetchArg, group, event, path string, offset uint64, extra string) string {
-	var b strings.Builder
-	if spec.Kind == uprobe.Return {
-		b.WriteString("r:")
-	} else {
-		b.WriteString("p:")
-	}
-	b.WriteString(group)
-	b.WriteByte('/')
-	b.WriteString(event)
-	b.WriteByte(' ')
-	b.WriteString(path)
-	b.WriteString(":0x")
-	b.WriteString(strconv.FormatUint(offset, 16))
-	b.WriteString(extra)
-	for i := range args {
-		a := &args[i]
-		b.WriteByte(' ')
-		b.WriteString(a.Name)
-		b.WriteByte('=')
-		b.WriteString(a.Expr.String())
-		b.WriteByte(':')
-		b.WriteString(a.Type.String())
-	}
-	return b.String()
-}
-
-// Location is a uprobe spec resolved to what uprobe_events takes.
-type Location struct {
+// location is a uprobe spec resolved to what uprobe_events takes.
+type location struct {
 	Path   string // absolute path of the probed file
 	Offset uint64 // file offset of the probed instruction, bytes
 	// Function names the containing function and the probe's offset in
@@ -75,51 +24,41 @@ type Location struct {
 	Go bool
 }
 
-// ResolveUprobe finds the file and the file offset spec probes, as the
-// ptrace engine does but before the program runs:
-//   - a library name (no '/': "libc", "libz.so.1") is looked up where the
-//     dynamic linker looks (elfsym.SearchLibrary's places), so the program
-//     must load that same file for the probe to fire; a name that is no
-//     library there is an error wrapping elfsym.ErrNoLibrary, with the
-//     closest names (Options.Libraries also knows a program's own);
-//   - SYMBOL[+OFFS] is the symbol's address plus OFFS, converted through
-//     the executable PT_LOAD segment; OFFS must lie within the symbol;
-//   - a numeric offset is a file offset, which must lie in an executable
-//     segment (the kernel would accept any offset and silently never
-//     fire).
+// resolveUprobe finds the file and the file offset spec probes with res
+// (package resolve, as the ptrace engine does), but once, before the
+// program runs (docs/DESIGN.md §2):
+//   - a library name is looked up as res's options say (the libraries of
+//     the program to run, else the system's), so the program must load
+//     that same file for the probe to fire; a name that is no library
+//     there is an error wrapping elfsym.ErrNoLibrary, with the closest
+//     names;
+//   - the probed offset must be an instruction boundary, proved by
+//     decoding from the start of the containing function: the kernel
+//     does not check, and a probe inside an instruction corrupts the
+//     program.
 //
-// The probed offset must be an instruction boundary, proved by decoding
-// from the start of the containing function, as the engine requires: the
-// kernel does not check, and a probe inside an instruction corrupts the
-// program.
-func ResolveUprobe(spec *uprobe.Spec) (Location, error) {
-	return resolveUprobe(spec, nil)
-}
-
-// resolveUprobe is ResolveUprobe with library names found in libs (nil:
-// the system's places).
-func resolveUprobe(spec *uprobe.Spec, libs *elfsym.Libraries) (Location, error) {
-	res := resolve.New(&resolve.Options{Libraries: libs})
-	defer res.Close()
+// What kernel uprobes cannot do is refused here: return probes on Go
+// code, $argN in a return probe, paths with white space.
+func resolveUprobe(res *resolve.Resolver, spec *uprobe.Spec) (location, error) {
 	rl, err := res.Resolve(spec)
 	if err != nil {
 		// The kernel needs the file before the program runs: a
 		// library must exist already.
-		return Location{}, err
+		return location{}, err
 	}
 	abs, err := filepath.Abs(rl.Path)
 	if err != nil {
-		return Location{}, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
+		return location{}, fmt.Errorf("kernel: probe %q: %w", spec.Text, err)
 	}
 	if strings.ContainsAny(abs, " \t\n\v\f\r") {
 		// uprobe_events splits its lines at white space.
 		if real, err := filepath.EvalSymlinks(abs); err == nil && !strings.ContainsAny(real, " \t\n\v\f\r") {
 			abs = real
 		} else {
-			return Location{}, fmt.Errorf("kernel: probe %q: the kernel cannot probe %q: its path contains white space", spec.Text, abs)
+			return location{}, fmt.Errorf("kernel: probe %q: the kernel cannot probe %q: its path contains white space", spec.Text, abs)
 		}
 	}
-	loc := Location{Path: abs, Offset: rl.Offset, Function: rl.Function, ABI: rl.ABI, Args: rl.Args, Go: rl.Go}
+	loc := location{Path: abs, Offset: rl.Offset, Function: rl.Function, ABI: rl.ABI, Args: rl.Args, Go: rl.Go}
 	if spec.Kind == uprobe.Return && loc.Go {
 		// A uretprobe replaces the return address on the stack; the
 		// Go runtime copies goroutine stacks to grow them, follows

@@ -22,9 +22,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ptprobe/ptprobe/backend"
+	"github.com/ptprobe/ptprobe/kernel/internal/tracefs"
 	"github.com/ptprobe/ptprobe/uprobe"
 	"golang.org/x/sys/unix"
 )
+
+// readTestdata reads a tracefs README of internal/tracefs/testdata.
+func readTestdata(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("internal", "tracefs", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
 
 // vmEnv is set to 1 by the VM's /init (scripts/vminit).
 const vmEnv = "PTPROBE_IN_VM"
@@ -34,14 +46,14 @@ const vmProbesEnv = "PTPROBE_VM_PROBES"
 
 // requireVM skips the test outside the VM, and inside it opens tracefs,
 // failing the test when the kernel lacks what the VM tests are for.
-func requireVM(t *testing.T) *Tracefs {
+func requireVM(t *testing.T) *tracefs.Tracefs {
 	t.Helper()
 	if os.Getenv(vmEnv) != "1" {
 		t.Skipf("skipped: runs only inside the qemu VM of scripts/kernel-vm-test.sh, whose /init sets %s=1", vmEnv)
 	}
-	tfs, err := OpenTracefs()
+	tfs, err := tracefs.Open()
 	if err != nil {
-		t.Fatalf("OpenTracefs in the VM: %v", err)
+		t.Fatalf("tracefs.Open in the VM: %v", err)
 	}
 	f := tfs.Features
 	if !f.KprobeEvents || !f.UprobeEvents || !f.Instances || !f.ErrorLog {
@@ -162,19 +174,20 @@ func TestVM(t *testing.T) {
 	t.Run("Kprobe", func(t *testing.T) { vmKprobe(t, tfs) })
 	t.Run("KprobeRefused", func(t *testing.T) { vmKprobeRefused(t, tfs) })
 	t.Run("Uprobe", func(t *testing.T) { vmUprobe(t, tfs) })
+	t.Run("Backend", func(t *testing.T) { vmBackend(t) })
 	t.Run("NoLeftovers", func(t *testing.T) { vmNoLeftovers(t, tfs) })
 }
 
 // vmFeatures: what the VM kernel's README says it supports, and how that
 // differs from the 6.18 README of the development machine
-// (testdata/README-6.18-uprobes-only.txt).
-func vmFeatures(t *testing.T, tfs *Tracefs) {
-	readme, err := os.ReadFile(tfs.path("README"))
+// (internal/tracefs/testdata/README-6.18-uprobes-only.txt).
+func vmFeatures(t *testing.T, tfs *tracefs.Tracefs) {
+	readme, err := os.ReadFile(tfs.Path("README"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := ParseFeatures(string(readme))
-	dev := ParseFeatures(readTestdata(t, "README-6.18-uprobes-only.txt"))
+	vm := tracefs.ParseFeatures(string(readme))
+	dev := tracefs.ParseFeatures(readTestdata(t, "README-6.18-uprobes-only.txt"))
 	t.Logf("features of %s (README and files): %+v", kernelRelease(), tfs.Features)
 
 	// Both kinds of probe, both return forms, the fetch-args the tests
@@ -203,7 +216,7 @@ func vmFeatures(t *testing.T, tfs *Tracefs) {
 		}
 	}
 	// The files agree with the README.
-	if !tfs.Features.KprobeEvents || !exists(tfs.path("kprobe_profile")) {
+	if !tfs.Features.KprobeEvents || !tracefs.Exists(tfs.Path(tracefs.KprobeProfile)) {
 		t.Errorf("%s has no kprobe_events or kprobe_profile", tfs.Root)
 	}
 
@@ -258,8 +271,10 @@ func diff(a, b []string) (onlyA, onlyB []string) {
 // const char __user *filename, struct open_how *how), read back through
 // the session's trace_pipe: the path of an open this test makes, as a
 // user string fetched two ways, the flags and mode of the open_how, and
-// the fd the open returned, or its error.
-func vmKprobe(t *testing.T, tfs *Tracefs) {
+// the fd the open returned, or its error; and a kprobe whose fetch-args
+// are kernel data symbols (@SYM, @SYM+OFFS: the kernel's linux_banner,
+// which /proc/version prints).
+func vmKprobe(t *testing.T, tfs *tracefs.Tracefs) {
 	const fn = "do_sys_openat2"
 	addr := kallsyms(t, fn)
 	if addr == 0 {
@@ -269,10 +284,11 @@ func vmKprobe(t *testing.T, tfs *Tracefs) {
 	for _, text := range []string{
 		"p:vm/open " + fn + " dfd=$arg1:s32 path=+0(%si):ustring upath=+u0(%si):string flags=+0(%dx):x64 mode=+8(%dx):u64",
 		"p:vm/openret " + fn + "%return ret=$retval:s64",
+		"p:vm/banner " + fn + " b=@linux_banner:string v=@linux_banner+6:string",
 	} {
-		k, err := ParseKprobe(text)
+		k, err := uprobe.ParseKprobe(text)
 		if err != nil {
-			t.Fatalf("ParseKprobe(%q): %v", text, err)
+			t.Fatalf("uprobe.ParseKprobe(%q): %v", text, err)
 		}
 		if err := s.AddKprobe(k); err != nil {
 			var ke *KernelError
@@ -282,8 +298,8 @@ func vmKprobe(t *testing.T, tfs *Tracefs) {
 			t.Fatalf("AddKprobe(%q): %v", text, err)
 		}
 	}
-	for _, d := range s.Definitions() {
-		t.Logf("%s: %s", d.File, d.Line)
+	for _, d := range s.definitions() {
+		t.Logf("%s: %s", d.file, d.line)
 	}
 	if err := s.Enable(); err != nil {
 		t.Fatal(err)
@@ -324,9 +340,15 @@ func vmKprobe(t *testing.T, tfs *Tracefs) {
 		return pair{}
 	}
 	var opened, failed pair
+	var banner *uprobe.Event
 	ok := events.wait(30*time.Second, func(evs []*uprobe.Event) bool {
 		opened, failed = find(evs, path), find(evs, missing)
-		return opened.ret != nil && failed.ret != nil
+		for _, ev := range evs {
+			if ev.Probe() == "vm/banner" {
+				banner = ev
+			}
+		}
+		return opened.ret != nil && failed.ret != nil && banner != nil
 	})
 	events.stop(t)
 	if !ok {
@@ -374,6 +396,11 @@ func vmKprobe(t *testing.T, tfs *Tracefs) {
 		}
 	}
 
+	t.Logf("kprobe hit:    %s", evText(banner))
+	if b, v := banner.Args[0], banner.Args[1]; b.Fault || v.Fault || !strings.HasPrefix(b.S, "Linux version "+kernelRelease()+" ") || v.S != b.S[6:] {
+		t.Errorf("kprobe args b=%q v=%q: want linux_banner (\"Linux version %s ...\") and it from byte 6", b.S, v.S, kernelRelease())
+	}
+
 	hits, err := s.Hits()
 	if err != nil {
 		t.Fatal(err)
@@ -382,15 +409,15 @@ func vmKprobe(t *testing.T, tfs *Tracefs) {
 	if hits["vm/open"] < 2 || hits["vm/openret"] < 2 {
 		t.Errorf("Hits = %v, want at least 2 of each", hits)
 	}
-	if s.BadLines() != 0 {
-		t.Errorf("%d trace_pipe lines could not be parsed", s.BadLines())
+	if s.badLines.Load() != 0 {
+		t.Errorf("%d trace_pipe lines could not be parsed", s.badLines.Load())
 	}
 }
 
 // vmKprobeRefused: kprobe specs ptprobe's parser takes and the kernel
 // refuses come back with the kernel's error_log message and its caret,
 // and leave nothing defined.
-func vmKprobeRefused(t *testing.T, tfs *Tracefs) {
+func vmKprobeRefused(t *testing.T, tfs *tracefs.Tracefs) {
 	s := newTestSession(t, tfs, nil)
 	for _, c := range []struct {
 		text string
@@ -399,9 +426,9 @@ func vmKprobeRefused(t *testing.T, tfs *Tracefs) {
 		{"p:vm/nosym ptprobe_no_such_function x=%di:u64", "ptprobe_no_such_function"},
 		{"p:vm/badreg do_sys_openat2 dfd=%di:s32 fsb=%fs_base:u64", "%fs_base"},
 	} {
-		k, err := ParseKprobe(c.text)
+		k, err := uprobe.ParseKprobe(c.text)
 		if err != nil {
-			t.Fatalf("ParseKprobe(%q): %v", c.text, err)
+			t.Fatalf("uprobe.ParseKprobe(%q): %v", c.text, err)
 		}
 		err = s.AddKprobe(k)
 		var ke *KernelError
@@ -409,7 +436,7 @@ func vmKprobeRefused(t *testing.T, tfs *Tracefs) {
 			t.Fatalf("AddKprobe(%q) = %v, want a *KernelError", c.text, err)
 		}
 		t.Logf("AddKprobe(%q): %v\n%s", c.text, err, ke.Caret())
-		if ke.File != kprobeEvents || ke.Msg == "" || ke.Pos < 0 || ke.Log == "" {
+		if ke.File != tracefs.KprobeEvents || ke.Msg == "" || ke.Pos < 0 || ke.Log == "" {
 			t.Errorf("KernelError %+v: want the error_log entry of kprobe_events", ke)
 			continue
 		}
@@ -421,21 +448,21 @@ func vmKprobeRefused(t *testing.T, tfs *Tracefs) {
 			t.Errorf("Caret() = %q", caret)
 		}
 	}
-	if defs := s.Definitions(); len(defs) != 0 {
+	if defs := s.definitions(); len(defs) != 0 {
 		t.Errorf("refused probes are defined: %+v", defs)
 	}
-	data, err := os.ReadFile(tfs.path(kprobeEvents))
+	data, err := os.ReadFile(tfs.Path(tracefs.KprobeEvents))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(data), s.Name()+"/") {
-		t.Errorf("kprobe_events has probes of %s: %q", s.Name(), data)
+	if strings.Contains(string(data), s.inst.Name+"/") {
+		t.Errorf("kprobe_events has probes of %s: %q", s.inst.Name, data)
 	}
 }
 
 // vmUprobe: kernel uprobes of the 6.1 kernel on the static build of
-// testdata/c/probes.c, through Run: exact counts and arguments.
-func vmUprobe(t *testing.T, tfs *Tracefs) {
+// testdata/c/probes.c, through a run: exact counts and arguments.
+func vmUprobe(t *testing.T, tfs *tracefs.Tracefs) {
 	prog := os.Getenv(vmProbesEnv)
 	if prog == "" {
 		t.Fatalf("%s is not set", vmProbesEnv)
@@ -446,8 +473,8 @@ func vmUprobe(t *testing.T, tfs *Tracefs) {
 		"r:vm/mid "+prog+":mid_func v=$retval:s64",
 		"p:vm/midpt "+prog+":mid_func+8 rbx=%bx:s64 arg=$arg1:u32",
 	)
-	for _, d := range s.Definitions() {
-		t.Logf("%s: %s", d.File, d.Line)
+	for _, d := range s.definitions() {
+		t.Logf("%s: %s", d.file, d.line)
 	}
 	const n = 200
 	start := time.Now()
@@ -487,12 +514,71 @@ func vmUprobe(t *testing.T, tfs *Tracefs) {
 	}
 }
 
+// vmBackend: Backend.Run with a uprobe and a kprobe (vfs_write, which the
+// program's printf ends in): the kprobe sees the program's writes only
+// (the pid filter), with the count it wrote, and both are counted in the
+// Result.
+func vmBackend(t *testing.T) {
+	prog := os.Getenv(vmProbesEnv)
+	if prog == "" {
+		t.Fatalf("%s is not set", vmProbesEnv)
+	}
+	if kallsyms(t, "vfs_write") == 0 {
+		t.Fatal("/proc/kallsyms has no vfs_write")
+	}
+	k, err := uprobe.ParseKprobe("p:vm/write vfs_write count=%dx:u64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	var evs []*uprobe.Event
+	const n = 50
+	req := &backend.Request{
+		Probes:  []backend.Probe{{Spec: mustParse(t, "p:vm/push "+prog+":push_func a=%di:s64")}},
+		Kprobes: []*uprobe.Spec{k},
+		Argv:    []string{prog, strconv.Itoa(n)},
+		Process: backend.Process{Stdout: out},
+		OnEvent: func(ev *uprobe.Event) { evs = append(evs, ev) },
+		Warn:    func(err error) { t.Errorf("warning: %v", err) },
+	}
+	res, err := Backend{}.Run(context.Background(), req)
+	if err != nil {
+		var ke *KernelError
+		if errors.As(err, &ke) {
+			t.Fatalf("Run: %v\n%s", err, ke.Caret())
+		}
+		t.Fatal(err)
+	}
+	t.Logf("result %+v", res)
+	written, _ := os.ReadFile(out.Name())
+	if res.ExitCode != 3 || len(res.Probes) != 2 || res.Probes[0].Hits != n || res.Probes[1].Hits == 0 || res.Probes[1].Spec != k {
+		t.Fatalf("result %+v, probes %+v: want exit 3, %d push hits and the writes", res, res.Probes, n)
+	}
+	var total uint64
+	for _, ev := range evs {
+		if ev.PID != res.PID {
+			t.Errorf("event of process %d, the program is %d: %s", ev.PID, res.PID, evText(ev))
+		}
+		if ev.Probe() == "vm/write" {
+			total += ev.Args[0].U
+		}
+	}
+	t.Logf("%d writes of %d bytes in all; the program wrote %d bytes", res.Probes[1].Hits, total, len(written))
+	if total != uint64(len(written)) {
+		t.Errorf("the kprobe saw writes of %d bytes, the program wrote %d", total, len(written))
+	}
+}
+
 // vmNoLeftovers: the sessions removed everything they defined. The VM
 // has no other tracing user, so the *_events files must be empty and no
 // instance left.
-func vmNoLeftovers(t *testing.T, tfs *Tracefs) {
-	for _, file := range []string{kprobeEvents, uprobeEvents, "dynamic_events"} {
-		data, err := os.ReadFile(tfs.path(file))
+func vmNoLeftovers(t *testing.T, tfs *tracefs.Tracefs) {
+	for _, file := range []string{tracefs.KprobeEvents, tracefs.UprobeEvents, "dynamic_events"} {
+		data, err := os.ReadFile(tfs.Path(file))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -500,14 +586,14 @@ func vmNoLeftovers(t *testing.T, tfs *Tracefs) {
 			t.Errorf("%s is not empty:\n%s", file, data)
 		}
 	}
-	ents, err := os.ReadDir(tfs.path("instances"))
+	ents, err := os.ReadDir(tfs.Path("instances"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
 		t.Errorf("instance %s is left", e.Name())
 	}
-	ents, err = os.ReadDir(tfs.path("events"))
+	ents, err = os.ReadDir(tfs.Path("events"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,6 +101,9 @@ func (r *Resolver) Open(path string) (*elfsym.File, error) {
 // elfsym.ErrNoLibrary, with the closest names: much more often a typo or a
 // garbled spec than a library that will appear from nowhere.
 func (r *Resolver) File(spec *uprobe.Spec) (*elfsym.File, error) {
+	if spec.Kernel {
+		return nil, fmt.Errorf("probe %q is a kernel probe: it has no file to resolve", spec.Text)
+	}
 	path := spec.Path
 	if spec.IsLibrary() {
 		found, err := r.libs.Find(spec.Path)

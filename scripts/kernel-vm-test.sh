@@ -140,7 +140,7 @@ CGO_ENABLED=0 go build -o "$work/init" ./scripts/vminit
 go build -o "$work/mkinitramfs" ./scripts/mkinitramfs
 gcc -O2 -static -o "$work/probes" testdata/c/probes.c
 files=(/init="$work/init" /kernel.test="$work/kernel.test" /bin/probes="$work/probes")
-for f in kernel/testdata/README-*.txt; do
+for f in kernel/internal/tracefs/testdata/README-*.txt; do
   files+=("/$f=$root/$f")
 done
 "$work/mkinitramfs" -o "$work/initrd.gz" "${files[@]}"

@@ -308,7 +308,8 @@ func (f *fetcher) value(e *Expr, depth int) (uint64, bool) {
 		}
 		return 0, false
 	}
-	// OpComm has no integer value (Parse refuses it).
+	// OpComm has no integer value (Parse refuses it), and OpSymbol, a
+	// kernel symbol that only the kernel binds, no address here.
 	return 0, false
 }
 

@@ -293,7 +293,7 @@ func TestFetchArgs(t *testing.T) {
 	if len(vals) != 3 || vals[0].S != "file.txt" || vals[1].U != 42 || !vals[2].Fault {
 		t.Errorf("FetchArgs = %+v", vals)
 	}
-	if vals[0].Name != "path" || vals[1].Name != "flags" || vals[1].Type != (Type{Unsigned, 4}) {
+	if vals[0].Name != "path" || vals[1].Name != "flags" || vals[1].Type != (Type{Kind: Unsigned, Size: 4}) {
 		t.Errorf("FetchArgs names/types = %+v", vals)
 	}
 }

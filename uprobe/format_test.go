@@ -12,20 +12,20 @@ func TestValueAppendText(t *testing.T) {
 		v    Value
 		want string
 	}{
-		{Value{Name: "a", Type: Type{Unsigned, 8}, U: 1<<64 - 1}, "a=18446744073709551615"},
-		{Value{Name: "a", Type: Type{Unsigned, 1}, U: 0x1ff}, "a=255"}, // masked to the size
-		{Value{Name: "a", Type: Type{Signed, 8}, U: 1 << 63}, "a=-9223372036854775808"},
-		{Value{Name: "a", Type: Type{Signed, 2}, U: 0x8000}, "a=-32768"}, // not yet sign-extended
-		{Value{Name: "a", Type: Type{Signed, 4}, U: 0x7fffffff}, "a=2147483647"},
-		{Value{Name: "a", Type: Type{Hex, 8}, U: 0}, "a=0x0"},
-		{Value{Name: "a", Type: Type{Hex, 8}, U: 0xDEADbeef}, "a=0xdeadbeef"},
-		{Value{Name: "a", Type: Type{Hex, 4}, U: 0xffffffff00000010}, "a=0x10"},
+		{Value{Name: "a", Type: Type{Kind: Unsigned, Size: 8}, U: 1<<64 - 1}, "a=18446744073709551615"},
+		{Value{Name: "a", Type: Type{Kind: Unsigned, Size: 1}, U: 0x1ff}, "a=255"}, // masked to the size
+		{Value{Name: "a", Type: Type{Kind: Signed, Size: 8}, U: 1 << 63}, "a=-9223372036854775808"},
+		{Value{Name: "a", Type: Type{Kind: Signed, Size: 2}, U: 0x8000}, "a=-32768"}, // not yet sign-extended
+		{Value{Name: "a", Type: Type{Kind: Signed, Size: 4}, U: 0x7fffffff}, "a=2147483647"},
+		{Value{Name: "a", Type: Type{Kind: Hex, Size: 8}, U: 0}, "a=0x0"},
+		{Value{Name: "a", Type: Type{Kind: Hex, Size: 8}, U: 0xDEADbeef}, "a=0xdeadbeef"},
+		{Value{Name: "a", Type: Type{Kind: Hex, Size: 4}, U: 0xffffffff00000010}, "a=0x10"},
 		{Value{Name: "s", Type: Type{Kind: String}, S: "hi there"}, `s="hi there"`},
 		{Value{Name: "s", Type: Type{Kind: String}, S: ""}, `s=""`},
 		{Value{Name: "s", Type: Type{Kind: String}, S: "q\"\n\xff"}, "s=\"q\"\n\xff\""},
 		{Value{Name: "s", Type: Type{Kind: String}, Fault: true}, "s=(fault)"},
 		{Value{Name: "s", Type: Type{Kind: String}, S: "abc", Truncated: true}, `s="abc"...`}, // cut at MaxStringLen
-		{Value{Name: "n", Type: Type{Unsigned, 4}, Fault: true, U: 5}, "n=(fault)"},
+		{Value{Name: "n", Type: Type{Kind: Unsigned, Size: 4}, Fault: true, U: 5}, "n=(fault)"},
 		{Value{Name: "z"}, "z=0"}, // the zero Type is a u with no size: 64 bits
 	}
 	for _, tt := range tests {
@@ -48,11 +48,11 @@ var (
 		TimeNS: 5_000000_999, PID: 77, TID: 78, CPU: 12, Comm: "a-very-long-comm",
 		Group: "g", Name: "open__return", Kind: Return, IP: 0x401000, RetIP: 0x401234,
 		Args: []Value{
-			{Name: "ret", Type: Type{Signed, 4}, U: 0xffffffffffffffff},
+			{Name: "ret", Type: Type{Kind: Signed, Size: 4}, U: 0xffffffffffffffff},
 			{Name: "path", Type: Type{Kind: String}, S: "/etc/passwd"},
-			{Name: "flags", Type: Type{Unsigned, 4}, U: 0x80000},
+			{Name: "flags", Type: Type{Kind: Unsigned, Size: 4}, U: 0x80000},
 			{Name: "bad", Type: Type{Kind: String}, Fault: true},
-			{Name: "bad2", Type: Type{Hex, 8}, Fault: true},
+			{Name: "bad2", Type: Type{Kind: Hex, Size: 8}, Fault: true},
 		},
 	}
 )
@@ -126,9 +126,9 @@ func TestEventJSONValid(t *testing.T) {
 			TimeNS: 1, PID: 2, TID: 3, Comm: s, Group: "g", Name: "e", Kind: Return, IP: 4, RetIP: 5,
 			Args: []Value{
 				{Name: "s", Type: Type{Kind: String}, S: s},
-				{Name: "u", Type: Type{Unsigned, 8}, U: 1<<64 - 1},
-				{Name: "i", Type: Type{Signed, 1}, U: 0x80},
-				{Name: "x", Type: Type{Hex, 2}, U: 0xabcd},
+				{Name: "u", Type: Type{Kind: Unsigned, Size: 8}, U: 1<<64 - 1},
+				{Name: "i", Type: Type{Kind: Signed, Size: 1}, U: 0x80},
+				{Name: "x", Type: Type{Kind: Hex, Size: 2}, U: 0xabcd},
 			},
 		}
 		line := e.AppendJSON(nil)

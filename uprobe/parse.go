@@ -27,6 +27,10 @@ const (
 	// maxArgN bounds $argN as the kernel does (PARAM_MAX_STACK); which
 	// N a probed function has depends on its ABI (Spec.Bind).
 	maxArgN = maxStackN
+	// maxActiveMax is KRETPROBE_MAXACTIVE_MAX.
+	maxActiveMax = 4096
+	// maxKprobeOffset: the kernel refuses symbol offsets above UINT_MAX.
+	maxKprobeOffset = math.MaxUint32
 )
 
 // Error messages. Where the kernel has a message for the same problem
@@ -74,6 +78,15 @@ const (
 	errDerefOpen     = "Dereference brace is not closed"
 	errCommDeref     = "$comm can not be dereferenced"
 	errBadFetchArg   = "Invalid fetch argument"
+
+	// Of kernel probe specs only.
+	errBadCommand   = "Probe definition must be started with 'p' or 'r'"
+	errMaxactType   = "Maxactive is only for function exit"
+	errBadMaxact    = "Invalid maxactive number"
+	errMaxactBig    = "Maxactive is too big"
+	errBadAddr      = "Invalid probed address or symbol"
+	errUprobeTarget = "This is a uprobe spec (PATH:OFFSET): use uprobe_events"
+	errFileOnKprobe = "File offset is not available with kprobe"
 )
 
 // reservedArgNames are the field names every probe event already has; an
@@ -120,8 +133,32 @@ func Parse(text string) (*Spec, error) {
 	return p.parse()
 }
 
+// ParseKprobe parses one kernel probe definition in the kernel's
+// kprobe_events grammar (see Spec) into a Spec with Kernel set. Errors
+// are *Error with the byte position of the problem in text, in the
+// kernel's words.
+//
+// The names and fetch-args are parsed as Parse parses them, with the
+// kernel probes' own forms: @SYM[+|-OFFS] (OpSymbol, the address of a
+// kernel data symbol), the "+u" dereference of user memory (Expr.User)
+// and the "ustring" type (Type.User); @+OFFSET (a file offset) is
+// refused, as the kernel refuses it. Newer kernel-only forms (\imm, BTF
+// argument names, arrays, bitfields, symbol/symstr types) are not parsed.
+//
+// Defaults: the group is DefaultGroup (as for uprobe specs, where the
+// kernel would use "kprobes"); the event is the kernel's "p_KSYM_OFFS"
+// ("r_" for return probes, OFFS in decimal) with ':' and '.' made '_',
+// or "p_0xADDR" for an address (the kernel prints a hashed pointer
+// there; ptprobe's kernel backend names its events explicitly anyway).
+func ParseKprobe(text string) (*Spec, error) {
+	p := parser{text: text, kernel: true}
+	return p.parse()
+}
+
 type parser struct {
 	text string
+	// kernel: the kprobe_events grammar (ParseKprobe), not uprobe_events.
+	kernel bool
 }
 
 // token is one whitespace-separated word of the spec and its position.
@@ -171,7 +208,35 @@ func (p *parser) parse() (*Spec, error) {
 	if len(toks) == 0 {
 		return nil, p.err(len(p.text), errNoSpec)
 	}
-	s := &Spec{Text: p.text, Group: DefaultGroup}
+	s := &Spec{Text: p.text, Group: DefaultGroup, Kernel: p.kernel}
+	var err *Error
+	if p.kernel {
+		toks, err = p.kprobeHead(s, toks)
+	} else {
+		toks, err = p.uprobeHead(s, toks)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(toks) > maxArgs {
+		return nil, p.err(toks[maxArgs].pos, errTooManyArgs)
+	}
+	if len(toks) > 0 {
+		s.Args = make([]FetchArg, 0, len(toks))
+	}
+	for i, t := range toks {
+		a, err := p.fetchArg(s, i, t)
+		if err != nil {
+			return nil, err
+		}
+		s.Args = append(s.Args, a)
+	}
+	return s, nil
+}
+
+// uprobeHead parses the command, names and target of a uprobe spec, and
+// returns the words after them: the fetch-args.
+func (p *parser) uprobeHead(s *Spec, toks []token) ([]token, *Error) {
 	t := toks[0]
 	switch {
 	case isCommand(t.s):
@@ -196,21 +261,56 @@ func (p *parser) parse() (*Spec, error) {
 	if s.Event == "" {
 		s.Event = defaultEvent(s)
 	}
-	toks = toks[1:]
-	if len(toks) > maxArgs {
-		return nil, p.err(toks[maxArgs].pos, errTooManyArgs)
+	return toks[1:], nil
+}
+
+// kprobeHead parses the command (with its maximum of active return
+// probes), names and target of a kernel probe spec, and returns the
+// words after them: the fetch-args. The command is not optional here:
+// kernel symbols are no file names to tell it from.
+func (p *parser) kprobeHead(s *Spec, toks []token) ([]token, *Error) {
+	cmd := toks[0]
+	switch cmd.s[0] {
+	case 'p':
+	case 'r':
+		s.Kind = Return
+	case '-':
+		return nil, p.err(cmd.pos, errDelete)
+	default:
+		return nil, p.err(cmd.pos, errBadCommand)
 	}
-	if len(toks) > 0 {
-		s.Args = make([]FetchArg, 0, len(toks))
+	head, name, hasName := strings.Cut(cmd.s[1:], ":")
+	if head != "" {
+		if !isDigit(head[0]) {
+			return nil, p.err(cmd.pos, errBadCommand)
+		}
+		if s.Kind != Return {
+			return nil, p.err(cmd.pos+1, errMaxactType)
+		}
+		n, ok := parseUint(head)
+		switch {
+		case !ok || n == 0:
+			return nil, p.err(cmd.pos+1, errBadMaxact)
+		case n > maxActiveMax:
+			return nil, p.err(cmd.pos+1, errMaxactBig)
+		}
+		s.MaxActive = int(n)
 	}
-	for i, t := range toks {
-		a, err := p.fetchArg(s, i, t)
-		if err != nil {
+	if hasName {
+		if err := p.eventName(s, name, cmd.pos+len(cmd.s)-len(name)); err != nil {
 			return nil, err
 		}
-		s.Args = append(s.Args, a)
 	}
-	return s, nil
+	if len(toks) < 2 {
+		return nil, p.err(len(p.text), errNoSpec)
+	}
+	if err := p.kernelTarget(s, toks[1]); err != nil {
+		return nil, err
+	}
+	if s.Event == "" {
+		s.Event = defaultKprobeEvent(s)
+	}
+	return toks[2:], nil
 }
 
 // eventName parses "[GRP/]EVENT" (or "GRP/", keeping the default event
@@ -334,6 +434,61 @@ func (p *parser) target(s *Spec, t token) *Error {
 	return nil
 }
 
+// kernelTarget parses a kernel probe's [MOD:]KSYM[+OFFS][%return] or
+// KADDR.
+func (p *parser) kernelTarget(s *Spec, t token) *Error {
+	if addr, ok := parseUint(t.s); ok {
+		s.Addr = addr
+		return nil
+	}
+	if strings.IndexByte(t.s, '/') >= 0 && strings.IndexByte(t.s, ':') >= 0 {
+		return p.err(t.pos, errUprobeTarget)
+	}
+	w := t.s
+	if i := strings.IndexByte(w, '%'); i >= 0 {
+		if w[i:] != "%return" {
+			return p.err(t.pos+i, errBadSuffix)
+		}
+		s.Kind = Return
+		w = w[:i]
+	}
+	sym := w
+	if i := strings.IndexAny(w, "+-"); i >= 0 {
+		sym = w[:i]
+		off, ok := parseUint(w[i+1:])
+		if !ok || w[i] == '-' && off != 0 || off > maxKprobeOffset {
+			return p.err(t.pos, errBadAddr)
+		}
+		s.Offset = off
+	}
+	if mod, rest, ok := strings.Cut(sym, ":"); ok {
+		if !isKsym(mod) {
+			return p.err(t.pos, errBadAddr)
+		}
+		s.Module, sym = mod, rest
+	}
+	if !isKsym(sym) {
+		return p.err(t.pos, errBadAddr)
+	}
+	s.Symbol = sym
+	if s.Kind == Return && s.Offset != 0 {
+		return p.err(t.pos, errBadRetprobe)
+	}
+	return nil
+}
+
+// isKsym reports whether w can be a kernel symbol or module name: C
+// identifier bytes and '.' (compiler suffixes: "foo.isra.0", "bar.cold").
+func isKsym(w string) bool {
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if !(isAlpha(c) || c == '_' || c == '.' || i > 0 && isDigit(c)) {
+			return false
+		}
+	}
+	return w != ""
+}
+
 // isRefCtr reports whether w is the kernel's "(REF_CTR_OFFSET)" suffix: a
 // number in parentheses, ending the target.
 func isRefCtr(w string) bool {
@@ -416,7 +571,7 @@ func (p *parser) fetchArg(s *Spec, i int, t token) (FetchArg, *Error) {
 	expr, typ, tpos := body, "", -1
 	if c := strings.IndexByte(body, ':'); c >= 0 {
 		expr, typ, tpos = body[:c], body[c+1:], bpos+c+1
-		tt, ok := parseType(typ)
+		tt, ok := p.parseType(typ)
 		if !ok {
 			return a, p.err(tpos, errBadType)
 		}
@@ -442,11 +597,14 @@ func (p *parser) fetchArg(s *Spec, i int, t token) (FetchArg, *Error) {
 }
 
 // parseType parses a fetch type name. "ustring" is the kernel's name for a
-// string in user memory, which is all a uprobe can read.
-func parseType(t string) (Type, bool) {
+// string in user memory, which is all a uprobe can read: in a uprobe spec
+// it is String, in a kernel probe's a String with User set.
+func (p *parser) parseType(t string) (Type, bool) {
 	switch t {
-	case "string", "ustring":
+	case "string":
 		return Type{Kind: String}, true
+	case "ustring":
+		return Type{Kind: String, User: p.kernel}, true
 	}
 	if len(t) < 2 {
 		return Type{}, false
@@ -464,13 +622,13 @@ func parseType(t string) (Type, bool) {
 	}
 	switch t[1:] {
 	case "8":
-		return Type{k, 1}, true
+		return Type{Kind: k, Size: 1}, true
 	case "16":
-		return Type{k, 2}, true
+		return Type{Kind: k, Size: 2}, true
 	case "32":
-		return Type{k, 4}, true
+		return Type{Kind: k, Size: 4}, true
 	case "64":
-		return Type{k, 8}, true
+		return Type{Kind: k, Size: 8}, true
 	}
 	return Type{}, false
 }
@@ -478,7 +636,7 @@ func parseType(t string) (Type, bool) {
 // isMemory reports whether the node reads memory, which is what the
 // string type needs (it takes the node's address, not its value).
 func (op Op) isMemory() bool {
-	return op == OpDeref || op == OpAddr || op == OpFileOffset
+	return op == OpDeref || op == OpAddr || op == OpFileOffset || op == OpSymbol
 }
 
 // expr parses one fetch expression at pos; depth is the number of memory
@@ -507,11 +665,16 @@ func (p *parser) expr(s *Spec, w string, pos, depth int) (*Expr, *Error) {
 			}
 			return &Expr{Op: OpAddr, Imm: int64(v)}, nil
 		case len(w) > 1 && w[1] == '+':
+			if p.kernel {
+				return nil, p.err(pos, errFileOnKprobe)
+			}
 			v, ok := parseUint(w[2:])
 			if !ok || v > math.MaxInt64 {
 				return nil, p.err(pos, errBadFileOffs)
 			}
 			return &Expr{Op: OpFileOffset, Imm: int64(v)}, nil
+		case p.kernel:
+			return p.symbol(w[1:], pos)
 		}
 		return nil, p.err(pos, errSymOnUprobe)
 
@@ -527,8 +690,9 @@ func (p *parser) expr(s *Spec, w string, pos, depth int) (*Expr, *Error) {
 			return nil, p.err(pos, errDerefBrace)
 		}
 		num := w[1:lp]
-		if len(num) > 0 && num[0] == 'u' {
-			num = num[1:] // "+u8(...)": user memory, the only kind here
+		user := len(num) > 0 && num[0] == 'u'
+		if user {
+			num = num[1:] // "+u8(...)": user memory
 		}
 		off, ok := parseSigned(w[0] == '-', num)
 		if !ok {
@@ -550,9 +714,34 @@ func (p *parser) expr(s *Spec, w string, pos, depth int) (*Expr, *Error) {
 		if inner.Op == OpComm {
 			return nil, p.err(pos, errCommDeref)
 		}
-		return &Expr{Op: OpDeref, Imm: off, Inner: inner}, nil
+		// A uprobe reads user memory only: "+u" is "+" there.
+		return &Expr{Op: OpDeref, Imm: off, Inner: inner, User: user && p.kernel}, nil
 	}
 	return nil, p.err(pos, errBadFetchArg)
+}
+
+// symbol parses the SYM[+|-OFFS] of a kernel probe's @SYM[+|-OFFS] at pos
+// (the '@'), as the kernel's traceprobe_split_symbol_offset splits it.
+// The symbol ends where the expression does: before the ')' of an
+// enclosing dereference or the type's ':', so it has no MOD: prefix, as
+// in the kernel.
+func (p *parser) symbol(ref string, pos int) (*Expr, *Error) {
+	sym, off := ref, int64(0)
+	if j := strings.IndexAny(ref, "+-"); j >= 0 {
+		sym = ref[:j]
+		v, ok := parseUint(ref[j+1:])
+		if !ok || v > math.MaxInt64 {
+			return nil, p.err(pos, errBadMemAddr)
+		}
+		off = int64(v)
+		if ref[j] == '-' {
+			off = -off
+		}
+	}
+	if !isKsym(sym) {
+		return nil, p.err(pos, errBadMemAddr)
+	}
+	return &Expr{Op: OpSymbol, Sym: sym, Imm: off}, nil
 }
 
 // variable parses a $-variable, name without the '$' at pos.
@@ -689,6 +878,52 @@ func defaultEvent(s *Spec) string {
 	return name
 }
 
+// defaultKprobeEvent names a kernel probe as the kernel does
+// (trace_kprobe.c): "%c_%s_%ld" with ':' and '.' made '_', cut to the name
+// buffer.
+func defaultKprobeEvent(s *Spec) string {
+	c := "p"
+	if s.Kind == Return {
+		c = "r"
+	}
+	var name string
+	if s.Symbol == "" {
+		name = c + "_0x" + strconv.FormatUint(s.Addr, 16)
+	} else {
+		sym := s.Symbol
+		if s.Module != "" {
+			sym = s.Module + ":" + sym
+		}
+		name = c + "_" + sym + "_" + strconv.FormatUint(s.Offset, 10)
+	}
+	b := []byte(name)
+	for i, ch := range b {
+		if ch == ':' || ch == '.' {
+			b[i] = '_'
+		}
+	}
+	if len(b) > maxNameLen {
+		b = b[:maxNameLen]
+	}
+	return string(b)
+}
+
+// kprobeTarget is a kernel probe's target: "[MOD:]KSYM+0xOFF",
+// "[MOD:]KSYM" or "0xKADDR".
+func (s *Spec) kprobeTarget() string {
+	if s.Symbol == "" {
+		return "0x" + strconv.FormatUint(s.Addr, 16)
+	}
+	t := s.Symbol
+	if s.Module != "" {
+		t = s.Module + ":" + t
+	}
+	if s.Offset != 0 {
+		t += "+0x" + strconv.FormatUint(s.Offset, 16)
+	}
+	return t
+}
+
 // sanitize replaces each byte outside [A-Za-z0-9_] by '_'.
 func sanitize(w string) string {
 	b := []byte(w)
@@ -706,14 +941,26 @@ func sanitize(w string) string {
 //
 // ("r:" for return probes), every default written out, so that the text
 // means the same to Parse and, for offset targets without ptprobe's
-// extensions, to the kernel. Symbol targets are kept as symbols.
+// extensions, to the kernel. Symbol targets are kept as symbols. A kernel
+// probe is written as kprobe_events takes it, and means the same to
+// ParseKprobe:
+//
+//	p:GRP/EVENT [MOD:]KSYM+0xOFFS NAME=EXPR:TYPE ...
+//
+// with "r[MAXACTIVE]:" for return probes, also those written with
+// %return (which kernels before 5.11 do not know), and "0xKADDR" for an
+// address.
 func (s *Spec) String() string {
 	var b strings.Builder
 	if s.Kind == Return {
-		b.WriteString("r:")
+		b.WriteByte('r')
+		if s.Kernel && s.MaxActive > 0 {
+			b.WriteString(strconv.Itoa(s.MaxActive))
+		}
 	} else {
-		b.WriteString("p:")
+		b.WriteByte('p')
 	}
+	b.WriteByte(':')
 	b.WriteString(s.Group)
 	b.WriteByte('/')
 	b.WriteString(s.Event)
@@ -753,8 +1000,18 @@ func (e *Expr) appendText(b []byte) []byte {
 	case OpDeref:
 		if e.Imm >= 0 {
 			b = append(b, '+')
+		} else {
+			b = append(b, '-')
 		}
-		b = strconv.AppendInt(b, e.Imm, 10)
+		if e.User {
+			b = append(b, 'u')
+		}
+		// The magnitude as unsigned: -MinInt64 is not an int64.
+		mag := uint64(e.Imm)
+		if e.Imm < 0 {
+			mag = -mag
+		}
+		b = strconv.AppendUint(b, mag, 10)
 		b = append(b, '(')
 		b = e.Inner.appendText(b)
 		return append(b, ')')
@@ -768,6 +1025,15 @@ func (e *Expr) appendText(b []byte) []byte {
 		return append(b, "$comm"...)
 	case OpArgN, OpEntryReg:
 		return strconv.AppendInt(append(b, "$arg"...), e.Imm, 10)
+	case OpSymbol:
+		b = append(append(b, '@'), e.Sym...)
+		if e.Imm > 0 {
+			b = append(b, '+')
+		}
+		if e.Imm != 0 {
+			b = strconv.AppendInt(b, e.Imm, 10)
+		}
+		return b
 	}
 	return append(b, "<bad op>"...)
 }
@@ -777,8 +1043,9 @@ func (e *Expr) appendText(b []byte) []byte {
 // are ignored). Parse(s.String()) is Equal to s.
 func (s *Spec) Equal(t *Spec) bool {
 	if s.Kind != t.Kind || s.Group != t.Group || s.Event != t.Event ||
-		s.Path != t.Path || s.Symbol != t.Symbol || s.Offset != t.Offset ||
-		len(s.Args) != len(t.Args) {
+		s.Kernel != t.Kernel || s.Path != t.Path || s.Module != t.Module ||
+		s.Symbol != t.Symbol || s.Offset != t.Offset || s.Addr != t.Addr ||
+		s.MaxActive != t.MaxActive || len(s.Args) != len(t.Args) {
 		return false
 	}
 	for i := range s.Args {
@@ -793,7 +1060,8 @@ func (s *Spec) Equal(t *Spec) bool {
 // Equal reports whether e and f are the same expression.
 func (e *Expr) Equal(f *Expr) bool {
 	for e != nil && f != nil {
-		if e.Op != f.Op || e.Imm != f.Imm || ((e.Op == OpReg || e.Op == OpEntryReg) && e.Reg != f.Reg) {
+		if e.Op != f.Op || e.Imm != f.Imm || e.Sym != f.Sym || e.User != f.User ||
+			((e.Op == OpReg || e.Op == OpEntryReg) && e.Reg != f.Reg) {
 			return false
 		}
 		e, f = e.Inner, f.Inner

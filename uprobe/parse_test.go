@@ -15,11 +15,11 @@ func arg(name string, t Type, e *Expr) FetchArg { return FetchArg{Name: name, Ty
 
 var (
 	x64 = DefaultType
-	u8  = Type{Unsigned, 1}
-	u32 = Type{Unsigned, 4}
-	s16 = Type{Signed, 2}
-	s32 = Type{Signed, 4}
-	x8  = Type{Hex, 1}
+	u8  = Type{Kind: Unsigned, Size: 1}
+	u32 = Type{Kind: Unsigned, Size: 4}
+	s16 = Type{Kind: Signed, Size: 2}
+	s32 = Type{Kind: Signed, Size: 4}
+	x8  = Type{Kind: Hex, Size: 1}
 	str = Type{Kind: String}
 )
 
@@ -192,7 +192,7 @@ func TestParseValid(t *testing.T) {
 			// do (kernel/uprobe_events_test.go checks it on this
 			// machine's).
 			text:  "r:g/ libc:calloc $retval:s64",
-			want:  Spec{Kind: Return, Group: "g", Event: "calloc__return", Path: "libc", Symbol: "calloc", Args: []FetchArg{arg("arg1", Type{Signed, 8}, op(OpRetval, 0))}},
+			want:  Spec{Kind: Return, Group: "g", Event: "calloc__return", Path: "libc", Symbol: "calloc", Args: []FetchArg{arg("arg1", Type{Kind: Signed, Size: 8}, op(OpRetval, 0))}},
 			canon: "r:g/calloc__return libc:calloc arg1=$retval:s64",
 		},
 		{
@@ -247,9 +247,13 @@ func TestParseValid(t *testing.T) {
 func checkRoundTrip(t testing.TB, s *Spec) {
 	t.Helper()
 	canon := s.String()
-	s2, err := Parse(canon)
+	parse := Parse
+	if s.Kernel {
+		parse = ParseKprobe
+	}
+	s2, err := parse(canon)
 	if err != nil {
-		t.Fatalf("Parse(%q) (the String of Parse(%q)): %v", canon, s.Text, err)
+		t.Fatalf("parse %q (the String of %q): %v", canon, s.Text, err)
 	}
 	if !s2.Equal(s) {
 		t.Fatalf("Parse(%q) = %s, not equal to Parse(%q)", canon, s2, s.Text)

@@ -1,7 +1,9 @@
 // Package uprobe is the shared vocabulary of ptprobe's backends: probe
 // specs in the kernel's uprobe_events grammar (plus ptprobe's symbol and
-// library extensions), fetch-arguments and their evaluation, the events a
-// hit produces, and the handler types of the Go API.
+// library extensions) and in its kprobe_events grammar, parsed by one
+// parser into one Spec and one fetch-arg tree; fetch-arguments and their
+// evaluation, the events a hit produces, and the handler types of the Go
+// API (docs/DESIGN.md §1).
 //
 // uprobe imports arch (register names) and nothing else of this module.
 package uprobe
@@ -33,29 +35,48 @@ func (k Kind) String() string {
 	return "entry"
 }
 
-// Spec is a parsed probe definition:
+// Spec is a parsed probe definition. A uprobe spec (Parse) is
 //
 //	p[:[GRP/]EVENT] PATH:OFFSET [FETCHARGS]
 //	r[:[GRP/]EVENT] PATH:OFFSET [FETCHARGS]
 //	p[:[GRP/]EVENT] PATH:OFFSET%return [FETCHARGS]
 //
-// where PATH:OFFSET may also be PATH:SYMBOL[+OFFS] or LIB:SYMBOL[+OFFS].
-// The leading "p " may be omitted ("libc:malloc %di").
+// where PATH:OFFSET may also be PATH:SYMBOL[+OFFS] or LIB:SYMBOL[+OFFS];
+// the leading "p " may be omitted ("libc:malloc %di"). A kernel probe
+// spec (ParseKprobe, Kernel set) is
+//
+//	p[:[GRP/]EVENT] [MOD:]KSYM[+OFFS]|KADDR [FETCHARGS]
+//	r[MAXACTIVE][:[GRP/]EVENT] [MOD:]KSYM[+0] [FETCHARGS]
+//	p[:[GRP/]EVENT] [MOD:]KSYM[+0]%return [FETCHARGS]
 type Spec struct {
 	Text  string // the spec as written
 	Kind  Kind
 	Group string // DefaultGroup when not given
-	Event string // defaulted as the kernel does, see Parse
+	Event string // defaulted as the kernel does, see Parse and ParseKprobe
+
+	// Kernel reports a kernel probe (kprobe_events): its target is
+	// Symbol+Offset in Module, or Addr, in the running kernel, and Path
+	// is "".
+	Kernel bool
 
 	// Path is the file as written: a path (contains '/') or a library
 	// name ("libc", "libz.so.1": letters, digits and "._-+" only) to be
 	// found where the program's dynamic linker looks.
 	Path string
-	// Symbol is the function name, "" when Offset is a file offset.
+	// Module is the MOD of a kernel probe's MOD:KSYM, "" for vmlinux.
+	Module string
+	// Symbol is the function name, "" when Offset is a file offset (or,
+	// in a kernel probe, when Addr is the target).
 	Symbol string
 	// Offset is the file offset (Symbol == "") or the offset from the
 	// symbol's start.
 	Offset uint64
+	// Addr is a kernel probe's KADDR, when Symbol is "".
+	Addr uint64
+	// MaxActive is the r[MAXACTIVE] of a kernel return probe: how many
+	// instances of the function the kernel can follow at once; 0 leaves
+	// the kernel's default.
+	MaxActive int
 
 	Args []FetchArg
 }
@@ -66,6 +87,9 @@ func (s *Spec) Probe() string { return s.Group + "/" + s.Event }
 // IsLibrary reports whether Path names a library to be found by name
 // rather than a file path.
 func (s *Spec) IsLibrary() bool {
+	if s.Kernel {
+		return false
+	}
 	for i := 0; i < len(s.Path); i++ {
 		if s.Path[i] == '/' {
 			return false
@@ -74,8 +98,12 @@ func (s *Spec) IsLibrary() bool {
 	return true
 }
 
-// Target is "PATH:SYMBOL+0xOFF", "PATH:SYMBOL" or "PATH:0xOFF".
+// Target is "PATH:SYMBOL+0xOFF", "PATH:SYMBOL" or "PATH:0xOFF"; for a
+// kernel probe "[MOD:]KSYM+0xOFF", "[MOD:]KSYM" or "0xKADDR".
 func (s *Spec) Target() string {
+	if s.Kernel {
+		return s.kprobeTarget()
+	}
 	switch {
 	case s.Symbol == "":
 		return fmt.Sprintf("%s:0x%x", s.Path, s.Offset)
@@ -99,6 +127,11 @@ const (
 type Type struct {
 	Kind TypeKind
 	Size int
+	// User marks a kernel probe's "ustring": a String in user memory
+	// (a kernel probe's "string" is in kernel memory). A uprobe reads
+	// user memory only, so uprobe specs take "ustring" as String and
+	// never set User.
+	User bool
 }
 
 // DefaultType is the kernel's default fetch type on x86-64.
@@ -112,6 +145,9 @@ func (t Type) String() string {
 		return fmt.Sprintf("s%d", t.Size*8)
 	case Hex:
 		return fmt.Sprintf("x%d", t.Size*8)
+	}
+	if t.User {
+		return "ustring"
 	}
 	return "string"
 }
@@ -133,6 +169,12 @@ const (
 	// entered, saved at the entry: a return probe's $argN once bound
 	// (Spec.Bind), N = Imm.
 	OpEntryReg
+	// OpSymbol is @SYM[+|-OFFS] of a kernel probe: memory at the
+	// address of the kernel's data symbol Sym plus Imm. It is symbolic:
+	// the kernel binds it to an address when it defines the probe, and
+	// ptprobe writes it back as it is (docs/DESIGN.md §2). uprobe specs
+	// refuse it, as the kernel does.
+	OpSymbol
 )
 
 // Expr is a fetch expression: a node of the tree of a fetch-arg.
@@ -141,6 +183,11 @@ type Expr struct {
 	Reg   arch.Reg // OpReg
 	Imm   int64    // address, offset or index, see Op
 	Inner *Expr    // OpDeref
+	Sym   string   // OpSymbol
+	// User marks a kernel probe's "+u" dereference (OpDeref): the
+	// memory is the user's, not the kernel's. uprobe specs read user
+	// memory only, take "+u" as "+" and never set it.
+	User bool
 }
 
 // FetchArg is one fetch-argument: [NAME=]FETCHARG[:TYPE].

@@ -16,6 +16,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -273,15 +274,6 @@ func intAfter(re *regexp.Regexp, out []byte) (int64, error) {
 
 func (b *bench) kernelRun(ret bool) runner {
 	return func(fn string, n int) (int64, int64, error) {
-		tfs, err := kernel.OpenTracefs()
-		if err != nil {
-			return 0, 0, err
-		}
-		sess, err := kernel.NewSession(tfs, &kernel.Options{BufferKB: 16 << 10})
-		if err != nil {
-			return 0, 0, err
-		}
-		defer sess.Close()
 		text := "p:bench/hit " + b.prog + ":bench_" + fn
 		if ret {
 			text = "r:bench/hit " + b.prog + ":bench_" + fn
@@ -290,22 +282,20 @@ func (b *bench) kernelRun(ret bool) runner {
 		if err != nil {
 			return 0, 0, err
 		}
-		if err := sess.AddUprobe(spec); err != nil {
-			return 0, 0, err
-		}
 		outf, err := os.CreateTemp(b.dir, "out")
 		if err != nil {
 			return 0, 0, err
 		}
 		defer os.Remove(outf.Name())
 		defer outf.Close()
-		var hits int64
-		if _, _, err := kernel.Run(sess, b.argv(fn, n), nil, outf, nil, nil, func(*uprobe.Event) error { hits++; return nil }); err != nil {
+		req := &backend.Request{Probes: []backend.Probe{{Spec: spec}}, Argv: b.argv(fn, n), Process: backend.Process{Stdout: outf}}
+		res, err := kernel.Backend{BufferKB: 16 << 10}.Run(context.Background(), req)
+		if err != nil {
 			return 0, 0, err
 		}
 		o, _ := os.ReadFile(outf.Name())
 		ns, err := parseLoop(o)
-		return ns, hits, err
+		return ns, int64(res.Probes[0].Hits), err
 	}
 }
 

@@ -105,9 +105,9 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		}
 		cfg.Probes = append(cfg.Probes, pc)
 	}
-	var kprobes []*kernel.KprobeSpec
+	var kprobes []*uprobe.Spec
 	for _, text := range *kspecs {
-		k, err := kernel.ParseKprobe(text)
+		k, err := uprobe.ParseKprobe(text)
 		if err != nil {
 			return 0, err
 		}

@@ -1,4 +1,4 @@
-package kernel
+package tracefs
 
 import (
 	"fmt"
@@ -52,27 +52,35 @@ func parseFormat(text string) ([]formatField, error) {
 	return fields, nil
 }
 
-// checkFormat checks that the kernel made the event with the fetch-args
-// we meant: same names, in order, with the sizes and signedness of their
-// types. A mismatch is a rendering bug, which would make every value read
-// back wrong.
-func checkFormat(fields []formatField, args []argInfo) error {
+// CheckFormat checks that the kernel made the event with the fetch-args
+// we meant, from the text of its format file: same names, in order, with
+// the sizes and signedness of their types. A mismatch is a rendering bug,
+// which would make every value read back wrong.
+func CheckFormat(format string, args []ArgInfo) error {
+	fields, err := parseFormat(format)
+	if err != nil {
+		return err
+	}
+	return checkFields(fields, args)
+}
+
+func checkFields(fields []formatField, args []ArgInfo) error {
 	if len(fields) != len(args) {
 		return fmt.Errorf("the kernel's event has %d fields, the probe %d fetch-args", len(fields), len(args))
 	}
 	for i, a := range args {
 		f := fields[i]
-		if f.name != a.name {
-			return fmt.Errorf("field %d is %q, the fetch-arg %q", i, f.name, a.name)
+		if f.name != a.Name {
+			return fmt.Errorf("field %d is %q, the fetch-arg %q", i, f.name, a.Name)
 		}
-		if a.typ.Kind == uprobe.String {
+		if a.Type.Kind == uprobe.String {
 			if !strings.Contains(f.typ, "char[]") {
 				return fmt.Errorf("field %s has type %q, not a string", f.name, f.typ)
 			}
 			continue
 		}
-		if f.size != a.typ.Size || f.signed != (a.typ.Kind == uprobe.Signed) {
-			return fmt.Errorf("field %s is %q (size %d, signed %v), the fetch-arg's type %s", f.name, f.typ, f.size, f.signed, a.typ)
+		if f.size != a.Type.Size || f.signed != (a.Type.Kind == uprobe.Signed) {
+			return fmt.Errorf("field %s is %q (size %d, signed %v), the fetch-arg's type %s", f.name, f.typ, f.size, f.signed, a.Type)
 		}
 	}
 	return nil

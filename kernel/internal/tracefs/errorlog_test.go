@@ -1,4 +1,4 @@
-package kernel
+package tracefs
 
 import (
 	"os"
@@ -42,7 +42,7 @@ func TestKernelErrorFromLog(t *testing.T) {
 	}
 	tfs := &Tracefs{Root: dir}
 	// The words of the line as the kernel joins them: single spaces.
-	ke := tfs.kernelError("uprobe_events", "p:tgx/push  /tmp/kx/probes:0x1250 a=%di:s64 b=%ds", syscall.EINVAL)
+	ke := tfs.Refused("uprobe_events", "p:tgx/push  /tmp/kx/probes:0x1250 a=%di:s64 b=%ds", syscall.EINVAL)
 	if ke.Msg != "Invalid register name" || ke.Pos != 45 || ke.Err != syscall.EINVAL {
 		t.Errorf("%+v", ke)
 	}
@@ -52,7 +52,7 @@ func TestKernelErrorFromLog(t *testing.T) {
 	if ke.Caret() != want {
 		t.Errorf("Caret:\n%s\nwant\n%s", ke.Caret(), want)
 	}
-	ke = tfs.kernelError("uprobe_events", "p:x/y /bin/true:0x10", syscall.ENOENT)
+	ke = tfs.Refused("uprobe_events", "p:x/y /bin/true:0x10", syscall.ENOENT)
 	if ke.Msg != "" || ke.Pos != -1 || ke.Log != "" {
 		t.Errorf("no entry: %+v", ke)
 	}

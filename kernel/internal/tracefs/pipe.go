@@ -1,12 +1,10 @@
-package kernel
+package tracefs
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,71 +26,62 @@ const (
 	pollTimeoutMS = 200
 )
 
-// readerStop wakes and stops one Events call: closing the write end of
-// its pipe makes the read end readable (POLLHUP) for the poll it sleeps in.
-type readerStop struct {
-	once sync.Once
-	r, w int // pipe fds
+// Pipe is an instance's trace_pipe, opened for Read, with a way to stop
+// a Read from another goroutine: closing the write end of a pipe of its
+// own makes the read end readable (POLLHUP) for the poll Read sleeps in.
+type Pipe struct {
+	path     string
+	fd       int
+	wakeR    int
+	wakeW    int
+	stopOnce sync.Once
 }
 
-func (st *readerStop) stop() { st.once.Do(func() { unix.Close(st.w) }) }
-
-// Events reads the session's events from its instance's trace_pipe and
-// calls fn with each, in time order, until ctx is done or the session is
-// closed; it then reads what is still buffered without waiting (so that
-// the events of a program that has exited are all delivered) and returns
-// nil. It returns fn's error as soon as fn returns one, and the errors of
-// reading trace_pipe.
-//
-// Event times are those of the instance's clock, CLOCK_MONOTONIC when
-// MonotonicClock says so, with the microsecond resolution trace_pipe
-// prints; CPU is the CPU the probe fired on.
-//
-// fn may keep the event. Lines that cannot be parsed are counted by
-// BadLines and passed to Options.Warn. PID is the thread's tgid from
-// /proc (once per thread; see fillPID), else the kernel's tgid column,
-// else the TID.
-//
-// trace_pipe is a consuming read: run one Events per session at a time.
-func (s *Session) Events(ctx context.Context, fn func(*uprobe.Event) error) error {
-	st := &readerStop{}
+// OpenPipe opens the instance's trace_pipe.
+func (i *Instance) OpenPipe() (*Pipe, error) {
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return fmt.Errorf("kernel: events of %s: %w", s.name, err)
+		return nil, fmt.Errorf("trace_pipe of %s: %w", i.Name, err)
 	}
-	st.r, st.w = p[0], p[1]
-	defer unix.Close(st.r)
-	defer st.stop()
-
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return ErrClosed
-	}
-	s.stops[st] = struct{}{}
-	s.readers.Add(1)
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.stops, st)
-		s.mu.Unlock()
-		s.readers.Done()
-	}()
-	stopAfter := context.AfterFunc(ctx, st.stop)
-	defer stopAfter()
-
-	path := filepath.Join(s.inst, "trace_pipe")
+	path := i.Path("trace_pipe")
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("kernel: open %s: %w", path, err)
+		unix.Close(p[0])
+		unix.Close(p[1])
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	defer unix.Close(fd)
+	return &Pipe{path: path, fd: fd, wakeR: p[0], wakeW: p[1]}, nil
+}
 
-	lr := lineReader{s: s, fn: fn, tgids: map[int]tgidOf{}}
+// Stop makes Read return once it has read what is buffered. It may be
+// called from any goroutine, more than once, before or during Read.
+func (p *Pipe) Stop() { p.stopOnce.Do(func() { unix.Close(p.wakeW) }) }
+
+// Close closes the pipe (and stops it). Call it once Read has returned.
+func (p *Pipe) Close() error {
+	p.Stop()
+	unix.Close(p.wakeR)
+	return unix.Close(p.fd)
+}
+
+// Read reads trace_pipe and calls fn with each event, in time order,
+// until Stop; it then reads what is still buffered without waiting (so
+// that the events of a program that has exited are all delivered) and
+// returns nil. It returns fn's error as soon as fn returns one, and the
+// errors of reading trace_pipe.
+//
+// lookup maps a kernel event name to its EventInfo (nil: not one of
+// ours); bad receives the lines that cannot be parsed. fn may keep the
+// event. PID is the thread's tgid from /proc (once per thread; see
+// fillPID), else the kernel's tgid column, else the TID.
+//
+// trace_pipe is a consuming read: one Read at a time.
+func (p *Pipe) Read(lookup func(kname string) *EventInfo, fn func(*uprobe.Event) error, bad func(error)) error {
+	lr := lineReader{lookup: lookup, fn: fn, bad: bad, tgids: map[int]tgidOf{}}
 	buf := make([]byte, readBufSize)
 	stopping := false
 	for {
-		n, err := unix.Read(fd, buf)
+		n, err := unix.Read(p.fd, buf)
 		if n > 0 {
 			if err := lr.feed(buf[:n], false); err != nil {
 				return err
@@ -103,15 +92,15 @@ func (s *Session) Events(ctx context.Context, fn func(*uprobe.Event) error) erro
 		case err == unix.EINTR:
 			continue
 		case err != nil && err != unix.EAGAIN:
-			return fmt.Errorf("kernel: read %s: %w", path, err)
+			return fmt.Errorf("read %s: %w", p.path, err)
 		}
 		// Empty (EAGAIN, or end of file once tracing is off).
 		if stopping {
 			return lr.feed(nil, true)
 		}
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(st.r), Events: unix.POLLIN}}
+		fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}, {Fd: int32(p.wakeR), Events: unix.POLLIN}}
 		if _, err := unix.Poll(fds, pollTimeoutMS); err != nil && err != unix.EINTR {
-			return fmt.Errorf("kernel: poll %s: %w", path, err)
+			return fmt.Errorf("poll %s: %w", p.path, err)
 		}
 		if fds[1].Revents != 0 {
 			// Stop: read what is left, then return.
@@ -123,8 +112,9 @@ func (s *Session) Events(ctx context.Context, fn func(*uprobe.Event) error) erro
 // lineReader splits what trace_pipe returns into entries and delivers
 // them.
 type lineReader struct {
-	s       *Session
+	lookup  func(kname string) *EventInfo
 	fn      func(*uprobe.Event) error
+	bad     func(error)
 	pending []byte         // read but not yet delivered
 	tgids   map[int]tgidOf // by tid: what fillPID found
 }
@@ -172,13 +162,14 @@ func (lr *lineReader) feed(data []byte, final bool) error {
 // lines while its last string argument is unfinished. It returns how many
 // lines it used, 0 when the entry may continue beyond lines.
 func (lr *lineReader) entry(lines []string, final bool) (int, error) {
-	lookup := lr.s.lookup
 	text := lines[0]
 	for n := 1; ; n++ {
 		ev := &uprobe.Event{}
-		err := parseTraceLine(text, lookup, ev)
+		var info *EventInfo
+		err := parseTraceLine(text, func(kname string) *EventInfo { info = lr.lookup(kname); return info }, ev)
 		if err == nil {
 			lr.fillPID(ev)
+			info.Events.Add(1)
 			return n, lr.fn(ev)
 		}
 		if err != errIncomplete {
@@ -198,11 +189,6 @@ func (lr *lineReader) entry(lines []string, final bool) (int, error) {
 		}
 		text += "\n" + lines[n]
 	}
-}
-
-func (lr *lineReader) bad(err error) {
-	lr.s.badLines.Add(1)
-	lr.s.warn(err)
 }
 
 // fillPID sets the event's PID: the thread's tgid from /proc, read once
@@ -250,14 +236,4 @@ func procTgid(tid int) int {
 		}
 	}
 	return 0
-}
-
-// lookup maps a kernel event name to its probe's info.
-func (s *Session) lookup(kname string) *eventInfo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p := s.byKname[kname]; p != nil {
-		return &p.info
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package kernel
+package tracefs
 
 import (
 	"errors"
@@ -9,7 +9,8 @@ import (
 
 // KernelError is a definition the kernel refused: the line written, the
 // write's error and, when error_log has it, the kernel's explanation with
-// the position of the problem in the line.
+// the position of the problem in the line. Package kernel exports it as
+// kernel.KernelError.
 type KernelError struct {
 	File string // the file written, "uprobe_events"
 	Line string // the line written, without its newline
@@ -94,17 +95,17 @@ func parseErrorLog(text string) []errorLogEntry {
 	return entries
 }
 
-// kernelError builds the error of a refused write of line to file,
-// looking up the newest error_log entry for line. error_log is shared by
-// every writer of every *_events file, so the entry is matched by its
-// command, never taken as the last one.
-func (t *Tracefs) kernelError(file, line string, werr error) *KernelError {
+// Refused builds the error of a refused write of line to file, looking
+// up the newest error_log entry for line. error_log is shared by every
+// writer of every *_events file, so the entry is matched by its command,
+// never taken as the last one.
+func (t *Tracefs) Refused(file, line string, werr error) *KernelError {
 	ke := &KernelError{File: file, Line: line, Err: werr, Pos: -1}
 	var pe *os.PathError
 	if errors.As(werr, &pe) {
 		ke.Err = pe.Err
 	}
-	data, err := os.ReadFile(t.path("error_log"))
+	data, err := os.ReadFile(t.Path("error_log"))
 	if err != nil {
 		return ke
 	}

@@ -1,37 +1,45 @@
-package kernel
+package tracefs
 
 import (
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
-// eventInfo is what parsing a trace_pipe line needs to know about the
+// EventInfo is what parsing a trace_pipe line needs to know about the
 // event it names: the user's names and the probe's kind and fetch-args.
-type eventInfo struct {
-	group, name string // the user's GROUP/EVENT
-	kind        uprobe.Kind
-	args        []argInfo
-	// commArg: the first of args is commArgName, the thread's name
+type EventInfo struct {
+	Group, Name string // the user's GROUP/EVENT
+	Kind        uprobe.Kind
+	Args        []ArgInfo
+	// CommArg: the first of Args is CommArgName, the thread's name
 	// recorded at the hit, which becomes the event's Comm rather than
 	// one of its Args.
-	commArg bool
+	CommArg bool
+	// Events counts the events of the probe Pipe.Read delivered.
+	Events atomic.Uint64
 }
 
-// commArgName is the fetch-arg the kernel backend adds to every probe to
+// CommArgName is the fetch-arg the kernel backend adds to every probe to
 // record the thread's name ($comm) at the hit. The comm column of
 // trace_pipe comes from a cache of 128 pid-to-name entries read when the
 // line is printed: after a busy moment it shows "<...>", and after an
 // exec the new name for the old program's events.
-const commArgName = "__ptprobe_comm"
+const CommArgName = "__ptprobe_comm"
 
-// argInfo is a fetch-arg as trace_pipe prints it: "name=value".
-type argInfo struct {
-	name string
-	typ  uprobe.Type
+// CommArg is the fetch-arg CommArgName=$comm:string.
+func CommArg() uprobe.FetchArg {
+	return uprobe.FetchArg{Name: CommArgName, Type: uprobe.Type{Kind: uprobe.String}, Expr: &uprobe.Expr{Op: uprobe.OpComm}}
+}
+
+// ArgInfo is a fetch-arg as trace_pipe prints it: "name=value".
+type ArgInfo struct {
+	Name string
+	Type uprobe.Type
 }
 
 // errIncomplete reports a line that ends inside a string argument: the
@@ -68,7 +76,7 @@ func (e *LineError) Error() string { return fmt.Sprintf("trace_pipe line %q: %s"
 // strings within double quotes with their bytes as they are, "(fault)"
 // for a failed fetch. A string containing `" next=` is ambiguous; the
 // first reading with which the rest of the line parses wins.
-func parseTraceLine(line string, lookup func(kname string) *eventInfo, ev *uprobe.Event) error {
+func parseTraceLine(line string, lookup func(kname string) *EventInfo, ev *uprobe.Event) error {
 	bad := func(format string, a ...any) error {
 		return &LineError{Line: line, Msg: fmt.Sprintf(format, a...)}
 	}
@@ -149,7 +157,7 @@ func parseTraceLine(line string, lookup func(kname string) *eventInfo, ev *uprob
 	if info == nil {
 		return fmt.Errorf("trace_pipe line %q: event %q: %w", line, kname, errUnknownEvent)
 	}
-	ev.Group, ev.Name, ev.Kind = info.group, info.name, info.kind
+	ev.Group, ev.Name, ev.Kind = info.Group, info.Name, info.Kind
 	i += colon + 1
 	if i < len(line) && line[i] == ' ' {
 		i++
@@ -164,7 +172,7 @@ func parseTraceLine(line string, lookup func(kname string) *eventInfo, ev *uprob
 		return bad("(ip) column not closed")
 	}
 	addrs := line[i+1 : i+end]
-	if info.kind == uprobe.Return {
+	if info.Kind == uprobe.Return {
 		ret, fn, ok := strings.Cut(addrs, " <- ")
 		if !ok {
 			return bad("return probe without \"<-\"")
@@ -175,7 +183,7 @@ func parseTraceLine(line string, lookup func(kname string) *eventInfo, ev *uprob
 	}
 	rest := line[i+end+1:]
 
-	if len(info.args) == 0 {
+	if len(info.Args) == 0 {
 		if strings.TrimSpace(rest) != "" {
 			return bad("unexpected text after the address: %q", rest)
 		}
@@ -184,14 +192,14 @@ func parseTraceLine(line string, lookup func(kname string) *eventInfo, ev *uprob
 	if !strings.HasPrefix(rest, " ") {
 		return bad("no arguments")
 	}
-	vals, err := parseArgs(rest[1:], info.args, ev.Args[:0])
+	vals, err := parseArgs(rest[1:], info.Args, ev.Args[:0])
 	if err == errIncomplete {
 		return err
 	}
 	if err != nil {
 		return bad("%v", err)
 	}
-	if info.commArg {
+	if info.CommArg {
 		c := vals[0]
 		vals = append(vals[:0], vals[1:]...)
 		if !c.Fault {
@@ -287,29 +295,29 @@ const faultText = "(fault)"
 // vals. A string value ends at a '"' followed by " NEXT=" (or the end of
 // the text for the last arg); where there are several such places the
 // first one with which the rest parses is taken.
-func parseArgs(s string, args []argInfo, vals []uprobe.Value) ([]uprobe.Value, error) {
+func parseArgs(s string, args []ArgInfo, vals []uprobe.Value) ([]uprobe.Value, error) {
 	a := args[0]
 	last := len(args) == 1
-	v, ok := strings.CutPrefix(s, a.name+"=")
+	v, ok := strings.CutPrefix(s, a.Name+"=")
 	if !ok {
-		return nil, fmt.Errorf("argument %s: expected %q", a.name, a.name+"=")
+		return nil, fmt.Errorf("argument %s: expected %q", a.Name, a.Name+"=")
 	}
-	val := uprobe.Value{Name: a.name, Type: a.typ}
+	val := uprobe.Value{Name: a.Name, Type: a.Type}
 	sep := ""
 	if !last {
-		sep = " " + args[1].name + "="
+		sep = " " + args[1].Name + "="
 	}
 	// continueAt parses the rest after a value that ends at v[k:].
 	continueAt := func(k int) ([]uprobe.Value, error) {
 		out := append(vals, val)
 		if last {
 			if k != len(v) {
-				return nil, fmt.Errorf("argument %s: unexpected text %q after the value", a.name, v[k:])
+				return nil, fmt.Errorf("argument %s: unexpected text %q after the value", a.Name, v[k:])
 			}
 			return out, nil
 		}
 		if !strings.HasPrefix(v[k:], " ") {
-			return nil, fmt.Errorf("argument %s: no argument %s after it", a.name, args[1].name)
+			return nil, fmt.Errorf("argument %s: no argument %s after it", a.Name, args[1].Name)
 		}
 		return parseArgs(v[k+1:], args[1:], out)
 	}
@@ -326,9 +334,9 @@ func parseArgs(s string, args []argInfo, vals []uprobe.Value) ([]uprobe.Value, e
 		}
 	}
 
-	if a.typ.Kind == uprobe.String {
+	if a.Type.Kind == uprobe.String {
 		if !strings.HasPrefix(v, `"`) {
-			return nil, fmt.Errorf("argument %s: string without its opening quote", a.name)
+			return nil, fmt.Errorf("argument %s: string without its opening quote", a.Name)
 		}
 		if last {
 			if len(v) < 2 || !strings.HasSuffix(v, `"`) {
@@ -370,9 +378,9 @@ func parseArgs(s string, args []argInfo, vals []uprobe.Value) ([]uprobe.Value, e
 	if k < 0 {
 		k = len(v)
 	}
-	u, err := parseValue(v[:k], a.typ)
+	u, err := parseValue(v[:k], a.Type)
 	if err != nil {
-		return nil, fmt.Errorf("argument %s: %v", a.name, err)
+		return nil, fmt.Errorf("argument %s: %v", a.Name, err)
 	}
 	val.U = u
 	return continueAt(k)
@@ -398,3 +406,5 @@ func parseValue(s string, t uprobe.Type) (uint64, error) {
 	}
 	return strconv.ParseUint(s, 10, bits)
 }
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }

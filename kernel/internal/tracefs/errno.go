@@ -1,4 +1,4 @@
-package kernel
+package tracefs
 
 import (
 	"errors"
@@ -56,8 +56,8 @@ func explainEnable(err error) error {
 		// arch_uprobe_analyze_insn refuses the instruction (x86: an
 		// opcode or prefix its decoder does not take, such as cli, hlt or
 		// lock), or prepare_uprobe finds an int3 there already. The
-		// kernel decodes only when a process maps the file, which Run
-		// makes sure of before enabling.
+		// kernel decodes only when a process maps the file, which the
+		// kernel backend makes sure of before enabling.
 		text = "errno 524 (ENOTSUPP, \"operation not supported\", an error number internal to the kernel: its uprobes cannot probe the instruction at that address)"
 	}
 	return &errnoError{errno: errno, text: text}

@@ -1,4 +1,4 @@
-package kernel
+package tracefs
 
 import (
 	"errors"
@@ -20,20 +20,20 @@ var (
 )
 
 // testEvents are the events the trace_pipe lines below name.
-var testEvents = map[string]*eventInfo{
-	"push": {group: "t", name: "push", args: []argInfo{{"a", s64}, {"b", s64}, {"s", strTyp}}},
-	"mid":  {group: "t", name: "mid", kind: uprobe.Return, args: []argInfo{{"v", s64}}},
-	"ts":   {group: "t", name: "ts", args: []argInfo{{"i", s64}, {"s", strTyp}, {"x", x32}, {"b", u8}}},
-	"ti":   {group: "t", name: "ti", args: []argInfo{{"a", s8}, {"b", x8}, {"c", u16}, {"d", x64}}},
-	"last": {group: "t", name: "last", args: []argInfo{{"i", s64}, {"s", strTyp}}},
-	"bare": {group: "g", name: "bare"},
-	"kp":   {group: "k", name: "kp", args: []argInfo{{"x", x64}}},
-	"kr":   {group: "k", name: "kr", kind: uprobe.Return},
-	"cm":   {group: "c", name: "cm", commArg: true, args: []argInfo{{commArgName, strTyp}, {"a", s64}}},
-	"cm0":  {group: "c", name: "cm0", commArg: true, args: []argInfo{{commArgName, strTyp}}},
+var testEvents = map[string]*EventInfo{
+	"push": {Group: "t", Name: "push", Args: []ArgInfo{{"a", s64}, {"b", s64}, {"s", strTyp}}},
+	"mid":  {Group: "t", Name: "mid", Kind: uprobe.Return, Args: []ArgInfo{{"v", s64}}},
+	"ts":   {Group: "t", Name: "ts", Args: []ArgInfo{{"i", s64}, {"s", strTyp}, {"x", x32}, {"b", u8}}},
+	"ti":   {Group: "t", Name: "ti", Args: []ArgInfo{{"a", s8}, {"b", x8}, {"c", u16}, {"d", x64}}},
+	"last": {Group: "t", Name: "last", Args: []ArgInfo{{"i", s64}, {"s", strTyp}}},
+	"bare": {Group: "g", Name: "bare"},
+	"kp":   {Group: "k", Name: "kp", Args: []ArgInfo{{"x", x64}}},
+	"kr":   {Group: "k", Name: "kr", Kind: uprobe.Return},
+	"cm":   {Group: "c", Name: "cm", CommArg: true, Args: []ArgInfo{{CommArgName, strTyp}, {"a", s64}}},
+	"cm0":  {Group: "c", Name: "cm0", CommArg: true, Args: []ArgInfo{{CommArgName, strTyp}}},
 }
 
-func testLookup(k string) *eventInfo { return testEvents[k] }
+func testLookup(k string) *EventInfo { return testEvents[k] }
 
 func TestParseTraceLine(t *testing.T) {
 	for _, tc := range []struct {
@@ -180,17 +180,13 @@ func TestLineReader(t *testing.T) {
 		"         strings-25667   [001] 1.000005: ts: (0x1) i=5 s=\"a\nb\" x=0x1 b=1\n" +
 		"         strings-25667   [001] 1.000006: last: (0x1) i=6 s=\"unterminated\n"
 	for _, chunk := range []int{1, 7, 64, len(text)} {
-		s := &Session{byKname: map[string]*probe{}}
-		for k, info := range testEvents {
-			s.byKname[k] = &probe{kname: k, info: *info}
-		}
 		var got []string
 		var warnings []error
-		s.opts.Warn = func(err error) { warnings = append(warnings, err) }
-		lr := lineReader{s: s, tgids: map[int]tgidOf{}, fn: func(ev *uprobe.Event) error {
-			got = append(got, ev.Args[1].S)
-			return nil
-		}}
+		lr := lineReader{lookup: testLookup, tgids: map[int]tgidOf{}, bad: func(err error) { warnings = append(warnings, err) },
+			fn: func(ev *uprobe.Event) error {
+				got = append(got, ev.Args[1].S)
+				return nil
+			}}
 		for i := 0; i < len(text); i += chunk {
 			if err := lr.feed([]byte(text[i:min(i+chunk, len(text))]), false); err != nil {
 				t.Fatal(err)
@@ -203,8 +199,8 @@ func TestLineReader(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("chunks of %d: strings %q, want %q", chunk, got, want)
 		}
-		if s.BadLines() != 3 || len(warnings) != 3 {
-			t.Errorf("chunks of %d: %d bad lines (%v), want 3", chunk, s.BadLines(), warnings)
+		if len(warnings) != 3 {
+			t.Errorf("chunks of %d: %d bad lines (%v), want 3", chunk, len(warnings), warnings)
 		}
 	}
 }
