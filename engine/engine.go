@@ -23,7 +23,7 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"os/exec"
+
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,6 +33,7 @@ import (
 
 	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/internal/launch"
 	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
@@ -205,7 +206,7 @@ func Launch(argv []string, opts *Options) (*Tracer, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("no program to launch")
 	}
-	path, err := exec.LookPath(argv[0])
+	path, err := launch.LookPath(argv[0])
 	if err != nil {
 		return nil, fmt.Errorf("program %q: %w", argv[0], err)
 	}

@@ -2,75 +2,23 @@ package engine
 
 import (
 	"fmt"
-	"os"
-	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ptprobe/ptprobe/internal/launch"
 )
 
+// start launches the program (internal/launch) seized and stopped before
+// its first instruction, arms it, and lets it run.
 func (s *Tracer) start(path string, argv []string) error {
-	proc := &s.opts.Process
-	files := []*os.File{proc.Stdin, proc.Stdout, proc.Stderr}
-	for i, def := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
-		if files[i] == nil {
-			files[i] = def
-		}
-	}
-	env := proc.Env
-	if env == nil {
-		env = os.Environ()
-	}
-	if proc.NoASLR {
-		// The personality is the thread's and the child inherits it;
-		// this thread is the engine's own, so setting it is harmless.
-		if old, err := personality(0xffffffff); err == nil {
-			personality(old | addrNoRandomize)
-		}
-	}
-	started, err := os.StartProcess(path, argv, &os.ProcAttr{
-		Dir:   proc.Dir,
-		Env:   env,
-		Files: files,
-		Sys:   &syscall.SysProcAttr{Ptrace: true},
-	})
+	prog, err := launch.Start(path, argv, &s.opts.Process, &launch.Options{Seize: true, SeizeOptions: ptraceOptions | unix.PTRACE_O_EXITKILL})
 	if err != nil {
-		return fmt.Errorf("start %s: %w", path, err)
+		return err
 	}
-	s.pid = started.Pid
-	started.Release()
-
-	// The first stop is the SIGTRAP after execve: the new image is
-	// mapped and nothing of it has run.
+	s.pid = prog.Pid
 	var ws unix.WaitStatus
-	if _, err := wait4(s.pid, &ws); err != nil {
-		return fmt.Errorf("wait for %s to start: %w", path, err)
-	}
-	if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
-		return fmt.Errorf("%s did not start under ptrace (status 0x%x)", path, uint32(ws))
-	}
-	// Go starts it with PTRACE_TRACEME, whose tracees cannot be left in a
-	// job-control stop and still be told of SIGCONT. Trade it for
-	// PTRACE_SEIZE: detach into a SIGSTOP, seize the stopped program,
-	// and continue it (SIGCONT) once armed. None of it runs meanwhile.
-	if err := detach(s.pid, unix.SIGSTOP); err != nil {
-		unix.Kill(s.pid, unix.SIGKILL)
-		return fmt.Errorf("detach %d to seize it: %w", s.pid, err)
-	}
-	if _, err := unix.Wait4(s.pid, &ws, unix.WUNTRACED|unix.WNOTHREAD, nil); err != nil || !ws.Stopped() {
-		unix.Kill(s.pid, unix.SIGKILL)
-		return fmt.Errorf("wait for %s to stop (status 0x%x): %v", path, uint32(ws), err)
-	}
-	if err := seize(s.pid, ptraceOptions|unix.PTRACE_O_EXITKILL); err != nil {
-		unix.Kill(s.pid, unix.SIGKILL)
-		return fmt.Errorf("seize %d: %w", s.pid, err)
-	}
-	// Seized while stopped, it traps again into a ptrace-stop.
-	if _, err := wait4(s.pid, &ws); err != nil || !ws.Stopped() {
-		unix.Kill(s.pid, unix.SIGKILL)
-		return fmt.Errorf("%s did not stop once seized (status 0x%x): %v", path, uint32(ws), err)
-	}
 	switch sched := &s.opts.Sched; {
 	case sched.SameCPU:
 		cpu := currentCPU()
@@ -107,25 +55,10 @@ func (s *Tracer) start(path string, argv []string) error {
 	return nil
 }
 
-// addrNoRandomize is ADDR_NO_RANDOMIZE of <sys/personality.h>.
-const addrNoRandomize = 0x0040000
-
-// personality calls personality(2); 0xffffffff queries it.
-func personality(p uint64) (uint64, error) {
-	r, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, uintptr(p), 0, 0)
-	if errno != 0 {
-		return 0, errno
-	}
-	return uint64(r), nil
-}
-
+// wait4 waits for a stop or exit of pid (-1: any tracee or child of the
+// ptrace thread).
 func wait4(pid int, ws *unix.WaitStatus) (int, error) {
-	for {
-		wpid, err := unix.Wait4(pid, ws, waitFlags, nil)
-		if err != unix.EINTR {
-			return wpid, err
-		}
-	}
+	return launch.Wait4(pid, ws, waitFlags)
 }
 
 // wait4NoHang returns a stop or exit of any traced thread if one is ready,
