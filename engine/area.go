@@ -41,14 +41,17 @@ type area struct {
 	base uint64 // the process's address of the memfd's start
 	// descNext is the next free byte of the descriptor space.
 	descNext uint64
-	// sites are the patched sites by descriptor ID; the drain reads
-	// them (under Tracer.fastMu). A fork child's area shares them.
-	sites  map[uint32]*site
+	// sites are the patched sites by descriptor ID, read by the drain
+	// without a lock. A fork child's area shares them.
+	sites  *siteTable
 	nextID uint32
 	// tail is what the drain consumed (it writes ATail).
 	tail uint64
 	// bad: the ring broke its layout; the drain reads it no more.
 	bad bool
+	// missedSeen is, by descriptor ID, the DMissed the drain has added
+	// to the probes' Missed (the drain's own).
+	missedSeen map[uint32]uint64
 	// gone: no process maps the area any more (exit, exec); the drain
 	// reads what is left and closes it.
 	gone bool
@@ -120,7 +123,7 @@ func (s *Tracer) newAreaAt(t *thread, at, beatTicks uint64) (*area, error) {
 		call(unix.SYS_MUNMAP, base, span)
 		return nil, fmt.Errorf("map the area of process %d: %w", t.proc.pid, err)
 	}
-	a := &area{pid: t.proc.pid, mem: mem, base: base, descNext: descOffset, sites: make(map[uint32]*site), gens: make(map[uint32]int)}
+	a := &area{pid: t.proc.pid, mem: mem, base: base, descNext: descOffset, sites: &siteTable{}, gens: make(map[uint32]int), missedSeen: make(map[uint32]uint64)}
 	a.init(beatTicks)
 	return a, nil
 }
@@ -165,6 +168,9 @@ func (a *area) newDescriptor(st *site, plans []readPlan, recLen int) (id uint32,
 		return 0, 0, errors.New("the area has no room for another site")
 	}
 	a.descNext = off + size
+	if a.nextID+1 >= maxSites {
+		return 0, 0, errors.New("the area has no room for another site")
+	}
 	a.nextID++
 	id = a.nextID
 	d := a.mem[off : off+size]
@@ -176,8 +182,28 @@ func (a *area) newDescriptor(st *site, plans []readPlan, recLen int) (id uint32,
 	for i, p := range plans {
 		p.put(d[recorder.DPlans+i*recorder.PSizeof:])
 	}
-	a.sites[id] = st
+	a.sites.desc[id] = a.base + off // before the site is published
+	a.sites.entries[id].Store(st)
 	return id, a.base + off, nil
+}
+
+// maxSites bounds the sites of an area: as many as the smallest
+// descriptors fill its room.
+const maxSites = descSpace / recorder.DPlans
+
+// siteTable is the sites of an area by descriptor ID. The ptrace thread
+// fills it and the drain reads it, each entry on its own.
+type siteTable struct {
+	entries [maxSites]atomic.Pointer[site]
+	desc    [maxSites]uint64 // the descriptor's address, set before the entry
+}
+
+// get returns the site of a descriptor ID, nil for an ID of no site.
+func (t *siteTable) get(id uint32) *site {
+	if id >= maxSites {
+		return nil
+	}
+	return t.entries[id].Load()
 }
 
 // missed is the DMissed counter of the descriptor at the process's addr.
@@ -238,7 +264,7 @@ func (s *Tracer) newbornArea(t *thread) error {
 		defer s.fastMu.Unlock()
 		for _, st := range as.sites {
 			if _, fast := st.strategy.(*fastStrategy); fast {
-				st.fastProbes = nil
+				st.fastProbes.Store(nil)
 			}
 		}
 		return fmt.Errorf("fork child %d: its probes on the no-stop path record nothing: %w", t.tid, err)

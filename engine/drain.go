@@ -73,9 +73,6 @@ func (s *Tracer) stopDrain() {
 }
 
 func (s *Tracer) drainLoop(d *drainer) {
-	if os.Getenv("PTPROBE_DRAIN_DELAY") != "" {
-		time.Sleep(3 * time.Second)
-	}
 	defer close(d.done)
 	lastBeat, lastRefine := time.Now(), time.Now()
 	for {
@@ -212,7 +209,7 @@ func (s *Tracer) drainArea(d *drainer, a *area) int {
 			d.buf = append(append(d.buf[:0], buf...), data[:l-uint64(len(buf))]...)
 			buf = d.buf
 		}
-		if err := decodeRecord(buf[:l], &d.rec); err != nil {
+		if err := decodeRecord(buf[:l], &d.rec, s.opts.OnEvent != nil); err != nil {
 			s.badArea(a, err)
 			return n
 		}
@@ -244,22 +241,25 @@ func (s *Tracer) badArea(a *area, err error) {
 // fire reports the hit of record r: its site's entry probes fire, as on
 // the stop path.
 func (s *Tracer) fire(d *drainer, a *area, r *record) {
-	s.fastMu.Lock()
-	st := a.sites[r.site]
-	var probes []probeRef
-	if st != nil {
-		probes = st.fastProbes
+	st := a.sites.get(r.site)
+	if st == nil {
+		return // a site the program made up
 	}
-	pid, report := a.pid, true
+	var probes []probeRef
+	if ps := st.fastProbes.Load(); ps != nil {
+		probes = *ps
+	}
+	pid := a.pid
 	if r.gen != 0 {
 		// Recorded by a vfork child while it ran in this address
 		// space: its own event, reported if the child is followed.
-		pid, report = a.gens[r.gen]
-		report = report && pid > 0
-	}
-	s.fastMu.Unlock()
-	if st == nil || !report {
-		return // a site the program made up, or a child not followed
+		s.fastMu.Lock()
+		p, ok := a.gens[r.gen]
+		s.fastMu.Unlock()
+		if !ok || p <= 0 {
+			return
+		}
+		pid = p
 	}
 	tid := r.tid
 	if r.gen != 0 {
@@ -309,18 +309,20 @@ func (s *Tracer) collectMissed(a *area) {
 	if a.mem == nil {
 		return
 	}
-	s.fastMu.Lock()
-	defer s.fastMu.Unlock()
-	for _, st := range a.sites {
-		fs, ok := st.strategy.(*fastStrategy)
-		if !ok || fs.ar != a {
-			continue
+	for id := uint32(1); id < maxSites; id++ {
+		st := a.sites.get(id)
+		if st == nil {
+			break // IDs are given in order
 		}
-		m := a.missed(fs.desc)
-		if d := m - fs.missedSeen; d > 0 {
-			fs.missedSeen = m
-			for _, p := range st.fastProbes {
-				p.missed.Add(d)
+		// Each area has its copy of the descriptor: its own count.
+		m := a.missed(a.sites.desc[id])
+		seen := a.missedSeen[id]
+		if d := m - seen; d > 0 && m > seen {
+			a.missedSeen[id] = m
+			if ps := st.fastProbes.Load(); ps != nil {
+				for _, p := range *ps {
+					p.missed.Add(d)
+				}
 			}
 		}
 	}

@@ -38,9 +38,6 @@ type fastStrategy struct {
 	desc    uint64 // the descriptor's address in the process
 	id      uint32 // its ID in the area
 	ar      *area
-	// missedSeen is the descriptor's DMissed already added to the
-	// probes' Missed.
-	missedSeen uint64
 }
 
 func (fs *fastStrategy) original(st *site) []byte { return fs.orig }

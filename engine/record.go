@@ -193,8 +193,9 @@ type block struct {
 var errBadRecord = errors.New("malformed record")
 
 // decodeRecord decodes the record at the start of b (which holds at most
-// what was committed), reusing r's block slice.
-func decodeRecord(b []byte, r *record) error {
+// what was committed), reusing r's block slice: its header, and with body
+// its registers and blocks too (not needed to count a hit).
+func decodeRecord(b []byte, r *record, body bool) error {
 	le := binary.LittleEndian
 	if len(b) < recorder.RBlocks {
 		return fmt.Errorf("%w: %d bytes", errBadRecord, len(b))
@@ -210,10 +211,17 @@ func decodeRecord(b []byte, r *record) error {
 	r.tsc = le.Uint64(b[recorder.RTime:])
 	r.gen = le.Uint32(b[recorder.RGen:])
 	r.cpu = le.Uint32(b[recorder.RCPU:])
-	for i, reg := range recordRegs {
-		reg.Set(&r.regs, le.Uint64(b[recorder.RRegs+8*i:]))
-	}
 	r.blocks = r.blocks[:0]
+	if !body {
+		return nil
+	}
+	// In recordRegs' order.
+	g := b[recorder.RRegs:]
+	r.regs.Rax, r.regs.Rbx, r.regs.Rcx, r.regs.Rdx = le.Uint64(g[0:]), le.Uint64(g[8:]), le.Uint64(g[16:]), le.Uint64(g[24:])
+	r.regs.Rsi, r.regs.Rdi, r.regs.Rbp, r.regs.Rsp = le.Uint64(g[32:]), le.Uint64(g[40:]), le.Uint64(g[48:]), le.Uint64(g[56:])
+	r.regs.R8, r.regs.R9, r.regs.R10, r.regs.R11 = le.Uint64(g[64:]), le.Uint64(g[72:]), le.Uint64(g[80:]), le.Uint64(g[88:])
+	r.regs.R12, r.regs.R13, r.regs.R14, r.regs.R15 = le.Uint64(g[96:]), le.Uint64(g[104:]), le.Uint64(g[112:]), le.Uint64(g[120:])
+	r.regs.Eflags = le.Uint64(g[128:])
 	off := recorder.RBlocks
 	for i := uint32(0); i < n; i++ {
 		if off+recorder.BData > len(b) {

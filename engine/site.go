@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/ptprobe/ptprobe/arch"
 	"github.com/ptprobe/ptprobe/resolve"
@@ -30,9 +31,9 @@ type site struct {
 	// from here again.
 	restartable bool
 	// fastProbes are, for a site on the no-stop path, its entry probes
-	// as the drain reads them: replaced (never changed in place) under
-	// Tracer.fastMu when the breaklets change.
-	fastProbes []probeRef
+	// as the drain reads them: replaced, never changed in place, when
+	// the breaklets change.
+	fastProbes atomic.Pointer[[]probeRef]
 	// why is, for a site on the stop path, why it is not on the no-stop
 	// path (nil when it is, or when it was never a question).
 	why error
@@ -210,9 +211,7 @@ func (s *Tracer) setFastProbes(st *site) {
 			ps = append(ps, b.probeRef)
 		}
 	}
-	s.fastMu.Lock()
-	st.fastProbes = ps
-	s.fastMu.Unlock()
+	st.fastProbes.Store(&ps)
 }
 
 // add adds breaklets to the site.
