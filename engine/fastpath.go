@@ -196,7 +196,7 @@ func (s *Tracer) fastFor(t *thread, st *site, pl *sitePlan) (*fastStrategy, erro
 			continue
 		}
 		var regs arch.Regs
-		if getRegs(o.tid, &regs) == nil && regs.Rip > st.addr && regs.Rip < st.addr+uint64(span.Len) {
+		if getRegs(o.tid, &regs) == nil && regs.Rip > st.addr && regs.Rip < end && !s.stepOut(o, st.addr, end) {
 			return nil, errFastInside
 		}
 	}
@@ -315,6 +315,42 @@ func (s *Tracer) areaOf(t *thread) (*area, error) {
 	return ar, nil
 }
 
+// stepOut single-steps the held thread t out of [lo, hi), the bytes a
+// patch is about to replace: a few instructions at most. It reports
+// whether t is out, stopped in the step's SIGTRAP stop (which resumes as
+// the interrupt's stop does). A thread in a group-stop, or one that meets
+// a signal meanwhile, is left where it is.
+func (s *Tracer) stepOut(t *thread, lo, hi uint64) bool {
+	if stopEvent(t.stop) != unix.PTRACE_EVENT_STOP || t.stop.StopSignal() != unix.SIGTRAP {
+		return false
+	}
+	for range arch.MaxInstLen {
+		if err := unix.PtraceSingleStep(t.tid); err != nil {
+			return false
+		}
+		var ws unix.WaitStatus
+		if _, err := wait4(t.tid, &ws); err != nil || !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP || stopEvent(ws) != 0 {
+			if ws.Exited() || ws.Signaled() {
+				s.deferExit(t.tid, ws)
+			} else if err == nil {
+				t.stoppedWith(ws) // left for the loop: handle() when released
+			}
+			return false
+		}
+		t.stoppedWith(ws)
+		t.stepped = true
+		var regs arch.Regs
+		if getRegs(t.tid, &regs) != nil {
+			return false
+		}
+		if regs.Rip < lo || regs.Rip >= hi {
+			t.stepped = true
+			return true
+		}
+	}
+	return false
+}
+
 // holdAll stops every thread of the address space as that runs, handling
 // the other stops that come meanwhile as the loop does, and returns them:
 // text that threads may be executing can then be patched. Threads created
@@ -370,7 +406,17 @@ func (s *Tracer) release(held []*thread) error {
 		if s.threads[t.tid] != t || !t.stopped {
 			continue
 		}
-		if err := s.stopEvent(t, t.stop.StopSignal()); err != nil && first == nil {
+		var err error
+		switch {
+		case stopEvent(t.stop) == unix.PTRACE_EVENT_STOP:
+			err = s.stopEvent(t, t.stop.StopSignal())
+		case t.stepped:
+			t.stepped = false
+			err = t.resume(0) // stepOut's trap
+		default:
+			err = s.handle(t.tid, t.stop) // a stop stepOut met
+		}
+		if err != nil && first == nil {
 			first = err
 		}
 	}

@@ -49,6 +49,9 @@ type thread struct {
 	// at is where the hit being handled is, for Context; zero between
 	// hits.
 	at hitPoint
+	// stepped: the thread is in the SIGTRAP stop of a single-step of the
+	// engine's (stepOut), resumed without the signal.
+	stepped bool
 	// silent: the last hit fired no probe (a Go function run again after
 	// runtime.morestack), so its post handlers do not run either.
 	silent bool

@@ -38,7 +38,7 @@ func Build(t testing.TB, dir, name string, flags ...string) string {
 	}
 	out := filepath.Join(dir, name)
 	args := append(append([]string{}, flags...), "-o", out, filepath.Join(Root(), "testdata", "c", name+".c"))
-	if name == "threads" || name == "hot" {
+	if name == "threads" || name == "hot" || name == "named" {
 		args = append(args, "-pthread")
 	}
 	cmd := exec.Command(gcc, args...)

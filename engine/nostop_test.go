@@ -1,0 +1,66 @@
+package engine_test
+
+import (
+	"testing"
+
+	"github.com/ptprobe/ptprobe/engine"
+	"github.com/ptprobe/ptprobe/internal/testprog"
+)
+
+// TestNoStopThreads: 8 threads x 20000 hits on the no-stop path, each
+// event with its string and integer fetch-args: every hit is there, once,
+// in each thread's own order, with the thread's own name.
+func TestNoStopThreads(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "named", testprog.PIE...)
+	want, _ := testprog.Run(t, prog, "8", "20000")
+	tr := runTraced(t, specs(t, "p:t/named "+prog+":named s=+0(%di):string i=%si:s64"), true, prog, "8", "20000")
+	if tr.out != want || tr.result.ExitCode != 0 {
+		t.Fatalf("traced: %q, status %d; untraced %q", tr.out, tr.result.ExitCode, want)
+	}
+	p := tr.probe(t, "t/named")
+	if n, stop, why := p.Path(); n != 1 || stop != 0 {
+		t.Fatalf("path: %d no-stop sites, %d stop (%v); want the no-stop path", n, stop, why)
+	}
+	if len(tr.hits) != 160000 || p.Hits() != 160000 || p.Missed() != 0 {
+		t.Fatalf("%d events, %d hits, %d missed; want 160000, 160000, 0", len(tr.hits), p.Hits(), p.Missed())
+	}
+	next := map[int]int64{}
+	name := map[int]string{}
+	names := map[string]bool{}
+	for _, h := range tr.hits {
+		s, i := h.args[0].S, int64(h.args[1].U)
+		if h.args[0].Fault || h.args[1].Fault {
+			t.Fatalf("thread %d: a fetch-arg faulted: %+v", h.tid, h.args)
+		}
+		if n, ok := name[h.tid]; ok && n != s {
+			t.Fatalf("thread %d: name %q, then %q", h.tid, n, s)
+		}
+		name[h.tid] = s
+		if i != next[h.tid] {
+			t.Fatalf("thread %d (%s): i=%d, want %d", h.tid, s, i, next[h.tid])
+		}
+		next[h.tid]++
+	}
+	for tid, n := range next {
+		if n != 20000 {
+			t.Errorf("thread %d: %d hits, want 20000", tid, n)
+		}
+		names[name[tid]] = true
+	}
+	if len(next) != 8 || len(names) != 8 {
+		t.Errorf("%d threads, %d names: want 8 each (%v)", len(next), len(names), names)
+	}
+}
+
+// TestNoStopOff: Options.StopPath keeps every probe on the stop path, with
+// the same counts.
+func TestNoStopOff(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "named", testprog.PIE...)
+	tr := launchTraced(t, engine.Options{StopPath: true}, specs(t, "p:t/named "+prog+":named s=+0(%di):string"), false, []string{prog, "2", "500"})
+	p := tr.probe(t, "t/named")
+	if n, stop, why := p.Path(); n != 0 || stop != 1 || why == nil || p.Hits() != 1000 {
+		t.Errorf("path %d no-stop, %d stop (%v), %d hits; want the stop path, 1000 hits", n, stop, why, p.Hits())
+	}
+}
