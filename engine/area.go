@@ -125,6 +125,9 @@ func (s *Tracer) newAreaAt(t *thread, at, beatTicks uint64) (*area, error) {
 	}
 	a := &area{pid: t.proc.pid, mem: mem, base: base, descNext: descOffset, sites: &siteTable{}, gens: make(map[uint32]int), missedSeen: make(map[uint32]uint64)}
 	a.init(beatTicks)
+	if s.opts.DropWhenFull {
+		atomic.StoreUint64(a.word(recorder.AFlags), recorder.FDrop)
+	}
 	return a, nil
 }
 

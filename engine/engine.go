@@ -72,6 +72,11 @@ type Options struct {
 	// patched for the no-stop path (docs/DESIGN.md §8), even where it
 	// could be.
 	StopPath bool
+	// DropWhenFull: on the no-stop path, a hit that finds the ring full
+	// is counted as missed (Probe.Missed) instead of waiting for the
+	// drain, as the kernel's ring buffers do. By default nothing is
+	// lost: the hitting thread waits.
+	DropWhenFull bool
 }
 
 // SchedOptions say where and how the ptrace thread runs. Each stop of a

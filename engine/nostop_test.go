@@ -64,3 +64,16 @@ func TestNoStopOff(t *testing.T) {
 		t.Errorf("path %d no-stop, %d stop (%v), %d hits; want the stop path, 1000 hits", n, stop, why, p.Hits())
 	}
 }
+
+// TestNoStopDrop: with DropWhenFull, every hit is an event or counted
+// missed, never lost unaccounted and never waited for.
+func TestNoStopDrop(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "named", testprog.PIE...)
+	tr := launchTraced(t, engine.Options{DropWhenFull: true}, specs(t, "p:t/named "+prog+":named s=+0(%di):string"), true, []string{prog, "2", "200000"})
+	p := tr.probe(t, "t/named")
+	if p.Hits()+p.Missed() != 400000 || uint64(len(tr.hits)) != p.Hits() {
+		t.Errorf("%d hits (%d events) + %d missed, want 400000", p.Hits(), len(tr.hits), p.Missed())
+	}
+	t.Logf("%d hits, %d missed", p.Hits(), p.Missed())
+}
