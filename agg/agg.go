@@ -376,21 +376,21 @@ func (m *Map) AppendJSON(b []byte, top int) []byte {
 	defer m.mu.Unlock()
 	for _, e := range m.sorted(top) {
 		b = append(b, `{"map":`...)
-		b = strconv.AppendQuote(b, m.spec.Name)
+		b = uprobe.AppendJSONString(b, m.spec.Name)
 		if m.spec.Value != nil {
 			b = append(b, `,"of":`...)
-			b = strconv.AppendQuote(b, m.spec.Value.Text)
+			b = uprobe.AppendJSONString(b, m.spec.Value.Text)
 		}
 		b = append(b, `,"key":{`...)
 		for i, v := range e.key {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = strconv.AppendQuote(b, m.spec.By[i].Text)
+			b = uprobe.AppendJSONString(b, m.spec.By[i].Text)
 			b = append(b, ':')
 			switch v.Kind {
 			case query.Str:
-				b = strconv.AppendQuote(b, v.S)
+				b = uprobe.AppendJSONString(b, v.S)
 			default:
 				b = appendValueText(b, v)
 			}
