@@ -92,6 +92,7 @@ type Error struct {
 	File  string
 	Line  int
 	Probe string // the probe whose handler failed, "" at load time
+	Func  string // the script's function that failed, when known
 	Msg   string
 	Err   error // the cause (a *uprobe.Error for a bad spec)
 }
@@ -99,7 +100,11 @@ type Error struct {
 func (e *Error) Error() string {
 	where := fmt.Sprintf("%s:%d", e.File, e.Line)
 	if e.Probe != "" {
-		return fmt.Sprintf("script %s: handler of probe %s: %s", where, e.Probe, e.Msg)
+		fn := ""
+		if e.Func != "" {
+			fn = " " + e.Func + "()"
+		}
+		return fmt.Sprintf("script %s: handler%s of probe %s: %s", where, fn, e.Probe, e.Msg)
 	}
 	return fmt.Sprintf("script %s: %s", where, e.Msg)
 }
@@ -245,6 +250,12 @@ func (s *Script) call(fn starlark.Callable, args starlark.Tuple, probe string) {
 	var ee *starlark.EvalError
 	if errors.As(err, &ee) {
 		e.Line, e.Msg = errorLine(ee), ee.Msg
+		for i := len(ee.CallStack) - 1; i >= 0; i-- {
+			if ee.CallStack[i].Pos.Filename() != "<builtin>" {
+				e.Func = ee.CallStack[i].Name
+				break
+			}
+		}
 		if ee.Msg == "Starlark computation cancelled: too many steps" {
 			e.Msg = fmt.Sprintf("stopped after %d steps (--max-steps)", s.opts.MaxSteps)
 		}

@@ -156,7 +156,7 @@ at_exit(lambda: print("calls", len(calls)))
 	if !errors.As(warnings[0], &e) || e.Line != 7 || e.Probe != "ptprobe/sized" {
 		t.Errorf("warning %v: want line 7 of probe ptprobe/sized", warnings[0])
 	}
-	if want := "handler of probe ptprobe/sized: stopped after 10000 steps (--max-steps); its handler is called no more"; !strings.Contains(warnings[0].Error(), want) {
+	if want := "handler spin() of probe ptprobe/sized: stopped after 10000 steps (--max-steps); its handler is called no more"; !strings.Contains(warnings[0].Error(), want) {
 		t.Errorf("warning %q does not say %q", warnings[0], want)
 	}
 	if printed != "calls 1\n" {

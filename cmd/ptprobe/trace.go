@@ -48,12 +48,14 @@ type traceOptions struct {
 	noFollow     bool
 	detachOnExit bool
 	pidFilter    []int
+	// Filters, aggregations, stacks (questions.go).
+	q questionOptions
 }
 
 // addFlags registers the flags of trace on fs, into o.
 func (o *traceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&o.specs, "event", "e", nil, "probe `SPEC` (repeatable)")
-	fs.StringVar(&o.format, "format", "text", "output format: text (trace_pipe lines) or json (one object per line)")
+	fs.StringVar(&o.format, "format", "text", "output format: text (trace_pipe lines), json (one object per line), chrome (Chrome trace-event JSON for Perfetto and chrome://tracing) or folded (with --stack: folded stacks for flame graphs)")
 	fs.BoolVar(&o.count, "count", false, "print only the number of hits of each probe, at exit")
 	fs.StringVarP(&o.output, "output", "o", "", "write events to `FILE` instead of standard output")
 	fs.BoolVar(&o.noPin, "no-pin", false, "let the tracer thread run anywhere at normal priority instead of following the program's threads from CPU to CPU (slower stops)")
@@ -72,6 +74,7 @@ func (o *traceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.noFollow, "no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
 	fs.BoolVar(&o.detachOnExit, "detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
 	fs.IntSliceVar(&o.pidFilter, "pid-filter", nil, "report only hits of these `PIDS` (processes of the traced tree)")
+	o.q.addFlags(fs)
 }
 
 // traceCmd is ptprobe trace: flags into traceOptions, then runTrace.
@@ -102,7 +105,7 @@ own.`,
 	// Flags after CMD are CMD's.
 	fs.SetInterspersed(false)
 	o.addFlags(fs)
-	completeWords(cmd, "format", "text", "json")
+	completeWords(cmd, "format", "text", "json", "chrome", "folded")
 	completeWords(cmd, "backend", "ptrace", "kernel")
 	completeWords(cmd, "tracer-priority", "auto", "normal", "idle")
 	return cmd
@@ -129,8 +132,10 @@ func traceRun(o *traceOptions, argv []string, stdout, stderr io.Writer) (int, er
 	if len(o.kspecs) > 0 && o.backend != "kernel" {
 		return 0, errors.New("trace: kernel probes (-k) need --backend kernel")
 	}
-	if o.format != "text" && o.format != "json" {
-		return 0, fmt.Errorf("trace: --format must be text or json, not %q", o.format)
+	switch o.format {
+	case "text", "json", "chrome", "folded":
+	default:
+		return 0, fmt.Errorf("trace: --format must be text, json, chrome or folded, not %q", o.format)
 	}
 
 	override, err := newRetvalOverride(o.setRetval, o.retvalSet, o.every, o.probability, o.seed)
@@ -196,22 +201,24 @@ func traceRun(o *traceOptions, argv []string, stdout, stderr io.Writer) (int, er
 			fmt.Fprintf(stderr, "ptprobe: warning: output lost from the first failed write on: %v\n", err)
 		}
 	}()
-	var hists *latencies
-	switch {
-	case o.latency:
-		hists = newLatencies()
-		cfg.OnEvent = hists.add
-	case !o.count:
+	// Filters and aggregations (--latency among them) run on the
+	// events (questions.go, docs/DESIGN.md §11).
+	probesRun, qs, err := o.q.prepare(o, cfg.Probes, kprobes, w)
+	if err != nil {
+		return 0, err
+	}
+	cfg.Probes = probesRun
+	if !o.count || qs.needsEvents() {
 		var buf []byte
 		json := o.format == "json"
-		cfg.OnEvent = func(ev *uprobe.Event) {
+		cfg.OnEvent = qs.onEvent(func(ev *uprobe.Event) {
 			if json {
 				buf = ev.AppendJSON(buf[:0])
 			} else {
 				buf = ev.AppendText(buf[:0])
 			}
 			w.Write(buf)
-		}
+		})
 	}
 	if len(o.pidFilter) > 0 && cfg.OnEvent != nil {
 		keep := make(map[int]bool)
@@ -259,6 +266,7 @@ func traceRun(o *traceOptions, argv []string, stdout, stderr io.Writer) (int, er
 	}
 	var counts []probeCount
 	var status int
+	qs.start()
 	if o.backend == "kernel" {
 		var specList []*uprobe.Spec
 		for _, pc := range cfg.Probes {
@@ -279,10 +287,10 @@ func traceRun(o *traceOptions, argv []string, stdout, stderr io.Writer) (int, er
 		}
 		status = st
 		for _, s := range specList {
-			counts = append(counts, probeCount{s.Probe(), byProbe[s.Probe()]})
+			counts = append(counts, probeCount{s.Probe(), qs.hits(s.Probe(), byProbe[s.Probe()])})
 		}
 		for _, k := range kprobes {
-			counts = append(counts, probeCount{k.Probe(), byProbe[k.Probe()]})
+			counts = append(counts, probeCount{k.Probe(), qs.hits(k.Probe(), byProbe[k.Probe()])})
 		}
 	} else {
 		if len(argv) > 0 {
@@ -299,15 +307,13 @@ func traceRun(o *traceOptions, argv []string, stdout, stderr io.Writer) (int, er
 		}
 		status = st
 		for _, p := range probes {
-			counts = append(counts, probeCount{p.Spec.Probe(), p.Hits()})
+			counts = append(counts, probeCount{p.Spec.Probe(), qs.hits(p.Spec.Probe(), p.Hits())})
 		}
 	}
-	if hists != nil {
-		for _, c := range counts {
-			w.Write(hists.render(c.name))
-		}
+	if err := qs.finish(); err != nil {
+		fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err)
 	}
-	if o.count {
+	if o.count && len(o.q.by) == 0 {
 		var buf []byte
 		for _, p := range counts {
 			if o.format == "json" {

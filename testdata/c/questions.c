@@ -15,7 +15,15 @@ __attribute__((noinline, noipa)) long sized(long kind, long size, const char *na
     return kind * size + name[0];
 }
 
-__attribute__((noinline, noipa)) long fib(long n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
+/* volatile keeps gcc from turning a call of the recursion into a loop */
+__attribute__((noinline, noipa)) long fib(long n) {
+    volatile long v = n;
+    if (v < 2)
+        return v;
+    long a = fib(v - 1);
+    long b = fib(v - 2);
+    return a + b + (v - n);
+}
 
 int main(int argc, char **argv) {
     long n = argc > 1 ? atol(argv[1]) : 100;
