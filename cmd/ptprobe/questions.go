@@ -66,9 +66,6 @@ type questions struct {
 	stop, done chan struct{}
 }
 
-// aggregating reports whether the run prints aggregations, not events.
-func (q *questions) aggregating() bool { return len(q.maps) > 0 }
-
 // splitTop splits s at the commas that are outside parentheses and
 // strings: "comm, contains(name, \"x\")" is two expressions.
 func splitTop(s string) []string {
