@@ -424,3 +424,55 @@ probe("PROG:sized", spin)
 		}
 	}
 }
+
+// TestKernelQuestions: the same questions on the kernel backend: a
+// filter, a keyed count of a string argument, and a script, on events
+// read back from tracefs.
+func TestKernelQuestions(t *testing.T) {
+	requireKernelUprobes(t)
+	testprog.SystemProbes(t, true)
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "questions", testprog.PIE...)
+	const n = 500
+	want := map[string]int{}
+	for _, c := range sizedCalls(n) {
+		if c.kind != 2 {
+			want[c.name]++
+		}
+	}
+	r := ptprobe(t, "trace", "--backend", "kernel", "--count", "--by", "name", "--filter", "kind != 2", "--format", "json", "-o", filepath.Join(dir, "out"), "-e", prog+sizedSpec, "--", prog, fmt.Sprint(n))
+	checkUntraced(t, r, prog, fmt.Sprint(n))
+	b, _ := os.ReadFile(filepath.Join(dir, "out"))
+	got := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var o struct {
+			Key   map[string]string
+			Value int
+		}
+		if err := json.Unmarshal([]byte(l), &o); err != nil {
+			t.Fatalf("bad JSON line %q: %v", l, err)
+		}
+		got[o.Key["name"]] = o.Value
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("kernel counts %v, want %v", got, want)
+	}
+
+	src := filepath.Join(dir, "k.star")
+	os.WriteFile(src, []byte(`
+total = [0]
+def on(ev):
+    total[0] += ev.args["size"]
+probe("`+prog+sizedSpec+`", on)
+at_exit(lambda: print("total", total[0]))
+`), 0o644)
+	r = ptprobe(t, "run", "--backend", "kernel", "-o", filepath.Join(dir, "k.out"), src, "--", prog, fmt.Sprint(n))
+	checkUntraced(t, r, prog, fmt.Sprint(n))
+	var total int64
+	for _, c := range sizedCalls(n) {
+		total += c.size
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "k.out")); string(b) != fmt.Sprintf("total %d\n", total) {
+		t.Errorf("kernel script printed %q, want total %d", b, total)
+	}
+}
