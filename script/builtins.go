@@ -10,6 +10,7 @@ import (
 
 	"github.com/ptprobe/ptprobe/agg"
 	"github.com/ptprobe/ptprobe/uprobe"
+	"github.com/ptprobe/ptprobe/ustack"
 )
 
 // predeclared are the script's builtins besides Starlark's own (print
@@ -24,11 +25,13 @@ func (s *Script) predeclared() starlark.StringDict {
 	}
 }
 
-// probe(SPEC, fn): fn(event) runs at each hit of SPEC.
+// probe(SPEC, fn, stack=False): fn(event) runs at each hit of SPEC;
+// with stack, ev.stack names the frames of the hit's call stack.
 func (s *Script) probeBuiltin(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var text string
 	var fn starlark.Callable
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "spec", &text, "fn", &fn); err != nil {
+	var stack bool
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "spec", &text, "fn", &fn, "stack?", &stack); err != nil {
 		return nil, err
 	}
 	if !s.loading {
@@ -48,7 +51,10 @@ func (s *Script) probeBuiltin(_ *starlark.Thread, b *starlark.Builtin, args star
 	if prev := s.byProbe[k]; prev != nil {
 		return nil, fmt.Errorf("probes %q and %q have the same name %s; name one with p:GROUP/EVENT", prev.Spec.Text, text, spec.Probe())
 	}
-	p := &Probe{Spec: spec, fn: fn}
+	p := &Probe{Spec: spec, fn: fn, stack: stack}
+	if stack && s.stacks == nil {
+		s.stacks, s.sym = ustack.NewRecorder(), ustack.NewSymbolizer()
+	}
 	s.probes = append(s.probes, p)
 	s.byProbe[k] = p
 	return starlark.None, nil

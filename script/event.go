@@ -16,6 +16,9 @@ type event struct {
 	probe string
 	args  *starlark.Dict // made at the first ev.args
 	regs  *uprobe.Regs   // a return's registers during the handler call
+	// stack names the frames of the hit's stack, innermost first (probe
+	// with stack=True, on a backend that runs Go handlers).
+	stack []string
 	// retval is the index in ev.Args of the spec's $retval, -1 for none.
 	retval int
 }
@@ -79,9 +82,14 @@ func (e *event) Attr(name string) (starlark.Value, error) {
 		}
 		return starlark.MakeUint64(e.ev.DurationNS), nil
 	case "stack":
-		// The backends record no call stacks: $stack and $stackN
-		// fetch-args are the words on the stack.
-		return starlark.None, nil
+		if e.stack == nil {
+			return starlark.None, nil
+		}
+		frames := make([]starlark.Value, len(e.stack))
+		for i, f := range e.stack {
+			frames[i] = starlark.String(f)
+		}
+		return starlark.NewList(frames), nil
 	case "set_retval":
 		return starlark.NewBuiltin("set_retval", e.setRetval), nil
 	}

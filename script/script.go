@@ -13,7 +13,7 @@
 // and fails before anything is traced; the front end then runs the probes
 // on a backend with OnEvent and Handlers, and calls Exit at the end.
 //
-// script imports agg, backend and uprobe.
+// script imports agg, backend, uprobe and ustack.
 package script
 
 import (
@@ -28,6 +28,7 @@ import (
 
 	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/uprobe"
+	"github.com/ptprobe/ptprobe/ustack"
 )
 
 // DefaultMaxSteps is the step limit of one handler call when
@@ -67,6 +68,10 @@ type Script struct {
 	// set_retval.
 	regs    *uprobe.Regs
 	regsTID int
+
+	// stacks and sym record and name the stacks of probe(..., stack=True).
+	stacks *ustack.Recorder
+	sym    *ustack.Symbolizer
 }
 
 type probeKey struct{ group, event string }
@@ -75,6 +80,8 @@ type probeKey struct{ group, event string }
 type Probe struct {
 	Spec *uprobe.Spec
 	fn   starlark.Callable
+	// stack: record the call stack of each hit (ev.stack).
+	stack bool
 	// Failed is set once its handler failed; it is called no more.
 	Failed error
 	// Calls counts the handler's calls.
@@ -206,14 +213,23 @@ func (s *Script) MaxSteps() uint64 { return s.opts.MaxSteps }
 // (the ptrace engine): a return probe's Return handler keeps the
 // registers for ev.set_retval.
 func (s *Script) Handlers(p *Probe) uprobe.Handlers {
-	if p.Spec.Kind != uprobe.Return {
-		return uprobe.Handlers{}
+	var h uprobe.Handlers
+	if p.stack {
+		h = s.stacks.Handlers(p.Spec.Kind)
 	}
-	return uprobe.Handlers{Return: func(ctx uprobe.Context) {
+	if p.Spec.Kind != uprobe.Return {
+		return h
+	}
+	record := h.Return
+	h.Return = func(ctx uprobe.Context) {
+		if record != nil {
+			record(ctx)
+		}
 		s.mu.Lock()
 		s.regs, s.regsTID = ctx.Regs(), ctx.TID()
 		s.mu.Unlock()
-	}}
+	}
+	return h
 }
 
 // OnEvent calls the handler of ev's probe with the event.
@@ -233,6 +249,11 @@ func (s *Script) OnEvent(ev *uprobe.Event) {
 	}
 	p.Calls++
 	e := newEvent(ev, p.Spec, regs)
+	if p.stack {
+		if pcs := s.stacks.Take(ev.TID); pcs != nil {
+			e.stack = s.sym.Names(nil, ev.PID, pcs)
+		}
+	}
 	s.call(p.fn, starlark.Tuple{e}, p.Spec.Probe())
 	e.regs = nil // set_retval only during the call
 }
@@ -296,6 +317,9 @@ func (s *Script) Exit() {
 	defer s.mu.Unlock()
 	for _, fn := range s.atExit {
 		s.call(fn, nil, "")
+	}
+	if s.sym != nil {
+		s.sym.Close()
 	}
 }
 

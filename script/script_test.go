@@ -38,8 +38,13 @@ func questions(n int) []call {
 // exit status, and the script's warnings.
 func run(t *testing.T, src string, maxSteps uint64, n int) (printed, output string, status int, warnings []error) {
 	t.Helper()
+	return runBuilt(t, src, maxSteps, n, testprog.PIE...)
+}
+
+func runBuilt(t *testing.T, src string, maxSteps uint64, n int, flags ...string) (printed, output string, status int, warnings []error) {
+	t.Helper()
 	dir := t.TempDir()
-	prog := testprog.Build(t, dir, "questions", testprog.PIE...)
+	prog := testprog.Build(t, dir, "questions", flags...)
 	src = strings.ReplaceAll(src, "PROG", prog)
 	var out bytes.Buffer
 	var mu sync.Mutex
@@ -231,5 +236,47 @@ probe("p:g/a /bin/true:0x10 size=%di:u64", on)
 	}
 	if p := s.Probes()[0]; p.Failed != nil {
 		b.Fatal(p.Failed)
+	}
+}
+
+// TestStack: probe(..., stack=True) gives each hit of the recursive fib
+// (built with frame pointers) its stack: main, then one fib per level.
+func TestStack(t *testing.T) {
+	printed, _, _, warnings := runBuilt(t, `
+depths = {}
+def on_fib(ev):
+    s = ev.stack
+    d = 0
+    for f in s:
+        if f != "fib":
+            break
+        d += 1
+    if s[d] != "main":
+        fail("stack %s" % s)
+    depths[d] = depths.get(d, 0) + 1
+probe("PROG:fib", on_fib, stack=True)
+at_exit(lambda: print(sorted(depths.items())))
+`, 0, 1, "-O2", "-pie", "-fpie", "-fno-omit-frame-pointer")
+	if len(warnings) > 0 {
+		t.Fatalf("warnings: %v", warnings)
+	}
+	// Calls of fib(10)'s recursion by depth d (d fib frames): fib(10)
+	// at depth 1; fib(n) at depth d calls fib(n-1) and fib(n-2) at d+1.
+	byDepth := map[int]int{}
+	var walk func(n, d int)
+	walk = func(n, d int) {
+		byDepth[d]++
+		if n >= 2 {
+			walk(n-1, d+1)
+			walk(n-2, d+1)
+		}
+	}
+	walk(10, 1)
+	var want []string
+	for d := 1; d <= 10; d++ {
+		want = append(want, fmt.Sprintf("(%d, %d)", d, byDepth[d]))
+	}
+	if w := "[" + strings.Join(want, ", ") + "]\n"; printed != w {
+		t.Errorf("depths %q, want %q", printed, w)
 	}
 }

@@ -41,10 +41,10 @@ calling its functions at each hit, in the tracer:
   probe("libc:malloc size=%di:u64", on_malloc)
   at_exit(lambda: print(counts))
 
-Builtins: probe(SPEC, fn), at_exit(fn), interval(seconds, fn), print,
+Builtins: probe(SPEC, fn[, stack=True]), at_exit(fn), interval(seconds, fn), print,
 hist() and lhist(min, max, step) (h.add(v), print(h) in bpftrace's layout).
 The event has args (a dict by fetch-arg name), pid, tid, comm, cpu, probe,
-kind, time_ns, and on returns retval, duration_ns and set_retval(v) (the
+kind, time_ns, stack (with stack=True), and on returns retval, duration_ns and set_retval(v) (the
 function returns v to its caller; ptrace backend). Each call of a
 function may take --max-steps steps: one that takes more, or fails, is
 stopped with its probe and line named and is called no more, and the
