@@ -379,13 +379,19 @@ func (qs *questions) print(now time.Time, periodic bool) {
 	qs.w.Write(b)
 }
 
-// finish stops the interval printing and writes the maps and files at
-// the end of the run.
-func (qs *questions) finish() error {
+// stopTicker stops the interval printing, once.
+func (qs *questions) stopTicker() {
 	if qs.stop != nil {
 		close(qs.stop)
 		<-qs.done
+		qs.stop = nil
 	}
+}
+
+// finish stops the interval printing and writes the maps and files at
+// the end of the run.
+func (qs *questions) finish() error {
+	qs.stopTicker()
 	if len(qs.maps) > 0 && (qs.interval == 0 || qs.anyLeft()) {
 		qs.print(time.Now(), false)
 	}

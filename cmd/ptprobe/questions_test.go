@@ -429,8 +429,7 @@ probe("PROG:sized", spin)
 // filter, a keyed count of a string argument, and a script, on events
 // read back from tracefs.
 func TestKernelQuestions(t *testing.T) {
-	requireKernelUprobes(t)
-	testprog.SystemProbes(t, true)
+	testprog.KernelUprobes(t)
 	dir := t.TempDir()
 	prog := testprog.Build(t, dir, "questions", testprog.PIE...)
 	const n = 500

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/kernel"
 	"github.com/ptprobe/ptprobe/query"
@@ -54,7 +56,7 @@ starts.`,
   ptprobe run --max-steps 10000 faults.star -p 1234`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			status, err := scriptRun(o, args[0], args[1:], c.stdout, c.stderr)
+			status, err := scriptRun(cmd.Context(), o, args[0], args[1:], c.stdout, c.stderr)
 			c.status = status
 			return err
 		},
@@ -70,7 +72,7 @@ starts.`,
 }
 
 // scriptRun loads the script, then runs the program under its probes.
-func scriptRun(o *runCmdOptions, file string, argv []string, stdout, stderr io.Writer) (int, error) {
+func scriptRun(ctx context.Context, o *runCmdOptions, file string, argv []string, stdout, stderr io.Writer) (int, error) {
 	if len(argv) == 0 && o.pid == 0 {
 		return 0, errors.New("run: no program given (ptprobe run FILE.star -- CMD [ARGS], or -p PID)")
 	}
@@ -126,20 +128,25 @@ func scriptRun(o *runCmdOptions, file string, argv []string, stdout, stderr io.W
 			}
 		}()
 	}
-	var status int
+	// The run is trace's: the same backends, signals and detach.
+	t := &traceOptions{pid: o.pid, duration: o.duration, backend: o.backend}
+	req := &backend.Request{Argv: argv, PID: o.pid, OnEvent: s.OnEvent,
+		Probes: s.BackendProbes(o.backend == "ptrace"),
+		Warn:   func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }}
+	var b backend.Backend = engine.Backend{}
 	if o.backend == "kernel" {
-		status, _, err = kernelRun(s.Specs(), nil, argv, kernel.Options{Warn: func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }}, nil, nil, s.OnEvent)
-	} else {
-		cfg := engine.Options{Probes: s.BackendProbes(true), OnEvent: s.OnEvent,
-			Warn: func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }}
-		status, _, err = ptraceRun(cfg, argv, runOptions{pid: o.pid, duration: o.duration}, stderr)
+		b = kernel.Backend{}
 	}
+	res, interrupted, err := t.run(ctx, b, req)
 	close(stop)
 	if err != nil {
 		return 0, err
 	}
 	s.Exit()
-	return status, nil
+	if res.Detached && interrupted != 0 {
+		return 128 + int(interrupted), nil
+	}
+	return res.Status(), nil
 }
 
 // reportQuestionError prints the errors of scripts (their file and line;
