@@ -54,7 +54,7 @@ type questions struct {
 	w        *lineWriter
 
 	// counted: --count with --filter counts the matching hits, by probe.
-	counted map[string]uint64
+	counted map[probeName]uint64
 	counts  bool
 
 	stacks *ustack.Recorder
@@ -218,7 +218,7 @@ func (q *questionOptions) prepare(o *traceOptions, probes []backend.Probe, kprob
 		}
 		qs.filter = set
 		if o.count && len(by) == 0 {
-			qs.counted = make(map[string]uint64)
+			qs.counted = make(map[probeName]uint64)
 		}
 	}
 	for _, s := range specs {
@@ -285,7 +285,7 @@ func (qs *questions) onEvent(print func(*uprobe.Event)) func(*uprobe.Event) {
 			return
 		}
 		if qs.counted != nil {
-			qs.counted[ev.Probe()]++
+			qs.counted[probeName{ev.Group, ev.Name}]++
 		}
 		var frames []string
 		if qs.stacks != nil {
@@ -419,9 +419,13 @@ func (qs *questions) anyLeft() bool {
 
 // hits is the number of hits --count prints for probe: with --filter,
 // those that matched.
-func (qs *questions) hits(probe string, all uint64) uint64 {
+func (qs *questions) hits(spec *uprobe.Spec, all uint64) uint64 {
 	if qs.counted != nil {
-		return qs.counted[probe]
+		return qs.counted[probeName{spec.Group, spec.Event}]
 	}
 	return all
 }
+
+// probeName is a probe's GROUP and EVENT, a map key that costs no
+// allocation per event.
+type probeName struct{ group, event string }

@@ -368,12 +368,12 @@ func (t *traceOutput) summary(res *backend.Result) {
 			buf = append(buf, `{"probe":`...)
 			buf = strconv.AppendQuote(buf, p.Spec.Probe())
 			buf = append(buf, `,"hits":`...)
-			buf = strconv.AppendUint(buf, t.qs.hits(p.Spec.Probe(), p.Hits), 10)
+			buf = strconv.AppendUint(buf, t.qs.hits(p.Spec, p.Hits), 10)
 			buf = append(buf, "}\n"...)
 		} else {
 			buf = append(buf, p.Spec.Probe()...)
 			buf = append(buf, ' ')
-			buf = strconv.AppendUint(buf, t.qs.hits(p.Spec.Probe(), p.Hits), 10)
+			buf = strconv.AppendUint(buf, t.qs.hits(p.Spec, p.Hits), 10)
 			buf = append(buf, '\n')
 		}
 	}
