@@ -30,6 +30,7 @@ type Chrome struct {
 	paired  map[probeKey]string
 	returns map[probeKey]string // return probe → its function's target
 	names   map[probeKey]string // probe → the event name shown
+	cats    map[probeKey]string // probe → "GROUP/EVENT", the category
 	open    map[openKey][]entry
 }
 
@@ -51,11 +52,11 @@ type entry struct {
 // it.
 func NewChrome(w io.Writer, specs []*uprobe.Spec) *Chrome {
 	c := &Chrome{w: w, pids: map[int]bool{}, tids: map[int]bool{},
-		paired: map[probeKey]string{}, returns: map[probeKey]string{}, names: map[probeKey]string{}, open: map[openKey][]entry{}}
+		paired: map[probeKey]string{}, returns: map[probeKey]string{}, names: map[probeKey]string{}, cats: map[probeKey]string{}, open: map[openKey][]entry{}}
 	hasReturn := map[string]bool{}
 	for _, s := range specs {
 		k := probeKey{s.Group, s.Event}
-		c.names[k] = s.Event
+		c.names[k], c.cats[k] = s.Event, s.Probe()
 		if s.Symbol != "" && s.Offset == 0 {
 			c.names[k] = s.Symbol
 		}
@@ -102,7 +103,7 @@ func (c *Chrome) Add(ev *uprobe.Event) {
 	c.buf = append(c.buf, `{"name":`...)
 	c.buf = uprobe.AppendJSONString(c.buf, c.names[k])
 	c.buf = append(c.buf, `,"cat":`...)
-	c.buf = uprobe.AppendJSONString(c.buf, ev.Group+"/"+ev.Name)
+	c.buf = uprobe.AppendJSONString(c.buf, c.cats[k])
 	if complete {
 		c.buf = append(c.buf, `,"ph":"X","ts":`...)
 		c.buf = appendMicros(c.buf, start)
