@@ -475,3 +475,64 @@ at_exit(lambda: print("total", total[0]))
 		t.Errorf("kernel script printed %q, want total %d", b, total)
 	}
 }
+
+// TestRunInterval: a script's interval() runs several times while the
+// program runs, and its at_exit total is the program's own count.
+func TestRunInterval(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "loop", testprog.PIE...)
+	src := filepath.Join(dir, "i.star")
+	os.WriteFile(src, []byte(`
+n = [0]
+def tick(ev):
+    n[0] += 1
+probe("`+prog+`:tick i=%di:s64", tick)
+interval(0.25, lambda: print("so far", n[0]))
+at_exit(lambda: print("ticks", n[0]))
+`), 0o644)
+	out := filepath.Join(dir, "out")
+	r := ptprobe(t, "run", "-o", out, src, "--", prog, "1.3")
+	m := regexp.MustCompile(`ticks=(\d+) tocks=\d+`).FindStringSubmatch(r.stdout)
+	if r.status != 0 || m == nil {
+		t.Fatalf("status %d, output:\n%s\n%s", r.status, r.stdout, r.stderr)
+	}
+	b, _ := os.ReadFile(out)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	prev := -1
+	for _, l := range lines[:len(lines)-1] {
+		var v int
+		if _, err := fmt.Sscanf(l, "so far %d", &v); err != nil || v < prev {
+			t.Errorf("interval line %q after %d", l, prev)
+		}
+		prev = v
+	}
+	if len(lines) < 4 || lines[len(lines)-1] != "ticks "+m[1] {
+		t.Errorf("want 3 or more interval lines, then ticks %s:\n%s", m[1], b)
+	}
+}
+
+// TestRunAttach: run -p attaches a script to a running program and
+// detaches at --duration: the script saw every tick of its window (tick's
+// argument counts up by one), and the program's text is the file's again.
+func TestRunAttach(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "loop", testprog.PIE...)
+	loop := startLoop(t, prog, nil)
+	src := filepath.Join(dir, "a.star")
+	os.WriteFile(src, []byte(`
+seen = []
+def tick(ev):
+    seen.append(ev.args["i"])
+probe("`+prog+`:tick i=%di:s64", tick)
+at_exit(lambda: print(len(seen), seen[-1] - seen[0] + 1 if seen else 0))
+`), 0o644)
+	r := ptprobe(t, "run", "-p", fmt.Sprint(loop.Process.Pid), "--duration", "400ms", src)
+	if r.status != 0 || !strings.Contains(r.stderr, "detached from") {
+		t.Fatalf("status %d, stdout %q, stderr:\n%s", r.status, r.stdout, r.stderr)
+	}
+	var n, span int
+	if _, err := fmt.Sscanf(r.stdout, "%d %d", &n, &span); err != nil || n == 0 || n != span {
+		t.Errorf("script printed %q: want the hits and the span of tick's argument, equal and not 0", r.stdout)
+	}
+	checkText(t, loop.Process.Pid, prog, "tick", "tock")
+}

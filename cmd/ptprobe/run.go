@@ -142,9 +142,17 @@ func scriptRun(ctx context.Context, o *runCmdOptions, file string, argv []string
 	if err != nil {
 		return 0, err
 	}
+	for _, p := range res.Probes {
+		if !p.Armed {
+			fmt.Fprintf(stderr, "ptprobe: probe %s (%s) was never armed: no mapping of %s was executed\n", p.Spec.Probe(), p.Spec.Target(), p.Spec.Path)
+		}
+	}
 	s.Exit()
-	if res.Detached && interrupted != 0 {
+	switch {
+	case res.Detached && interrupted != 0:
 		return 128 + int(interrupted), nil
+	case res.Detached:
+		fmt.Fprintf(stderr, "ptprobe: detached from %d: breakpoints removed, text checked against the file\n", res.PID)
 	}
 	return res.Status(), nil
 }
