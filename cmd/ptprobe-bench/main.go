@@ -493,6 +493,7 @@ func (b *bench) run() []byte {
 	rep.Write(b.busy())
 	rep.Write(b.scaling())
 	rep.Write(b.reliability())
+	rep.Write(b.questions())
 	if len(b.notes) > 0 {
 		fmt.Fprintf(&rep, "\n## Notes\n\n")
 		for _, n := range b.notes {

@@ -51,6 +51,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // reportError prints err as "ptprobe: ...". A malformed spec is shown the
 // way the kernel's error_log shows it, with a caret under the problem.
 func reportError(w io.Writer, err error) {
+	if reportQuestionError(w, err) {
+		return
+	}
 	var se *uprobe.Error
 	if errors.As(err, &se) {
 		fmt.Fprintf(w, "ptprobe: bad probe spec: %s\n", se.Caret())

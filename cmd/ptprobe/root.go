@@ -59,7 +59,7 @@ func (c *cli) rootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("%s: %w", cmd.Name(), err)
 	})
-	root.AddCommand(c.traceCmd(), c.compareCmd(), c.listCmd(), c.manCmd())
+	root.AddCommand(c.traceCmd(), c.compareCmd(), c.listCmd(), c.runCmd(), c.manCmd())
 	return root
 }
 

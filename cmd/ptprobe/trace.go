@@ -52,12 +52,14 @@ type traceOptions struct {
 	noFollow     bool
 	detachOnExit bool
 	pidFilter    []int
+	// Filters, aggregations, stacks, trace files (questions.go).
+	q questionOptions
 }
 
 // addFlags registers the flags of trace on fs, into o.
 func (o *traceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&o.specs, "event", "e", nil, "probe `SPEC` (repeatable)")
-	fs.StringVar(&o.format, "format", "text", "output format: text (trace_pipe lines) or json (one object per line)")
+	fs.StringVar(&o.format, "format", "text", "output format: text (trace_pipe lines), json (one object per line), chrome (Chrome trace-event JSON for Perfetto and chrome://tracing) or folded (with --stack: folded stacks for flame graphs)")
 	fs.BoolVar(&o.count, "count", false, "print only the number of hits of each probe, at exit")
 	fs.StringVarP(&o.output, "output", "o", "", "write events to `FILE` instead of standard output")
 	fs.BoolVar(&o.noPin, "no-pin", false, "let the tracer thread run anywhere at normal priority instead of following the program's threads from CPU to CPU (slower stops)")
@@ -76,6 +78,7 @@ func (o *traceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.noFollow, "no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
 	fs.BoolVar(&o.detachOnExit, "detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
 	fs.IntSliceVar(&o.pidFilter, "pid-filter", nil, "report only hits of these `PIDS` (processes of the traced tree)")
+	o.q.addFlags(fs)
 }
 
 // traceCmd is ptprobe trace: flags into traceOptions, then traceRun.
@@ -106,7 +109,7 @@ own.`,
 	// Flags after CMD are CMD's.
 	fs.SetInterspersed(false)
 	o.addFlags(fs)
-	completeWords(cmd, "format", "text", "json")
+	completeWords(cmd, "format", "text", "json", "chrome", "folded")
 	completeWords(cmd, "backend", "ptrace", "kernel")
 	completeWords(cmd, "tracer-priority", "auto", "normal", "idle")
 	return cmd
@@ -186,8 +189,8 @@ func (o *traceOptions) check(argv []string) error {
 		return fmt.Errorf("trace: --backend must be ptrace or kernel, not %q", o.backend)
 	case len(o.kspecs) > 0 && o.backend != "kernel":
 		return errors.New("trace: kernel probes (-k) need --backend kernel")
-	case o.format != "text" && o.format != "json":
-		return fmt.Errorf("trace: --format must be text or json, not %q", o.format)
+	case o.format != "text" && o.format != "json" && o.format != "chrome" && o.format != "folded":
+		return fmt.Errorf("trace: --format must be text, json, chrome or folded, not %q", o.format)
 	case !o.retvalSet && (o.every != 0 || o.probability != 0):
 		return errors.New("trace: --every and --probability go with --set-retval")
 	case o.retvalSet && o.every != 0 && o.probability != 0:
@@ -291,12 +294,13 @@ type traceOutput struct {
 	w      *lineWriter
 	file   *os.File // -o FILE, or nil
 	stderr io.Writer
-	hists  *handlers.Latencies // --latency
+	qs     *questions // --filter, the aggregations (--latency among them), --stack, chrome and folded
 }
 
 // openOutput opens trace's output and sets req's OnEvent: events as text or
-// JSON lines, or into --latency's histograms, filtered by --pid-filter;
-// none with --count.
+// JSON lines, or into the aggregations (--latency's histograms among
+// them) or a trace file, after --filter, filtered by --pid-filter; none
+// with a plain --count. It may change req's probes (questions.go).
 func (o *traceOptions) openOutput(stdout, stderr io.Writer, req *backend.Request) (*traceOutput, error) {
 	t := &traceOutput{o: o, stderr: stderr}
 	out := stdout
@@ -312,22 +316,27 @@ func (o *traceOptions) openOutput(stdout, stderr io.Writer, req *backend.Request
 	// Events, --count and --latency output go out in whole lines (the
 	// program may share the stream).
 	t.w = newLineWriter(out, flushEvery)
-	switch {
-	case o.latency:
-		t.hists = handlers.NewLatencies()
-		req.OnEvent = t.hists.Add
-	case !o.count:
+	// Filters and aggregations (--latency among them) run on the events
+	// (questions.go, docs/DESIGN.md §11).
+	probes, qs, err := o.q.prepare(o, req.Probes, req.Kprobes, t.w)
+	if err != nil {
+		t.close()
+		return nil, err
+	}
+	req.Probes, t.qs = probes, qs
+	if !o.count || qs.needsEvents() {
 		var buf []byte
 		json := o.format == "json"
-		req.OnEvent = func(ev *uprobe.Event) {
+		req.OnEvent = qs.onEvent(func(ev *uprobe.Event) {
 			if json {
 				buf = ev.AppendJSON(buf[:0])
 			} else {
 				buf = ev.AppendText(buf[:0])
 			}
 			t.w.Write(buf)
-		}
+		})
 	}
+	qs.start()
 	if len(o.pidFilter) > 0 && req.OnEvent != nil {
 		keep := make(map[int]bool)
 		for _, pid := range o.pidFilter {
@@ -343,15 +352,14 @@ func (o *traceOptions) openOutput(stdout, stderr io.Writer, req *backend.Request
 	return t, nil
 }
 
-// summary prints what trace prints at the end of a run: --latency's
-// histograms, --count's counts.
+// summary prints what trace prints at the end of a run: the
+// aggregations (--latency's histograms among them), the end of a trace
+// file, --count's counts.
 func (t *traceOutput) summary(res *backend.Result) {
-	if t.hists != nil {
-		for _, p := range res.Probes {
-			t.w.Write(t.hists.AppendText(nil, p.Spec.Probe()))
-		}
+	if err := t.qs.finish(); err != nil {
+		fmt.Fprintf(t.stderr, "ptprobe: warning: %v\n", err)
 	}
-	if !t.o.count {
+	if !t.o.count || len(t.o.q.by) > 0 {
 		return
 	}
 	var buf []byte
@@ -360,12 +368,12 @@ func (t *traceOutput) summary(res *backend.Result) {
 			buf = append(buf, `{"probe":`...)
 			buf = strconv.AppendQuote(buf, p.Spec.Probe())
 			buf = append(buf, `,"hits":`...)
-			buf = strconv.AppendUint(buf, p.Hits, 10)
+			buf = strconv.AppendUint(buf, t.qs.hits(p.Spec, p.Hits), 10)
 			buf = append(buf, "}\n"...)
 		} else {
 			buf = append(buf, p.Spec.Probe()...)
 			buf = append(buf, ' ')
-			buf = strconv.AppendUint(buf, p.Hits, 10)
+			buf = strconv.AppendUint(buf, t.qs.hits(p.Spec, p.Hits), 10)
 			buf = append(buf, '\n')
 		}
 	}
@@ -373,6 +381,9 @@ func (t *traceOutput) summary(res *backend.Result) {
 }
 
 func (t *traceOutput) close() {
+	if t.qs != nil {
+		t.qs.stopTicker()
+	}
 	// The program's status stays the exit status; a lost output (full
 	// disk, a reader gone) is said, not silent.
 	if err := t.w.Close(); err != nil {
