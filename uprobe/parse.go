@@ -988,6 +988,18 @@ func parseSigned(neg bool, w string) (int64, bool) {
 
 // defaultEvent names a probe whose spec does not, see Parse.
 func defaultEvent(s *Spec) string {
+	if s.SrcFile != "" {
+		// perf probe's FUNC_L42, with the file's name: "main_c_L42".
+		base := sanitize(s.SrcFile[strings.LastIndexByte(s.SrcFile, '/')+1:])
+		if isDigit(base[0]) {
+			base = "_" + base
+		}
+		suffix := "_L" + strconv.Itoa(s.SrcLine)
+		if len(base)+len(suffix) > maxNameLen {
+			base = base[:maxNameLen-len(suffix)]
+		}
+		return base + suffix
+	}
 	if s.Symbol != "" {
 		base := sanitize(s.Symbol)
 		if isDigit(base[0]) {

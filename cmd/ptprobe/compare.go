@@ -71,6 +71,9 @@ func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, fmt.Errorf("compare: program %q: %w", argv[0], err)
 	}
 	argv = append([]string{path}, argv[1:]...)
+	if specs, err = expandSpecs(specs, argv, 0); err != nil {
+		return 0, err
+	}
 
 	// Fail on bad specs before running anything: the engine checks them
 	// without starting the program.

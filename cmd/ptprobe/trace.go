@@ -105,6 +105,9 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		}
 		cfg.Probes = append(cfg.Probes, pc)
 	}
+	if err := expandProbes(&cfg, argv, *attachPID); err != nil {
+		return 0, err
+	}
 	var kprobes []*uprobe.Spec
 	for _, text := range *kspecs {
 		k, err := uprobe.ParseKprobe(text)
