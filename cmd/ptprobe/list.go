@@ -19,9 +19,10 @@ func listCmd(args []string, stdout io.Writer) error {
 	fs := pflag.NewFlagSet("list", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
+	vars := fs.Bool("vars", false, "list the parameters and locals of function GLOB, line by line, from the debug information (perf probe -V)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprintln(stdout, "usage: ptprobe list PATH|LIB [GLOB]")
+			fmt.Fprintln(stdout, "usage: ptprobe list PATH|LIB [GLOB]\n       ptprobe list --vars PATH|LIB FUNCTION")
 			return nil
 		}
 		return fmt.Errorf("list: %w", err)
@@ -37,6 +38,12 @@ func listCmd(args []string, stdout io.Writer) error {
 			return fmt.Errorf("list: %w", err)
 		}
 		file = found
+	}
+	if *vars {
+		if len(rest) != 2 {
+			return errors.New("list: usage: ptprobe list --vars PATH|LIB FUNCTION")
+		}
+		return listVars(stdout, file, rest[1])
 	}
 	glob := "*"
 	if len(rest) == 2 {

@@ -242,6 +242,8 @@ func (d *Data) load() error {
 			break
 		}
 		switch e.Tag {
+		case dwarf.TagSkeletonUnit:
+			return fmt.Errorf("%s: %w", d.DebugPath, ErrSplitDWARF)
 		case dwarf.TagCompileUnit, dwarf.TagPartialUnit:
 			if e.Val(dwarf.AttrDwoName) != nil || e.Val(0x2130) != nil { // DW_AT_GNU_dwo_name
 				return fmt.Errorf("%s: %w", d.DebugPath, ErrSplitDWARF)
