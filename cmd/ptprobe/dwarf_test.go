@@ -299,3 +299,100 @@ func TestDWARFCompare(t *testing.T) {
 		t.Errorf("a Go string on the kernel: status %d, %s", r.status, r.stderr)
 	}
 }
+
+// TestStack: --stack names the callers up to main, through frame
+// pointers (gcc -O0), through the CFI alone (gcc -O2
+// -fomit-frame-pointer), and in Go (main.main's goroutine), in text under
+// the event and as the JSON event's "stack" array.
+func TestStack(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name  string
+		flags []string
+	}{
+		// No CFI for dwarf.c's functions: the frame pointers only.
+		{"fp", []string{"-O0", "-g0", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables"}},
+		{"nofp", []string{"-O2", "-g", "-fomit-frame-pointer"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			prog := buildDWARF(t, dir, "dwarf-"+c.name, c.flags...)
+			// At work+4, past push %rbp; mov %rsp,%rbp with -O0: the
+			// frame pointer chain is set up.
+			at := "work"
+			if c.name == "fp" {
+				at = "work+4"
+			}
+			_, evs := traceJSONRaw(t, "--stack", "-e", "p:t/work "+prog+":"+at, "--", prog, "2")
+			if len(evs) != 2 {
+				t.Fatalf("%d events, want 2", len(evs))
+			}
+			for _, ev := range evs {
+				if len(ev.Stack) < 2 || !strings.HasPrefix(ev.Stack[0].Func, "work+0x") || !strings.HasPrefix(ev.Stack[1].Func, "main+0x") {
+					t.Errorf("stack %+v: want work, then main", ev.Stack)
+				}
+				if c.name == "nofp" && (!strings.HasSuffix(ev.Stack[1].File, "dwarf.c") || ev.Stack[1].Line != 50) {
+					t.Errorf("stack %+v: want main at dwarf.c:50", ev.Stack)
+				}
+			}
+			if c.name == "fp" {
+				return
+			}
+			r := ptprobe(t, "trace", "--stack=2", "-e", "p:t/work "+prog+":work", "--", prog, "1")
+			lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+			var frames []string
+			for _, l := range lines {
+				if strings.HasPrefix(l, " => ") {
+					frames = append(frames, l)
+				}
+			}
+			if len(frames) != 2 || !strings.HasPrefix(frames[1], " => main+0x") || !strings.HasSuffix(frames[1], "dwarf.c:50)") {
+				t.Errorf("text stack %q: want 2 frames, work and main (dwarf.c:50)", frames)
+			}
+		})
+	}
+	t.Run("go", func(t *testing.T) {
+		prog := testprog.BuildGo(t, dir, "dwarfargs")
+		_, evs := traceJSONRaw(t, "--stack", "-e", "p:t/work "+prog+":main.work n", "--", prog, "2")
+		if len(evs) != 2 {
+			t.Fatalf("%d events, want 2", len(evs))
+		}
+		for _, ev := range evs {
+			if len(ev.Stack) < 2 || ev.Stack[0].Func != "main.work+0x0" || !strings.HasPrefix(ev.Stack[1].Func, "main.main.func1+0x") {
+				t.Errorf("stack %+v: want main.work, then main.main.func1", ev.Stack)
+			}
+		}
+	})
+}
+
+type stackEvent struct {
+	Probe string `json:"probe"`
+	Stack []struct {
+		PC   string `json:"pc"`
+		Func string `json:"func"`
+		File string `json:"file"`
+		Line int    `json:"line"`
+	} `json:"stack"`
+}
+
+// traceJSONRaw is traceJSON keeping the events' stacks.
+func traceJSONRaw(t *testing.T, args ...string) (string, []stackEvent) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "events")
+	r := ptprobe(t, append([]string{"trace", "--format", "json", "-o", out}, args...)...)
+	if r.status != 0 {
+		t.Fatalf("ptprobe %v: status %d\n%s", args, r.status, r.stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []stackEvent
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var ev stackEvent
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("event %q: %v", l, err)
+		}
+		evs = append(evs, ev)
+	}
+	return r.stdout, evs
+}

@@ -46,6 +46,8 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	noFollow := fs.Bool("no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
 	detachOnExit := fs.Bool("detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
 	pidFilter := fs.IntSlice("pid-filter", nil, "report only hits of these `PIDS` (processes of the traced tree)")
+	stackFlag := fs.String("stack", "", "record the user stack of each hit, at most `DEPTH` frames (--stack alone: 64), symbolized, under the event (text) or as its \"stack\" array (json); ptrace backend")
+	fs.Lookup("stack").NoOptDefVal = strconv.Itoa(engine.DefaultStackDepth)
 	fs.SetInterspersed(false)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -143,6 +145,15 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 			fmt.Fprintf(stderr, "ptprobe: warning: output lost from the first failed write on: %v\n", err)
 		}
 	}()
+	depth, err := parseStackDepth(*stackFlag)
+	if err != nil {
+		return 0, err
+	}
+	stacks, err := newStackRecorder(&cfg, depth, *backendName == "kernel")
+	if err != nil {
+		return 0, err
+	}
+	defer stacks.Close()
 	var hists *latencies
 	switch {
 	case *latency:
@@ -157,6 +168,7 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 			} else {
 				buf = ev.AppendText(buf[:0])
 			}
+			buf = stacks.appendTo(buf, ev, json)
 			w.Write(buf)
 		}
 	}

@@ -69,9 +69,7 @@ type Data struct {
 	lineSec []byte
 	lineStr []byte
 	types   map[dwarf.Offset]godwarf.Type
-	fdes    frame.FrameDescriptionEntries
-	fdeErr  error
-	fdeDone bool
+	cfi     *CFI
 	goid    int64  // offset of runtime.g.goid; -1: not looked up, -2: none
 	maxLen  uint64 // of the longest function
 }
@@ -472,38 +470,90 @@ func pathSuffix(path, suffix string) bool {
 	return strings.HasSuffix(path, "/"+strings.TrimPrefix(suffix, "/"))
 }
 
-// frames is the CFI of the file: .eh_frame of the file, else
-// .debug_frame of its debug information (Go writes only that).
-func (d *Data) frames() (frame.FrameDescriptionEntries, error) {
-	if d.fdeDone {
-		return d.fdes, d.fdeErr
-	}
-	d.fdeDone = true
-	if s := d.exe.Section(".eh_frame"); s != nil && s.Type != elf.SHT_NOBITS {
-		if b, err := s.Data(); err == nil {
-			d.fdes, d.fdeErr = frame.Parse(b, binary.LittleEndian, 0, 8, s.Addr)
-			if d.fdeErr == nil && len(d.fdes) > 0 {
-				return d.fdes, nil
-			}
-		}
-	}
-	b, err := godwarf.GetDebugSectionElf(d.dbg, "frame")
-	if err != nil || len(b) == 0 {
-		d.fdeErr = fmt.Errorf("%s has no .eh_frame or .debug_frame", d.Path)
-		return nil, d.fdeErr
-	}
-	d.fdes, d.fdeErr = frame.Parse(b, binary.LittleEndian, 0, 8, 0)
-	return d.fdes, d.fdeErr
-}
-
 // Frame returns the frame rules at pc: the CFA and where the caller's
 // registers are saved.
 func (d *Data) Frame(pc uint64) (*frame.FrameContext, error) {
-	fdes, err := d.frames()
-	if err != nil {
-		return nil, err
+	if d.cfi == nil {
+		d.cfi = newCFI(d.Path, d.exe, d.dbg)
 	}
-	fde, err := fdes.FDEForPC(pc)
+	return d.cfi.Frame(pc)
+}
+
+// CFI is the call frame information of an ELF file, which unwinds its
+// stack frames: .eh_frame, or .debug_frame (Go writes only that). A file
+// has it without any other debug information.
+type CFI struct {
+	path string
+	exe  *elf.File
+	dbg  *elf.File
+	own  bool // Close closes exe
+	fdes frame.FrameDescriptionEntries
+	err  error
+	done bool
+}
+
+// OpenCFI opens the call frame information of the ELF file at path; it
+// is parsed at the first Frame.
+func OpenCFI(path string) (*CFI, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("call frame information of %s: %w", path, err)
+	}
+	c := newCFI(path, f, f)
+	c.own = true
+	return c, nil
+}
+
+func newCFI(path string, exe, dbg *elf.File) *CFI { return &CFI{path: path, exe: exe, dbg: dbg} }
+
+// Close closes the file OpenCFI opened.
+func (c *CFI) Close() error {
+	if c.own {
+		return c.exe.Close()
+	}
+	return nil
+}
+
+func (c *CFI) parse() {
+	c.done = true
+	// FDEForPC searches by address; the sections are in link order
+	// (main after the functions of other units, in gcc's output).
+	defer func() {
+		sort.Slice(c.fdes, func(i, j int) bool { return c.fdes[i].Begin() < c.fdes[j].Begin() })
+	}()
+	// Both sections: code built without unwind tables has its entries
+	// in .debug_frame only, beside the .eh_frame of the C runtime's.
+	found := false
+	if s := c.exe.Section(".eh_frame"); s != nil && s.Type != elf.SHT_NOBITS {
+		if b, err := s.Data(); err == nil {
+			if fdes, err := frame.Parse(b, binary.LittleEndian, 0, 8, s.Addr); err == nil {
+				c.fdes, found = fdes, true
+			}
+		}
+	}
+	for _, f := range []*elf.File{c.exe, c.dbg} {
+		if b, err := godwarf.GetDebugSectionElf(f, "frame"); err == nil && len(b) > 0 {
+			if fdes, err := frame.Parse(b, binary.LittleEndian, 0, 8, 0); err == nil {
+				c.fdes, found = c.fdes.Append(fdes), true
+			}
+			break
+		}
+	}
+	if !found {
+		c.err = fmt.Errorf("%s has no .eh_frame or .debug_frame", c.path)
+	}
+}
+
+// Frame returns the frame rules at pc, a link-time address: the CFA and
+// where the caller's registers are saved.
+func (c *CFI) Frame(pc uint64) (*frame.FrameContext, error) {
+	if !c.done {
+		c.parse()
+	}
+	if c.err != nil {
+		return nil, c.err
+	}
+	fde, err := c.fdes.FDEForPC(pc)
 	if err != nil {
 		return nil, err
 	}
