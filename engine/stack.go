@@ -158,7 +158,7 @@ func (s *Stacks) Unwind(ctx uprobe.Context, depth int) []Frame {
 		}
 		var fstart uint64
 		if ok {
-			if start, _, name, found := f.syms.Function(look - b); found {
+			if start, _, name, found := f.syms.Function(look - b); found && name != "" {
 				fr.Func, fr.Off, fstart = name, pc-b-start, start+b
 			} else if f.dw != nil {
 				// A local symbol of a stripped file (libc's

@@ -265,10 +265,10 @@ func TestDWARFErrors(t *testing.T) {
 // (compare agrees), on C at -O2 and on a Go program's integer arguments.
 // The kernel reads no Go string (it has no counted string): it says so.
 func TestDWARFCompare(t *testing.T) {
-	requireKernelUprobes(t)
+	testprog.KernelUprobes(t)
 	dir := t.TempDir()
 	prog := buildDWARF(t, dir, "dwarf", "-O2", "-g")
-	r, res := compare(t, "-e", "p:t/work "+prog+":work a b s p->x p->name p->tag c", "-e", "p:t/sum "+prog+":dwarf.c:30 sum", "--", prog, "20")
+	r, res := runCompare(t, "-e", "p:t/work "+prog+":work a b s p->x p->name p->tag c", "-e", "p:t/sum "+prog+":dwarf.c:30 sum", "--", prog, "20")
 	if r.status != 0 || !res.Agree {
 		t.Fatalf("compare status %d (want 0): %s\n%s", r.status, r.stdout, r.stderr)
 	}

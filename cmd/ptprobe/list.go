@@ -8,29 +8,44 @@ import (
 	"path"
 	"strings"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 
 	"github.com/ptprobe/ptprobe/elfsym"
 )
 
-// listCmd prints the functions of an ELF file: link-time address, file
-// offset (what a PATH:OFFSET spec takes) and size.
-func listCmd(args []string, stdout io.Writer) error {
-	fs := pflag.NewFlagSet("list", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	vars := fs.Bool("vars", false, "list the parameters and locals of function GLOB, line by line, from the debug information (perf probe -V)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprintln(stdout, "usage: ptprobe list PATH|LIB [GLOB]\n       ptprobe list --vars PATH|LIB FUNCTION")
+// listCmd is ptprobe list: the functions of an ELF file, with link-time
+// address, file offset (what a PATH:OFFSET spec takes) and size.
+func (c *cli) listCmd() *cobra.Command {
+	var vars bool
+	cmd := &cobra.Command{
+		Use:   "list PATH|LIB [GLOB]",
+		Short: "list the functions of an ELF file with address, file offset and size",
+		Long: `List the functions of an ELF file (a path, or a library name such as libc,
+found as the dynamic linker finds it) with link-time address, file offset
+(what a PATH:OFFSET spec takes) and size; GLOB selects functions by name.`,
+		Example: "  ptprobe list libc 'mem*'\n  ptprobe list ./prog\n  ptprobe list --vars ./prog work",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if vars && len(args) != 2 {
+				return errors.New("list: usage: ptprobe list --vars PATH|LIB FUNCTION")
+			}
+			if len(args) < 1 || len(args) > 2 {
+				return errors.New("list: usage: ptprobe list PATH|LIB [GLOB]")
+			}
 			return nil
-		}
-		return fmt.Errorf("list: %w", err)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if vars {
+				return listVarsRun(args, c.stdout)
+			}
+			return listRun(args, c.stdout)
+		},
 	}
-	rest := fs.Args()
-	if len(rest) < 1 || len(rest) > 2 {
-		return errors.New("list: usage: ptprobe list PATH|LIB [GLOB]")
-	}
+	cmd.Flags().BoolVar(&vars, "vars", false, "list the parameters and locals of FUNCTION line by line, with where each is, from the debug information (perf probe -V)")
+	return cmd
+}
+
+// listRun prints the functions of rest[0] whose names match rest[1].
+func listRun(rest []string, stdout io.Writer) error {
 	file := rest[0]
 	if !strings.Contains(file, "/") {
 		found, err := elfsym.NewLibraries(elfsym.LibraryEnv{LDLibraryPath: os.Getenv("LD_LIBRARY_PATH")}).Find(file)
@@ -38,12 +53,6 @@ func listCmd(args []string, stdout io.Writer) error {
 			return fmt.Errorf("list: %w", err)
 		}
 		file = found
-	}
-	if *vars {
-		if len(rest) != 2 {
-			return errors.New("list: usage: ptprobe list --vars PATH|LIB FUNCTION")
-		}
-		return listVars(stdout, file, rest[1])
 	}
 	glob := "*"
 	if len(rest) == 2 {

@@ -3,12 +3,28 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/resolve/dwarf"
 )
+
+// listVarsRun is list --vars: args are the file (a path or a library
+// name) and the function.
+func listVarsRun(args []string, stdout io.Writer) error {
+	file := args[0]
+	if !strings.Contains(file, "/") {
+		found, err := elfsym.NewLibraries(elfsym.LibraryEnv{LDLibraryPath: os.Getenv("LD_LIBRARY_PATH")}).Find(file)
+		if err != nil {
+			return fmt.Errorf("list: %w", err)
+		}
+		file = found
+	}
+	return listVars(stdout, file, args[1])
+}
 
 // listVars prints the parameters and locals of function fn of the ELF
 // file at path, line by line with where each is there, as perf probe -V

@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"github.com/ptprobe/ptprobe/backend"
-	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
@@ -45,13 +44,13 @@ func namesResolver(argv []string, pid int) *resolve.Resolver {
 	return resolve.New(opts)
 }
 
-// expandProbes expands the specs of cfg's probes in place; an expanded
+// expandProbes expands the specs of req's probes in place; an expanded
 // probe keeps its handlers.
-func expandProbes(cfg *engine.Options, argv []string, pid int) error {
+func expandProbes(req *backend.Request, argv []string, pid int) error {
 	res := namesResolver(argv, pid)
 	defer res.Close()
 	var probes []backend.Probe
-	for _, p := range cfg.Probes {
+	for _, p := range req.Probes {
 		ex, err := res.Expand(p.Spec)
 		if err != nil {
 			return err
@@ -62,6 +61,6 @@ func expandProbes(cfg *engine.Options, argv []string, pid int) error {
 			probes = append(probes, q)
 		}
 	}
-	cfg.Probes = probes
+	req.Probes = probes
 	return nil
 }

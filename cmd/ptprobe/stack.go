@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/spf13/pflag"
+
+	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
@@ -20,32 +23,30 @@ type stackRecorder struct {
 	last   map[int][]engine.Frame // by thread
 }
 
-// parseStackDepth parses --stack's value: "" for off.
-func parseStackDepth(v string) (int, error) {
-	if v == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		return 0, fmt.Errorf("trace: --stack=%s: the depth must be a positive number of frames", v)
-	}
-	return n, nil
+// addStackFlag registers --stack[=DEPTH] on fs.
+func (o *traceOptions) addStackFlag(fs *pflag.FlagSet) {
+	fs.StringVar(&o.stack, "stack", "", "record the user stack of each hit, at most `DEPTH` frames (--stack alone: 64), symbolized func+0xoff and file:line, under the event (text) or as its \"stack\" array (json); ptrace backend")
+	fs.Lookup("stack").NoOptDefVal = strconv.Itoa(engine.DefaultStackDepth)
 }
 
-// newStackRecorder adds an unwinding handler to every probe of cfg; nil
-// when depth is 0.
-func newStackRecorder(cfg *engine.Options, depth int, kernelBackend bool) (*stackRecorder, error) {
-	if depth == 0 {
+// newStackRecorder adds an unwinding handler to every probe of req; nil
+// without --stack.
+func (o *traceOptions) newStackRecorder(req *backend.Request) (*stackRecorder, error) {
+	if o.stack == "" {
 		return nil, nil
 	}
-	if kernelBackend {
+	depth, err := strconv.Atoi(o.stack)
+	if err != nil || depth < 1 {
+		return nil, fmt.Errorf("trace: --stack=%s: the depth must be a positive number of frames", o.stack)
+	}
+	if o.backend == "kernel" {
 		return nil, errors.New("trace: --stack works with the ptrace backend only")
 	}
 	r := &stackRecorder{depth: depth, stacks: engine.NewStacks(), last: make(map[int][]engine.Frame)}
 	record := func(ctx uprobe.Context) { r.last[ctx.TID()] = r.stacks.Unwind(ctx, r.depth) }
-	for i := range cfg.Probes {
-		h := &cfg.Probes[i].Handlers
-		if cfg.Probes[i].Spec.Kind == uprobe.Return {
+	for i := range req.Probes {
+		h := &req.Probes[i].Handlers
+		if req.Probes[i].Spec.Kind == uprobe.Return {
 			prev := h.Return
 			h.Return = func(ctx uprobe.Context) {
 				if prev != nil {

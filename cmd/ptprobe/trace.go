@@ -1,361 +1,449 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/engine"
+	"github.com/ptprobe/ptprobe/handlers"
 	"github.com/ptprobe/ptprobe/kernel"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
-// traceCmd runs a program under the ptrace engine. It returns the
-// program's exit status (128+signal when a signal killed it).
-func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
-	fs := pflag.NewFlagSet("trace", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	specs := fs.StringArrayP("event", "e", nil, "probe `SPEC` (repeatable)")
-	format := fs.String("format", "text", "output format: text (trace_pipe lines) or json (one object per line)")
-	count := fs.Bool("count", false, "print only the number of hits of each probe, at exit")
-	output := fs.StringP("output", "o", "", "write events to `FILE` instead of standard output")
-	noPin := fs.Bool("no-pin", false, "let the tracer thread run anywhere at normal priority instead of following the program's threads from CPU to CPU (slower stops)")
-	prio := fs.String("tracer-priority", "auto", "scheduling of the tracer thread: auto (SCHED_IDLE while a CPU is free, if it can return to SCHED_OTHER, which needs root or CAP_SYS_NICE), normal (SCHED_OTHER: program threads resumed on other CPUs, slower hits), or idle (SCHED_IDLE for good: fast hits without root, but slow ones while every CPU is busy)")
-	sameCPU := fs.Bool("same-cpu", false, "confine the launched program and the tracer to one CPU: the cheapest stops, at the price of the program's parallelism")
-	cpu := fs.Int("cpu", -1, "with --same-cpu: the `CPU` (default: the one ptprobe runs on)")
-	backendName := fs.String("backend", "ptrace", "ptrace (the engine, no privilege needed) or kernel (tracefs uprobe_events/kprobe_events, needs root)")
-	kspecs := fs.StringArrayP("kprobe", "k", nil, "kernel probe `KSPEC` in kprobe_events grammar (--backend kernel)")
-	latency := fs.Bool("latency", false, "print, per return probe, a log2 histogram of the time from entry to return, at exit")
-	setRetval := fs.String("set-retval", "", "make the functions of the return probes return `VALUE` to their callers (fault injection)")
-	every := fs.Uint64("every", 0, "with --set-retval: only every `N`th return of each probe")
-	probability := fs.Float64("probability", 0, "with --set-retval: each return with probability `P` (0 < P <= 1)")
-	seed := fs.Int64("seed", 0, "with --probability: random seed (0: from the clock)")
-	attachPID := fs.IntP("pid", "p", 0, "attach to the running process `PID` instead of launching CMD; Ctrl-C, SIGTERM, SIGHUP or --duration detach cleanly, but if ptprobe is killed (SIGKILL, the OOM killer) its int3s stay in the program, which dies of SIGTRAP at its next hit (as with gdb or ltrace)")
-	duration := fs.Duration("duration", 0, "stop tracing after `D` (e.g. 10s) and detach; the program runs on")
-	noFollow := fs.Bool("no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
-	detachOnExit := fs.Bool("detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
-	pidFilter := fs.IntSlice("pid-filter", nil, "report only hits of these `PIDS` (processes of the traced tree)")
-	stackFlag := fs.String("stack", "", "record the user stack of each hit, at most `DEPTH` frames (--stack alone: 64), symbolized, under the event (text) or as its \"stack\" array (json); ptrace backend")
-	fs.Lookup("stack").NoOptDefVal = strconv.Itoa(engine.DefaultStackDepth)
-	fs.SetInterspersed(false)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprintf(stdout, "usage: ptprobe trace [-e SPEC]... [FLAGS] -- CMD [ARGS]\n\n%s", fs.FlagUsages())
-			return 0, nil
-		}
-		return 0, fmt.Errorf("trace: %w", err)
-	}
-	argv := fs.Args()
-	if len(argv) == 0 && *attachPID == 0 {
-		return 0, errors.New("trace: no program given (ptprobe trace -e SPEC -- CMD [ARGS], or -p PID)")
-	}
-	if len(argv) > 0 && *attachPID != 0 {
-		return 0, errors.New("trace: give a program to launch or -p PID, not both")
-	}
-	if *attachPID != 0 && *backendName == "kernel" {
-		return 0, errors.New("trace: -p works with the ptrace backend only")
-	}
-	if len(*specs) == 0 && len(*kspecs) == 0 {
-		return 0, errors.New("trace: no probe given (-e SPEC or, with --backend kernel, -k KSPEC)")
-	}
-	if *backendName != "ptrace" && *backendName != "kernel" {
-		return 0, fmt.Errorf("trace: --backend must be ptrace or kernel, not %q", *backendName)
-	}
-	if len(*kspecs) > 0 && *backendName != "kernel" {
-		return 0, errors.New("trace: kernel probes (-k) need --backend kernel")
-	}
-	if *format != "text" && *format != "json" {
-		return 0, fmt.Errorf("trace: --format must be text or json, not %q", *format)
-	}
+// traceOptions are the flags of ptprobe trace. A new trace flag is a
+// field here and its line in addFlags; then its checks go in check, and
+// its use in request (what the backend is asked: probes, handlers),
+// newBackend (the backend and its own options) or openOutput and
+// traceOutput (what ptprobe prints of the events and at the end).
+type traceOptions struct {
+	specs, kspecs []string // -e, -k
+	format        string
+	count         bool
+	output        string
+	backend       string
+	// The tracer thread's scheduling (ptrace backend).
+	noPin    bool
+	priority string
+	sameCPU  bool
+	cpu      int
+	// Handlers on return probes (ptrace backend).
+	latency     bool
+	setRetval   string
+	retvalSet   bool // --set-retval was given (its value may be "0")
+	every       uint64
+	probability float64
+	seed        int64
+	// What is traced, for how long.
+	pid          int
+	duration     time.Duration
+	noFollow     bool
+	detachOnExit bool
+	pidFilter    []int
+	// --stack[=DEPTH] (names.go, stack.go).
+	stack string
+}
 
-	override, err := newRetvalOverride(*setRetval, fs.Changed("set-retval"), *every, *probability, *seed)
+// addFlags registers the flags of trace on fs, into o.
+func (o *traceOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringArrayVarP(&o.specs, "event", "e", nil, "probe `SPEC` (repeatable)")
+	fs.StringVar(&o.format, "format", "text", "output format: text (trace_pipe lines) or json (one object per line)")
+	fs.BoolVar(&o.count, "count", false, "print only the number of hits of each probe, at exit")
+	fs.StringVarP(&o.output, "output", "o", "", "write events to `FILE` instead of standard output")
+	fs.BoolVar(&o.noPin, "no-pin", false, "let the tracer thread run anywhere at normal priority instead of following the program's threads from CPU to CPU (slower stops)")
+	fs.StringVar(&o.priority, "tracer-priority", "auto", "scheduling of the tracer thread: auto (SCHED_IDLE while a CPU is free, if it can return to SCHED_OTHER, which needs root or CAP_SYS_NICE), normal (SCHED_OTHER: program threads resumed on other CPUs, slower hits), or idle (SCHED_IDLE for good: fast hits without root, but slow ones while every CPU is busy)")
+	fs.BoolVar(&o.sameCPU, "same-cpu", false, "confine the launched program and the tracer to one CPU: the cheapest stops, at the price of the program's parallelism")
+	fs.IntVar(&o.cpu, "cpu", -1, "with --same-cpu: the `CPU` (default: the one ptprobe runs on)")
+	fs.StringVar(&o.backend, "backend", "ptrace", "ptrace (the engine, no privilege needed) or kernel (tracefs uprobe_events/kprobe_events, needs root)")
+	fs.StringArrayVarP(&o.kspecs, "kprobe", "k", nil, "kernel probe `KSPEC` in kprobe_events grammar (--backend kernel)")
+	fs.BoolVar(&o.latency, "latency", false, "print, per return probe, a log2 histogram of the time from entry to return, at exit")
+	fs.StringVar(&o.setRetval, "set-retval", "", "make the functions of the return probes return `VALUE` to their callers (fault injection)")
+	fs.Uint64Var(&o.every, "every", 0, "with --set-retval: only every `N`th return of each probe")
+	fs.Float64Var(&o.probability, "probability", 0, "with --set-retval: each return with probability `P` (0 < P <= 1)")
+	fs.Int64Var(&o.seed, "seed", 0, "with --probability: random seed (0: from the clock)")
+	fs.IntVarP(&o.pid, "pid", "p", 0, "attach to the running process `PID` instead of launching CMD; Ctrl-C, SIGTERM, SIGHUP or --duration detach cleanly, but if ptprobe is killed (SIGKILL, the OOM killer) its int3s stay in the program, which dies of SIGTRAP at its next hit (as with gdb or ltrace)")
+	fs.DurationVar(&o.duration, "duration", 0, "stop tracing after `D` (e.g. 10s) and detach; the program runs on")
+	fs.BoolVar(&o.noFollow, "no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
+	fs.BoolVar(&o.detachOnExit, "detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
+	fs.IntSliceVar(&o.pidFilter, "pid-filter", nil, "report only hits of these `PIDS` (processes of the traced tree)")
+	o.addStackFlag(fs)
+}
+
+// traceCmd is ptprobe trace: flags into traceOptions, then traceRun.
+func (c *cli) traceCmd() *cobra.Command {
+	o := &traceOptions{}
+	cmd := &cobra.Command{
+		Use:   "trace -e SPEC... [flags] -- CMD [ARGS]",
+		Short: "run CMD (or attach to PID) and report each probe hit",
+		Long: `Run CMD under the ptrace engine (or, with -p PID, attach to a running
+process instead) and report each probe hit, as trace_pipe lines or JSON
+objects. With --backend kernel, the same through the kernel's tracefs
+(uprobes, and kprobes with -k; needs root). The exit status is the
+program's (128+N when signal N killed it), or 2 for an error of ptprobe's
+own.`,
+		Example: `  ptprobe trace -e 'libc:malloc size=%di:u64' -- ls /usr/bin
+  ptprobe trace --latency -e 'r libc:getaddrinfo' -- getent hosts example.org
+  ptprobe trace --count -e 'r libc:malloc' --set-retval 0 --every 100 -- ./prog
+  ptprobe trace --backend kernel -k 'p:k/open do_sys_openat2' -e libc:open -- cat /etc/hostname`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			o.retvalSet = cmd.Flags().Changed("set-retval")
+			status, err := traceRun(cmd.Context(), o, argv, c.stdout, c.stderr)
+			c.status = status
+			return err
+		},
+	}
+	fs := cmd.Flags()
+	// Flags after CMD are CMD's.
+	fs.SetInterspersed(false)
+	o.addFlags(fs)
+	completeWords(cmd, "format", "text", "json")
+	completeWords(cmd, "backend", "ptrace", "kernel")
+	completeWords(cmd, "tracer-priority", "auto", "normal", "idle")
+	return cmd
+}
+
+// traceRun is trace: o's checks, the request and the backend o make,
+// the run, until the program exits or ctx is done (then the backend
+// detaches), and the output. It returns the program's exit status
+// (128+N when signal N killed it; 0 when ptprobe detached; 128+N when
+// signal N interrupted a kernel run).
+func traceRun(ctx context.Context, o *traceOptions, argv []string, stdout, stderr io.Writer) (int, error) {
+	if err := o.check(argv); err != nil {
+		return 0, err
+	}
+	req, err := o.request(argv)
 	if err != nil {
 		return 0, err
 	}
-	if (*latency || override != nil) && *backendName == "kernel" {
-		return 0, errors.New("trace: --latency and --set-retval work with the ptrace backend only")
+	req.Warn = func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }
+	b, err := o.newBackend()
+	if err != nil {
+		return 0, err
 	}
-
-	var cfg engine.Options
-	seen := make(map[string]string)
-	for _, text := range *specs {
-		spec, err := uprobe.Parse(text)
-		if err != nil {
-			return 0, err
+	out, err := o.openOutput(stdout, stderr, req)
+	if err != nil {
+		return 0, err
+	}
+	defer out.close()
+	if b.Name() == "ptrace" && len(argv) > 0 {
+		// Said before the program runs: its output may differ.
+		if path, err := exec.LookPath(argv[0]); err == nil {
+			if warning := setIDWarning(path); warning != "" {
+				req.Warn(errors.New(warning))
+			}
 		}
+	}
+	res, interrupted, err := o.run(ctx, b, req)
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range res.Probes {
+		if !p.Armed {
+			fmt.Fprintf(stderr, "ptprobe: probe %s (%s) was never armed: no mapping of %s was executed\n", p.Spec.Probe(), p.Spec.Target(), p.Spec.Path)
+		}
+	}
+	out.summary(res)
+	switch {
+	case res.Detached && interrupted != 0:
+		// A kernel run ptprobe was interrupted in: the status a shell
+		// gives a command a signal ended.
+		return 128 + int(interrupted), nil
+	case res.Detached:
+		armed := 0
+		for _, p := range res.Probes {
+			if p.Armed {
+				armed++
+			}
+		}
+		fmt.Fprintf(stderr, "ptprobe: detached from %d: breakpoints removed, text checked against the file (probes armed: %d of %d)\n", res.PID, armed, len(res.Probes))
+	}
+	return res.Status(), nil
+}
+
+// check refuses flags that do not go together, before anything is
+// parsed or opened.
+func (o *traceOptions) check(argv []string) error {
+	switch {
+	case len(argv) == 0 && o.pid == 0:
+		return errors.New("trace: no program given (ptprobe trace -e SPEC -- CMD [ARGS], or -p PID)")
+	case len(argv) > 0 && o.pid != 0:
+		return errors.New("trace: give a program to launch or -p PID, not both")
+	case o.pid != 0 && o.backend == "kernel":
+		return errors.New("trace: -p works with the ptrace backend only")
+	case len(o.specs) == 0 && len(o.kspecs) == 0:
+		return errors.New("trace: no probe given (-e SPEC or, with --backend kernel, -k KSPEC)")
+	case o.backend != "ptrace" && o.backend != "kernel":
+		return fmt.Errorf("trace: --backend must be ptrace or kernel, not %q", o.backend)
+	case len(o.kspecs) > 0 && o.backend != "kernel":
+		return errors.New("trace: kernel probes (-k) need --backend kernel")
+	case o.format != "text" && o.format != "json":
+		return fmt.Errorf("trace: --format must be text or json, not %q", o.format)
+	case !o.retvalSet && (o.every != 0 || o.probability != 0):
+		return errors.New("trace: --every and --probability go with --set-retval")
+	case o.retvalSet && o.every != 0 && o.probability != 0:
+		return errors.New("trace: give --every or --probability, not both")
+	case o.retvalSet && (o.probability < 0 || o.probability > 1 || math.IsNaN(o.probability)):
+		return fmt.Errorf("trace: --probability %v is not in (0, 1]", o.probability)
+	case (o.latency || o.retvalSet) && o.backend == "kernel":
+		return errors.New("trace: --latency and --set-retval work with the ptrace backend only")
+	case o.sameCPU && (o.noPin || o.pid != 0):
+		return errors.New("trace: --same-cpu confines a launched program; it goes with neither --no-pin nor -p")
+	}
+	return nil
+}
+
+// request parses the specs (-e, -k) into the request of the run, with
+// the handlers of --set-retval.
+func (o *traceOptions) request(argv []string) (*backend.Request, error) {
+	req := &backend.Request{Argv: argv, PID: o.pid, NoFollowFork: o.noFollow}
+	var retval *handlers.Retval
+	if o.retvalSet {
+		v, err := strconv.ParseInt(o.setRetval, 0, 64)
+		if err != nil {
+			u, uerr := strconv.ParseUint(o.setRetval, 0, 64)
+			if uerr != nil {
+				return nil, fmt.Errorf("trace: --set-retval %q is not an integer", o.setRetval)
+			}
+			v = int64(u)
+		}
+		retval, err = handlers.NewRetval(uint64(v), &handlers.RetvalOptions{Every: o.every, Probability: o.probability, Seed: o.seed})
+		if err != nil {
+			return nil, fmt.Errorf("trace: %w", err)
+		}
+	}
+	// Each probe's name is its own, across -e and -k: its events and
+	// counts go by it.
+	seen := make(map[string]string)
+	named := func(spec *uprobe.Spec, text string) error {
 		if prev, dup := seen[spec.Probe()]; dup {
-			return 0, fmt.Errorf("trace: probes %q and %q have the same name %s; name one with p:GROUP/EVENT", prev, text, spec.Probe())
+			return fmt.Errorf("trace: probes %q and %q have the same name %s; name one with p:GROUP/EVENT", prev, text, spec.Probe())
 		}
 		seen[spec.Probe()] = text
-		if (*latency || override != nil) && spec.Kind != uprobe.Return {
-			return 0, fmt.Errorf("trace: %q is an entry probe, and --latency and --set-retval take return probes (r ... or ...%%return)", text)
-		}
-		pc := backend.Probe{Spec: spec}
-		if override != nil {
-			pc.Handlers.Return = override.handler()
-		}
-		cfg.Probes = append(cfg.Probes, pc)
+		return nil
 	}
-	if err := expandProbes(&cfg, argv, *attachPID); err != nil {
-		return 0, err
+	for _, text := range o.specs {
+		spec, err := uprobe.Parse(text)
+		if err != nil {
+			return nil, err
+		}
+		if err := named(spec, text); err != nil {
+			return nil, err
+		}
+		if (o.latency || retval != nil) && spec.Kind != uprobe.Return {
+			return nil, fmt.Errorf("trace: %q is an entry probe, and --latency and --set-retval take return probes (r ... or ...%%return)", text)
+		}
+		p := backend.Probe{Spec: spec}
+		if retval != nil {
+			p.Handlers = retval.Handlers()
+		}
+		req.Probes = append(req.Probes, p)
 	}
-	var kprobes []*uprobe.Spec
-	for _, text := range *kspecs {
+	if err := expandProbes(req, argv, o.pid); err != nil {
+		return nil, err
+	}
+	for _, text := range o.kspecs {
 		k, err := uprobe.ParseKprobe(text)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		if prev, dup := seen[k.Probe()]; dup {
-			return 0, fmt.Errorf("trace: probes %q and %q have the same name %s; name one with p:GROUP/EVENT", prev, text, k.Probe())
+		if err := named(k, text); err != nil {
+			return nil, err
 		}
-		seen[k.Probe()] = text
-		kprobes = append(kprobes, k)
+		req.Kprobes = append(req.Kprobes, k)
 	}
+	return req, nil
+}
 
+// newBackend is the backend --backend names, with its options.
+func (o *traceOptions) newBackend() (backend.Backend, error) {
+	if o.backend == "kernel" {
+		return kernel.Backend{}, nil
+	}
+	b := engine.Backend{Sched: engine.SchedOptions{NoFollow: o.noPin, SameCPU: o.sameCPU}}
+	switch o.priority {
+	case "auto":
+		b.Sched.Priority = engine.PriorityAuto
+	case "normal":
+		b.Sched.Priority = engine.PriorityNormal
+	case "idle":
+		b.Sched.Priority = engine.PriorityIdle
+	default:
+		return nil, fmt.Errorf("trace: --tracer-priority %q: want auto, normal or idle", o.priority)
+	}
+	if o.cpu >= 0 {
+		cpu := o.cpu
+		b.Sched.CPU = &cpu
+	}
+	return b, nil
+}
+
+// traceOutput is where trace's output goes, and what it prints at the
+// end of the run.
+type traceOutput struct {
+	o      *traceOptions
+	w      *lineWriter
+	file   *os.File // -o FILE, or nil
+	stderr io.Writer
+	hists  *handlers.Latencies // --latency
+	stacks *stackRecorder      // --stack
+}
+
+// openOutput opens trace's output and sets req's OnEvent: events as text or
+// JSON lines, or into --latency's histograms, filtered by --pid-filter;
+// none with --count.
+func (o *traceOptions) openOutput(stdout, stderr io.Writer, req *backend.Request) (*traceOutput, error) {
+	t := &traceOutput{o: o, stderr: stderr}
 	out := stdout
-	if *output != "" {
+	if o.output != "" {
 		// Write-only: opened read-write, a pipe or FIFO (-o /dev/stderr) would
 		// have ptprobe as a reader of its own output and never report EPIPE.
-		f, err := os.OpenFile(*output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		f, err := os.OpenFile(o.output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
-			return 0, fmt.Errorf("trace: %w", err)
+			return nil, fmt.Errorf("trace: %w", err)
 		}
-		defer f.Close()
-		out = f
+		t.file, out = f, f
 	}
 	// Events, --count and --latency output go out in whole lines (the
-	// program may share the stream); the kernel backend's events too,
-	// through cfg.OnEvent.
-	w := newLineWriter(out, flushEvery)
-	defer func() {
-		// The program's status stays the exit status; a lost output
-		// (full disk, a reader gone) is said, not silent.
-		if err := w.Close(); err != nil {
-			fmt.Fprintf(stderr, "ptprobe: warning: output lost from the first failed write on: %v\n", err)
-		}
-	}()
-	depth, err := parseStackDepth(*stackFlag)
+	// program may share the stream).
+	t.w = newLineWriter(out, flushEvery)
+	stacks, err := o.newStackRecorder(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	stacks, err := newStackRecorder(&cfg, depth, *backendName == "kernel")
-	if err != nil {
-		return 0, err
-	}
-	defer stacks.Close()
-	var hists *latencies
+	t.stacks = stacks
 	switch {
-	case *latency:
-		hists = newLatencies()
-		cfg.OnEvent = hists.add
-	case !*count:
+	case o.latency:
+		t.hists = handlers.NewLatencies()
+		req.OnEvent = t.hists.Add
+	case !o.count:
 		var buf []byte
-		json := *format == "json"
-		cfg.OnEvent = func(ev *uprobe.Event) {
+		json := o.format == "json"
+		req.OnEvent = func(ev *uprobe.Event) {
 			if json {
 				buf = ev.AppendJSON(buf[:0])
 			} else {
 				buf = ev.AppendText(buf[:0])
 			}
-			buf = stacks.appendTo(buf, ev, json)
-			w.Write(buf)
+			buf = t.stacks.appendTo(buf, ev, json)
+			t.w.Write(buf)
 		}
 	}
-	if len(*pidFilter) > 0 && cfg.OnEvent != nil {
+	if len(o.pidFilter) > 0 && req.OnEvent != nil {
 		keep := make(map[int]bool)
-		for _, pid := range *pidFilter {
+		for _, pid := range o.pidFilter {
 			keep[pid] = true
 		}
-		report := cfg.OnEvent
-		cfg.OnEvent = func(ev *uprobe.Event) {
+		report := req.OnEvent
+		req.OnEvent = func(ev *uprobe.Event) {
 			if keep[ev.PID] {
 				report(ev)
 			}
 		}
 	}
-	cfg.Warn = func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }
-	cfg.Sched.NoFollow = *noPin
-	switch *prio {
-	case "auto":
-		cfg.Sched.Priority = engine.PriorityAuto
-	case "normal":
-		cfg.Sched.Priority = engine.PriorityNormal
-	case "idle":
-		cfg.Sched.Priority = engine.PriorityIdle
-	default:
-		return 0, fmt.Errorf("trace: --tracer-priority %q: want auto, normal or idle", *prio)
-	}
-	cfg.Sched.SameCPU = *sameCPU
-	if *cpu >= 0 {
-		cfg.Sched.CPU = cpu
-	}
-	if *sameCPU && (*noPin || *attachPID != 0) {
-		return 0, errors.New("trace: --same-cpu confines a launched program; it goes with neither --no-pin nor -p")
-	}
-	cfg.NoFollowFork = *noFollow
-
-	// The program is in ptprobe's process group: a terminal's Ctrl-C
-	// (and Ctrl-\\) reaches it directly; ptprobe decides what it does
-	// itself (ptraceRun, kernelRun) and otherwise goes on tracing.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
-
-	type probeCount struct {
-		name string
-		hits uint64
-	}
-	var counts []probeCount
-	var status int
-	if *backendName == "kernel" {
-		var specList []*uprobe.Spec
-		for _, pc := range cfg.Probes {
-			specList = append(specList, pc.Spec)
-		}
-		// Count from the events read back: the kernel's profile counts
-		// hits of every process, before the pid filter.
-		byProbe := make(map[string]uint64)
-		onEvent := cfg.OnEvent
-		st, _, err := kernelRun(specList, kprobes, argv, kernel.Options{Warn: cfg.Warn}, nil, nil, func(ev *uprobe.Event) {
-			byProbe[ev.Probe()]++
-			if onEvent != nil {
-				onEvent(ev)
-			}
-		})
-		if err != nil {
-			return 0, err
-		}
-		status = st
-		for _, s := range specList {
-			counts = append(counts, probeCount{s.Probe(), byProbe[s.Probe()]})
-		}
-		for _, k := range kprobes {
-			counts = append(counts, probeCount{k.Probe(), byProbe[k.Probe()]})
-		}
-	} else {
-		if len(argv) > 0 {
-			// Said before the program runs: its output may differ.
-			if path, err := exec.LookPath(argv[0]); err == nil {
-				if warning := setIDWarning(path); warning != "" {
-					cfg.Warn(errors.New(warning))
-				}
-			}
-		}
-		st, probes, err := ptraceRun(cfg, argv, runOptions{pid: *attachPID, duration: *duration, detachOnExit: *detachOnExit}, stderr)
-		if err != nil {
-			return 0, err
-		}
-		status = st
-		for _, p := range probes {
-			counts = append(counts, probeCount{p.Spec.Probe(), p.Hits()})
-		}
-	}
-	if hists != nil {
-		for _, c := range counts {
-			w.Write(hists.render(c.name))
-		}
-	}
-	if *count {
-		var buf []byte
-		for _, p := range counts {
-			if *format == "json" {
-				buf = append(buf, `{"probe":`...)
-				buf = strconv.AppendQuote(buf, p.name)
-				buf = append(buf, `,"hits":`...)
-				buf = strconv.AppendUint(buf, p.hits, 10)
-				buf = append(buf, "}\n"...)
-			} else {
-				buf = append(buf, p.name...)
-				buf = append(buf, ' ')
-				buf = strconv.AppendUint(buf, p.hits, 10)
-				buf = append(buf, '\n')
-			}
-		}
-		w.Write(buf)
-	}
-	return status, nil
+	return t, nil
 }
 
-// runOptions say how ptraceRun starts and stops.
-type runOptions struct {
-	pid          int           // attach to it instead of launching
-	duration     time.Duration // detach after it, if not 0
-	detachOnExit bool          // detach on SIGINT/SIGTERM/SIGHUP
+// summary prints what trace prints at the end of a run: --latency's
+// histograms, --count's counts.
+func (t *traceOutput) summary(res *backend.Result) {
+	if t.hists != nil {
+		for _, p := range res.Probes {
+			t.w.Write(t.hists.AppendText(nil, p.Spec.Probe()))
+		}
+	}
+	if !t.o.count {
+		return
+	}
+	var buf []byte
+	for _, p := range res.Probes {
+		if t.o.format == "json" {
+			buf = append(buf, `{"probe":`...)
+			buf = strconv.AppendQuote(buf, p.Spec.Probe())
+			buf = append(buf, `,"hits":`...)
+			buf = strconv.AppendUint(buf, p.Hits, 10)
+			buf = append(buf, "}\n"...)
+		} else {
+			buf = append(buf, p.Spec.Probe()...)
+			buf = append(buf, ' ')
+			buf = strconv.AppendUint(buf, p.Hits, 10)
+			buf = append(buf, '\n')
+		}
+	}
+	t.w.Write(buf)
 }
 
-// ptraceRun runs argv (or attaches to opts.pid) under the ptrace engine and
-// returns the exit status of the program (128+N when signal N killed it;
-// 0 when ptprobe detached first) and the session's probes.
-func ptraceRun(cfg engine.Options, argv []string, opts runOptions, stderr io.Writer) (int, []*engine.Probe, error) {
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	var sess *engine.Tracer
-	var err error
-	if opts.pid != 0 {
-		sess, err = engine.Attach(opts.pid, &cfg)
-	} else {
-		sess, err = engine.Launch(argv, &cfg)
+func (t *traceOutput) close() {
+	// The program's status stays the exit status; a lost output (full
+	// disk, a reader gone) is said, not silent.
+	if err := t.w.Close(); err != nil {
+		fmt.Fprintf(t.stderr, "ptprobe: warning: output lost from the first failed write on: %v\n", err)
 	}
-	if err != nil {
-		return 0, nil, err
+	if t.file != nil {
+		t.file.Close()
 	}
-	done := make(chan struct{})
-	defer close(done)
-	var timeout <-chan time.Time
-	if opts.duration > 0 {
-		timer := time.NewTimer(opts.duration)
-		defer timer.Stop()
-		timeout = timer.C
+	t.stacks.Close()
+}
+
+// run runs req on b until the program exits, or until ctx is done, the
+// --duration is over, or a signal ends the run: then b detaches and the
+// program runs on. ptprobe's signals (SIGINT, SIGTERM, SIGHUP; SIGQUIT
+// is ignored, as the terminal sends it to the program too):
+//   - kernel backend: the run ends (its events are removed), and
+//     interrupted is the signal;
+//   - -p or --detach-on-exit: ptrace detaches;
+//   - else SIGINT is left to the program, which a terminal's Ctrl-C
+//     reached as well (the program is in ptprobe's process group), and
+//     SIGTERM and SIGHUP are passed on to it: ptprobe traces it to its end.
+func (o *traceOptions) run(ctx context.Context, b backend.Backend, req *backend.Request) (res *backend.Result, interrupted syscall.Signal, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if o.duration > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, o.duration)
+		defer stop()
 	}
-	go func() {
-		for {
-			select {
-			case sig := <-sigs:
-				switch {
-				case opts.pid != 0 || opts.detachOnExit:
-					sess.Detach()
-				case sig == syscall.SIGINT:
-					// The terminal sent it to the program too.
-				default:
-					syscall.Kill(sess.Pid(), sig.(syscall.Signal))
-				}
-			case <-timeout:
-				sess.Detach()
-			case <-done:
-				return
+	var pid atomic.Int64
+	started := req.Started
+	req.Started = func(p int) {
+		pid.Store(int64(p))
+		if started != nil {
+			started(p)
+		}
+	}
+	var caught atomic.Int32
+	kernelRun := b.Name() == "kernel"
+	stop := watchSignals(func(sig syscall.Signal) {
+		switch {
+		case sig == syscall.SIGQUIT:
+		case kernelRun:
+			caught.CompareAndSwap(0, int32(sig))
+			cancel()
+		case o.pid != 0 || o.detachOnExit:
+			cancel()
+		case sig == syscall.SIGINT:
+		default:
+			if p := pid.Load(); p != 0 {
+				syscall.Kill(int(p), sig)
 			}
 		}
-	}()
-	res, err := sess.Wait()
+	}, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer stop()
+	res, err = b.Run(ctx, req)
 	if err != nil {
-		return 0, nil, err
+		return nil, 0, err
 	}
-	for _, p := range sess.Probes() {
-		if !p.Armed() {
-			fmt.Fprintf(stderr, "ptprobe: probe %s (%s) was never armed: no mapping of %s was executed\n", p.Spec.Probe(), p.Spec.Target(), p.Spec.Path)
-		}
-	}
-	if res.Detached {
-		if len(res.TextMismatches) > 0 {
-			return 0, nil, fmt.Errorf("detached from %d, but its text differs from the file at:\n  %s", sess.Pid(), strings.Join(res.TextMismatches, "\n  "))
-		}
-		fmt.Fprintf(stderr, "ptprobe: detached from %d: %d breakpoints removed, text checked against the file\n", sess.Pid(), res.SitesRestored)
-		return 0, sess.Probes(), nil
-	}
-	if res.ExitCode < 0 {
-		return 128 + int(res.Signal), sess.Probes(), nil
-	}
-	return res.ExitCode, sess.Probes(), nil
+	return res, syscall.Signal(caught.Load()), nil
 }
