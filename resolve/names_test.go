@@ -75,3 +75,25 @@ func TestExpand(t *testing.T) {
 		t.Errorf("a variable in a return probe: %v", err)
 	}
 }
+
+// BenchmarkExpand is what binding names adds to a probe's start: a new
+// Resolver each time, so the DWARF is opened each time, as at a start
+// of ptprobe (docs/DESIGN.md §10).
+func BenchmarkExpand(b *testing.B) {
+	prog := testprog.BuildGo(b, b.TempDir(), "dwarfargs")
+	for name, text := range map[string]string{"go": prog + ":main.work n", "libc": "libc:malloc bytes"} {
+		spec, err := uprobe.Parse(text)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				r := resolve.New(nil)
+				if _, err := r.Expand(spec); err != nil {
+					b.Fatal(err)
+				}
+				r.Close()
+			}
+		})
+	}
+}

@@ -30,7 +30,7 @@ func build(t *testing.T, dir, name string, flags ...string) string {
 	return prog
 }
 
-func open(t *testing.T, path string, opts *dwarf.Options) *dwarf.Data {
+func open(t testing.TB, path string, opts *dwarf.Options) *dwarf.Data {
 	t.Helper()
 	d, err := dwarf.Open(path, opts)
 	if err != nil {
@@ -221,5 +221,41 @@ func TestGo(t *testing.T) {
 	}
 	if off, err := d.GoidOffset(); err != nil || off <= 0 {
 		t.Errorf("goid offset %d %v", off, err)
+	}
+}
+
+// BenchmarkOpen is the start-up cost names add to a probe: opening a
+// file's DWARF and indexing its functions (docs/DESIGN.md §10), for a
+// small C program, a Go program and libc (libc6-dbg's build-id file).
+func BenchmarkOpen(b *testing.B) {
+	dir := b.TempDir()
+	c := filepath.Join(dir, "dwarf")
+	if out, err := exec.Command("gcc", "-O2", "-g", "-o", c, filepath.Join(testprog.Root(), "testdata", "c", "dwarf.c")).CombinedOutput(); err != nil {
+		b.Skipf("skipped: gcc: %v %s", err, out)
+	}
+	files := map[string]string{"c": c, "go": testprog.BuildGo(b, dir, "dwarfargs"), "libc": "/lib/x86_64-linux-gnu/libc.so.6"}
+	for _, name := range []string{"c", "go", "libc"} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				d, err := dwarf.Open(files[name], nil)
+				if err != nil {
+					b.Skipf("skipped: %v", err)
+				}
+				d.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkResolve is the cost of one variable path once the DWARF is
+// open: the function's DIE tree, its location list at the address, the
+// type.
+func BenchmarkResolve(b *testing.B) {
+	d := open(b, testprog.BuildGo(b, b.TempDir(), "dwarfargs"), nil)
+	f := d.Funcs("main.(*T).Add")[0]
+	for b.Loop() {
+		if _, err := d.Resolve(f.Low, "t.name", nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

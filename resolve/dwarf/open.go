@@ -56,22 +56,25 @@ type Data struct {
 	// from (Path itself, or its separate debug file).
 	Path, DebugPath string
 
-	exe     *elf.File // Path: program headers, .eh_frame
-	dbg     *elf.File // DebugPath (== exe when the DWARF is in the file)
-	dw      *dwarf.Data
-	info    []byte // .debug_info, for the units' versions
-	units   []unit
-	funcs   []*Func // by Low
-	byName  map[string][]*Func
-	loc2    *loclist.Dwarf2Reader
-	loc5    *loclist.Dwarf5Reader
-	addr    *godwarf.DebugAddrSection
-	lineSec []byte
-	lineStr []byte
-	types   map[dwarf.Offset]godwarf.Type
-	cfi     *CFI
-	goid    int64  // offset of runtime.g.goid; -1: not looked up, -2: none
-	maxLen  uint64 // of the longest function
+	exe      *elf.File // Path: program headers, .eh_frame
+	dbg      *elf.File // DebugPath (== exe when the DWARF is in the file)
+	dw       *dwarf.Data
+	sections map[string][]byte
+	units    []unit
+	funcs    []*Func // by Low
+	byName   map[string][]*Func
+	loc2     *loclist.Dwarf2Reader
+	loc5     *loclist.Dwarf5Reader
+	addr     *godwarf.DebugAddrSection
+	lineSec  []byte
+	lineStr  []byte
+	types    map[dwarf.Offset]godwarf.Type
+	cfi      *CFI
+	// gType is the DIE of runtime.g, once a unit with it is indexed.
+	gType      dwarf.Offset
+	allIndexed bool
+	goid       int64  // offset of runtime.g.goid; -1: not looked up, -2: none
+	maxLen     uint64 // of the longest function
 }
 
 // unit is a compile unit.
@@ -82,6 +85,8 @@ type unit struct {
 	low     uint64
 	lines   *line.DebugLineInfo
 	noLines bool
+	ranges  [][2]uint64
+	indexed bool
 }
 
 // Func is a function with code: a DW_TAG_subprogram with addresses.
@@ -210,27 +215,42 @@ func buildID(f *elf.File) []byte {
 	return nil
 }
 
-// load indexes the compile units and the functions.
+// section is the bytes of .debug_NAME of the debug file, decompressed,
+// nil when it has none. Each section is read once: libc's are
+// compressed, and decompressing them is most of the cost of opening.
+func (d *Data) section(name string) []byte {
+	if b, ok := d.sections[name]; ok {
+		return b
+	}
+	b, _ := godwarf.GetDebugSectionElf(d.dbg, name)
+	d.sections[name] = b
+	return b
+}
+
+// load reads the DWARF and its units. Location lists and line tables
+// are read when first needed.
 func (d *Data) load() error {
-	dw, err := d.dbg.DWARF()
+	d.sections = make(map[string][]byte)
+	dw, err := dwarf.New(d.section("abbrev"), nil, nil, d.section("info"), nil, nil, d.section("ranges"), d.section("str"))
 	if err != nil {
 		return fmt.Errorf("DWARF of %s: %w", d.DebugPath, err)
 	}
+	for _, name := range []string{"addr", "line_str", "rnglists", "str_offsets"} {
+		if b := d.section(name); b != nil {
+			if err := dw.AddSection(".debug_"+name, b); err != nil {
+				return fmt.Errorf("DWARF of %s: .debug_%s: %w", d.DebugPath, name, err)
+			}
+		}
+	}
 	d.dw = dw
-	d.info, _ = godwarf.GetDebugSectionElf(d.dbg, "info")
-	starts := unitStarts(d.info)
-	loc, _ := godwarf.GetDebugSectionElf(d.dbg, "loc")
-	d.loc2 = loclist.NewDwarf2Reader(loc, 8)
-	loc5, _ := godwarf.GetDebugSectionElf(d.dbg, "loclists")
-	d.loc5 = loclist.NewDwarf5Reader(loc5)
-	addr, _ := godwarf.GetDebugSectionElf(d.dbg, "addr")
-	d.addr = godwarf.ParseAddr(addr)
-	d.lineSec, _ = godwarf.GetDebugSectionElf(d.dbg, "line")
-	d.lineStr, _ = godwarf.GetDebugSectionElf(d.dbg, "line_str")
+	starts := unitStarts(d.section("info"))
+	d.addr = godwarf.ParseAddr(d.section("addr"))
+	d.lineStr = d.section("line_str")
 	d.byName = make(map[string][]*Func)
 
+	// The units only: their functions are indexed when an address or
+	// a name needs them (libc's DWARF has thousands).
 	r := dw.Reader()
-	cu := -1
 	for {
 		e, err := r.Next()
 		if err != nil {
@@ -254,28 +274,90 @@ func (d *Data) load() error {
 				}
 			}
 			u.low, _ = e.Val(dwarf.AttrLowpc).(uint64)
+			u.ranges, _ = dw.Ranges(e)
 			d.units = append(d.units, u)
-			cu = len(d.units) - 1
-			if !e.Children {
-				cu = -1
-			}
+		}
+		if e.Children {
+			r.SkipChildren()
+		}
+	}
+	return nil
+}
+
+// index indexes the functions of unit i (and notes runtime.g).
+func (d *Data) index(i int) {
+	u := &d.units[i]
+	if u.indexed {
+		return
+	}
+	u.indexed = true
+	if !u.entry.Children {
+		return
+	}
+	r := d.dw.Reader()
+	r.Seek(u.entry.Offset)
+	if _, err := r.Next(); err != nil {
+		return
+	}
+	for depth := 1; depth > 0; {
+		e, err := r.Next()
+		if err != nil || e == nil {
+			break
+		}
+		switch e.Tag {
+		case 0:
+			depth--
 			continue
 		case dwarf.TagSubprogram:
-			if cu >= 0 {
-				d.addFunc(e, cu)
+			d.addFunc(e, i)
+		case dwarf.TagStructType:
+			if n, _ := e.Val(dwarf.AttrName).(string); n == "runtime.g" {
+				d.gType = e.Offset
 			}
 		}
 		// Functions are children of their unit (and, in C++, of
 		// namespaces and classes); nothing below a function is.
-		if e.Tag != dwarf.TagNamespace && e.Tag != dwarf.TagClassType && e.Tag != dwarf.TagStructType && e.Children {
-			r.SkipChildren()
+		if e.Children {
+			if e.Tag == dwarf.TagNamespace || e.Tag == dwarf.TagClassType || e.Tag == dwarf.TagStructType {
+				depth++
+			} else {
+				r.SkipChildren()
+			}
 		}
 	}
 	for _, f := range d.funcs {
 		d.maxLen = max(d.maxLen, f.High-f.Low)
 	}
 	sort.Slice(d.funcs, func(i, j int) bool { return d.funcs[i].Low < d.funcs[j].Low })
-	return nil
+}
+
+// indexAll indexes every unit: for a function by name.
+func (d *Data) indexAll() {
+	if d.allIndexed {
+		return
+	}
+	d.allIndexed = true
+	for i := range d.units {
+		d.index(i)
+	}
+}
+
+// indexAt indexes the units whose code contains pc, or all when none
+// says it does.
+func (d *Data) indexAt(pc uint64) {
+	found := false
+	for i := range d.units {
+		for _, rg := range d.units[i].ranges {
+			if pc >= rg[0] && pc < rg[1] {
+				d.index(i)
+				found = true
+				break
+			}
+		}
+	}
+	if !found {
+		d.indexAll()
+	}
 }
 
 // addFunc records the subprogram e if it has code.
@@ -348,10 +430,14 @@ func unitStarts(info []byte) []unitStart {
 
 // Funcs returns the functions named name (a static C function may have
 // several).
-func (d *Data) Funcs(name string) []*Func { return d.byName[name] }
+func (d *Data) Funcs(name string) []*Func {
+	d.indexAll()
+	return d.byName[name]
+}
 
 // FuncAt returns the function whose code contains pc.
 func (d *Data) FuncAt(pc uint64) (*Func, bool) {
+	d.indexAt(pc)
 	i := sort.Search(len(d.funcs), func(i int) bool { return d.funcs[i].Low > pc })
 	for j := i - 1; j >= 0 && pc-d.funcs[j].Low < d.maxLen; j-- {
 		if f := d.funcs[j]; pc >= f.Low && pc < f.High {
@@ -376,6 +462,9 @@ func (d *Data) lineInfo(u *unit) *line.DebugLineInfo {
 		return u.lines
 	}
 	off, ok := u.entry.Val(dwarf.AttrStmtList).(int64)
+	if d.lineSec == nil {
+		d.lineSec = d.section("line")
+	}
 	if !ok || off < 0 || int(off) >= len(d.lineSec) {
 		u.noLines = true
 		return nil

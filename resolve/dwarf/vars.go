@@ -354,6 +354,10 @@ func (d *Data) location(s *scope, v *reader.Variable, pc uint64) (place, error) 
 		instr = a
 	case int64:
 		u := &d.units[s.f.unit]
+		if d.loc2 == nil {
+			d.loc2 = loclist.NewDwarf2Reader(d.section("loc"), 8)
+			d.loc5 = loclist.NewDwarf5Reader(d.section("loclists"))
+		}
 		var rd loclist.Reader = d.loc2
 		var da *godwarf.DebugAddr
 		if u.version >= 5 {
@@ -805,12 +809,13 @@ func (d *Data) GoidOffset() (int64, error) {
 		return 0, fmt.Errorf("%s: no runtime.g with a goid in its DWARF", d.DebugPath)
 	}
 	d.goid = -2
-	r := reader.New(d.dw)
-	e, err := r.SeekToTypeNamed("runtime.g")
-	if err != nil {
-		return 0, fmt.Errorf("%s: runtime.g: %w", d.DebugPath, err)
+	for i := 0; i < len(d.units) && d.gType == 0; i++ {
+		d.index(i)
 	}
-	t, err := godwarf.ReadType(d.dw, 0, e.Offset, d.types)
+	if d.gType == 0 {
+		return 0, fmt.Errorf("%s: no runtime.g in its DWARF", d.DebugPath)
+	}
+	t, err := godwarf.ReadType(d.dw, 0, d.gType, d.types)
 	if err != nil {
 		return 0, fmt.Errorf("%s: runtime.g: %w", d.DebugPath, err)
 	}
