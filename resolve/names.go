@@ -26,6 +26,9 @@ type Names interface {
 	ReturnType(pc uint64) (uprobe.Type, error)
 	// LinePCs are the addresses a probe on file:line goes to.
 	LinePCs(file string, line int) ([]uint64, error)
+	// FuncLinePCs are those of line rel of the function containing pc,
+	// counted from the line it is declared on, in that function.
+	FuncLinePCs(pc uint64, rel int) ([]uint64, error)
 	// EntryPC is where an entry probe of the function starting at pc
 	// must be for the variables paths to hold their values: pc, or past
 	// the prologue when they are stack slots the prologue fills.
@@ -83,6 +86,10 @@ func (n dwarfNames) LinePCs(file string, line int) ([]uint64, error) {
 	return n.d.LinePCs(file, line)
 }
 
+func (n dwarfNames) FuncLinePCs(pc uint64, rel int) ([]uint64, error) {
+	return n.d.FuncLinePCs(pc, rel)
+}
+
 func (n dwarfNames) EntryPC(pc uint64, paths []string) uint64 {
 	f, ok := n.d.FuncAt(pc)
 	if !ok || f.Low != pc {
@@ -119,7 +126,7 @@ func (r *Resolver) names(f *elfsym.File) (Names, error) {
 // needsNames reports whether a spec has a name only debug information
 // can bind: a source line, a variable path, $params.
 func needsNames(spec *uprobe.Spec) bool {
-	if spec.SrcFile != "" {
+	if spec.SrcFile != "" || spec.SrcFunc != "" {
 		return true
 	}
 	for i := range spec.Args {
@@ -185,6 +192,17 @@ func (r *Resolver) Expand(spec *uprobe.Spec) ([]*uprobe.Spec, error) {
 		if pcs, err = names.LinePCs(spec.SrcFile, spec.SrcLine); err != nil {
 			return fail(err)
 		}
+	case spec.SrcFunc != "":
+		if spec.Kind == uprobe.Return {
+			return fail(errors.New("a source line takes entry probes only"))
+		}
+		fsym, err := f.Lookup(spec.SrcFunc)
+		if err != nil {
+			return fail(err)
+		}
+		if pcs, err = names.FuncLinePCs(fsym.Value, spec.SrcLine); err != nil {
+			return fail(err)
+		}
 	case spec.Symbol != "":
 		if sym, err = f.Lookup(spec.Symbol); err != nil {
 			return fail(err)
@@ -217,9 +235,9 @@ func (r *Resolver) Expand(spec *uprobe.Spec) ([]*uprobe.Spec, error) {
 		}
 		s := *spec
 		s.Args = args
-		if spec.SrcFile != "" || pc != sym.Value+spec.Offset {
-			if spec.SrcFile != "" {
-				s.SrcFile, s.SrcLine, s.Symbol = "", 0, ""
+		if spec.SrcFile != "" || spec.SrcFunc != "" || pc != sym.Value+spec.Offset {
+			if spec.SrcFile != "" || spec.SrcFunc != "" {
+				s.SrcFile, s.SrcFunc, s.SrcLine, s.Symbol = "", "", 0, ""
 			}
 			if s.Symbol != "" {
 				s.Offset = pc - sym.Value

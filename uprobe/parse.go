@@ -366,16 +366,25 @@ func (p *parser) target(s *Spec, t token) *Error {
 		colon = strings.IndexByte(t.s, ':')
 	}
 	if file, line, ok := srcLine(t.s, colon, last, isPath); ok {
-		// PATH:FILE:LINE, a source line (docs/DESIGN.md §10).
+		// PATH:FILE:LINE, a source line, or PATH:FUNC:+N, a line of
+		// a function (docs/DESIGN.md §10).
 		colon = len(t.s) - len(file) - len(line) - 2
-		s.Path, s.SrcFile = t.s[:colon], file
+		s.Path = t.s[:colon]
+		if line[0] == '+' {
+			if i := badSymbolByte(file); i >= 0 {
+				return p.err(t.pos+colon+1+i, errBadSymbol)
+			}
+			s.SrcFunc, line = file, line[1:]
+		} else {
+			s.SrcFile = file
+		}
 		if !isPath {
 			if i := badLibraryByte(s.Path); i >= 0 {
 				return p.err(t.pos+i, errBadLibrary)
 			}
 		}
 		n, ok := parseDecimal(line)
-		if !ok || n == 0 || n > math.MaxInt32 {
+		if !ok || (n == 0 && s.SrcFunc == "") || n > math.MaxInt32 {
 			return p.err(t.pos+len(t.s)-len(line), errBadLine)
 		}
 		s.SrcLine = int(n)
@@ -456,7 +465,8 @@ func (p *parser) target(s *Spec, t token) *Error {
 // decimal, FILE a name with a '.' ("main.c", "src/x.go").
 func srcLine(w string, colon, last int, isPath bool) (file, line string, ok bool) {
 	line = w[last+1:]
-	if line == "" || !isDigit(line[0]) || strings.HasPrefix(line, "0x") {
+	rel := strings.HasPrefix(line, "+")
+	if d := strings.TrimPrefix(line, "+"); d == "" || !isDigit(d[0]) || strings.HasPrefix(d, "0x") {
 		return "", "", false
 	}
 	before := w[:last]
@@ -474,7 +484,7 @@ func srcLine(w string, colon, last int, isPath bool) (file, line string, ok bool
 		}
 		file = w[colon+1 : last]
 	}
-	if file == "" || !strings.Contains(file, ".") {
+	if file == "" || !rel && !strings.Contains(file, ".") {
 		return "", "", false
 	}
 	return file, line, true
@@ -988,6 +998,15 @@ func parseSigned(neg bool, w string) (int64, bool) {
 
 // defaultEvent names a probe whose spec does not, see Parse.
 func defaultEvent(s *Spec) string {
+	if s.SrcFunc != "" {
+		// FUNC:+N: "work_L3".
+		base := sanitize(s.SrcFunc)
+		suffix := "_L" + strconv.Itoa(s.SrcLine)
+		if len(base)+len(suffix) > maxNameLen {
+			base = base[:maxNameLen-len(suffix)]
+		}
+		return base + suffix
+	}
 	if s.SrcFile != "" {
 		// perf probe's FUNC_L42, with the file's name: "main_c_L42".
 		base := sanitize(s.SrcFile[strings.LastIndexByte(s.SrcFile, '/')+1:])
@@ -1200,7 +1219,7 @@ func (s *Spec) Equal(t *Spec) bool {
 	if s.Kind != t.Kind || s.Group != t.Group || s.Event != t.Event ||
 		s.Kernel != t.Kernel || s.Path != t.Path || s.Module != t.Module ||
 		s.Symbol != t.Symbol || s.Offset != t.Offset || s.Addr != t.Addr ||
-		s.SrcFile != t.SrcFile || s.SrcLine != t.SrcLine ||
+		s.SrcFile != t.SrcFile || s.SrcLine != t.SrcLine || s.SrcFunc != t.SrcFunc ||
 		s.MaxActive != t.MaxActive || len(s.Args) != len(t.Args) {
 		return false
 	}

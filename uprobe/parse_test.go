@@ -561,6 +561,10 @@ func TestParseNames(t *testing.T) {
 			t.Errorf("Target() = %q, want %q", got, c.text)
 		}
 	}
+	s, err = Parse("./prog:work:+3 sum")
+	if err != nil || s.SrcFunc != "work" || s.SrcLine != 3 || s.SrcFile != "" || s.Event != "work_L3" || s.Target() != "./prog:work:+3" {
+		t.Errorf("FUNC:+N: %v %+v", err, s)
+	}
 	s, err = Parse("./prog:main.(*T).Method%return")
 	if err != nil || s.Symbol != "main.(*T).Method" || s.Kind != Return {
 		t.Errorf("Go method: %v %+v", err, s)

@@ -74,6 +74,10 @@ type Spec struct {
 	// are then unset.
 	SrcFile string
 	SrcLine int
+	// SrcFunc is the FUNC of a PATH:FUNC:+N target: line N of the
+	// function, counted from the line it is declared on (SrcLine),
+	// in that function only.
+	SrcFunc string
 	// Offset is the file offset (Symbol == "") or the offset from the
 	// symbol's start.
 	Offset uint64
@@ -113,6 +117,8 @@ func (s *Spec) Target() string {
 	switch {
 	case s.SrcFile != "":
 		return fmt.Sprintf("%s:%s:%d", s.Path, s.SrcFile, s.SrcLine)
+	case s.SrcFunc != "":
+		return fmt.Sprintf("%s:%s:+%d", s.Path, s.SrcFunc, s.SrcLine)
 	case s.Symbol == "":
 		return fmt.Sprintf("%s:0x%x", s.Path, s.Offset)
 	case s.Offset != 0:

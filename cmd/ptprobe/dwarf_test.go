@@ -108,11 +108,12 @@ func TestDWARFArgs(t *testing.T) {
 			out, evs := traceJSON(t,
 				"-e", "p:t/work "+prog+":work a b s p->x p->y p->name p->tag c",
 				"-e", "p:t/sum "+prog+":dwarf.c:30 sum",
+				"-e", "p:t/rel "+prog+":work:+3 sum", // dwarf.c:30 again, from work's line
 				"-e", "p:t/twice "+prog+":dwarf.c:22",
 				"-e", "r:t/ret "+prog+":work $retval",
 				"--", prog, strconv.Itoa(n))
 			calls := workCalls(t, out)
-			var works, sums, rets []jsonEvent
+			var works, sums, rels, rets []jsonEvent
 			twice := 0
 			for _, ev := range evs {
 				switch {
@@ -120,14 +121,16 @@ func TestDWARFArgs(t *testing.T) {
 					works = append(works, ev)
 				case ev.Probe == "t/sum":
 					sums = append(sums, ev)
+				case ev.Probe == "t/rel":
+					rels = append(rels, ev)
 				case ev.Probe == "t/ret":
 					rets = append(rets, ev)
 				case strings.HasPrefix(ev.Probe, "t/twice"):
 					twice++
 				}
 			}
-			if len(works) != len(calls) || len(sums) != len(calls) || len(rets) != len(calls) {
-				t.Fatalf("%d calls, %d work, %d sum, %d ret events", len(calls), len(works), len(sums), len(rets))
+			if len(works) != len(calls) || len(sums) != len(calls) || len(rels) != len(calls) || len(rets) != len(calls) {
+				t.Fatalf("%d calls, %d work, %d sum, %d work:+3, %d ret events", len(calls), len(works), len(sums), len(rels), len(rets))
 			}
 			for i, c := range calls {
 				for _, k := range []string{"a", "b", "s", "p_x", "p_y", "p_name", "p_tag", "c"} {
@@ -137,6 +140,9 @@ func TestDWARFArgs(t *testing.T) {
 				}
 				if got := argString(sums[i].Args["sum"]); got != c["sum"] {
 					t.Errorf("call %d: sum at dwarf.c:30 = %q, the program computed %q", i, got, c["sum"])
+				}
+				if got := argString(rels[i].Args["sum"]); got != c["sum"] {
+					t.Errorf("call %d: sum at work:+3 = %q, the program computed %q", i, got, c["sum"])
 				}
 				sum, _ := strconv.Atoi(c["sum"])
 				if got := argString(rets[i].Args["arg1"]); got != strconv.Itoa(3*sum) {
@@ -200,6 +206,7 @@ func TestDWARFGo(t *testing.T) {
 // libc6-dbg (the build-id file under /usr/lib/debug), equal to the
 // requested sizes of a program that prints them.
 func TestDWARFLibc(t *testing.T) {
+	testprog.SystemProbes(t, false) // libc: not while a kernel test probes it
 	r := ptprobe(t, "list", "--vars", "libc", "malloc")
 	if r.status != 0 || !strings.Contains(r.stdout, "bytes") {
 		t.Skipf("skipped: libc has no debug information here (install libc6-dbg): %s", r.stderr)

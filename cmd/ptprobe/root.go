@@ -22,7 +22,7 @@ through ptrace (no root, no BPF), or through the kernel's tracefs.
 Probe specs use the kernel's uprobe_events grammar:
   p[:[GRP/]EVENT] PATH:OFFSET|PATH:SYMBOL[+OFFS]|LIB:SYMBOL [FETCHARGS]
   r[:[GRP/]EVENT] PATH:SYMBOL [FETCHARGS]       (or PATH:SYMBOL%return)
-  p[:[GRP/]EVENT] PATH:FILE:LINE [FETCHARGS]    (a source line, from DWARF)
+  p[:[GRP/]EVENT] PATH:FILE:LINE|PATH:FUNC:+N [FETCHARGS]   (source lines, from DWARF)
 FETCHARGS: [NAME=]%REG|@ADDR|@+OFFSET|$stack|$stackN|$comm|$retval|$argN|+|-OFFS(FETCHARG)[:TYPE]
   or, from DWARF, a variable path: VAR, p->f, s.f, *p, a[N], or $params
 TYPE: u8 u16 u32 u64 s8 s16 s32 s64 x8 x16 x32 x64 string`

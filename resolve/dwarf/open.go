@@ -648,3 +648,39 @@ func (c *CFI) Frame(pc uint64) (*frame.FrameContext, error) {
 	}
 	return fde.EstablishFrame(pc)
 }
+
+// FuncLinePCs returns the addresses of line rel of the function
+// containing pc, counted from the line the function is declared on (0:
+// that line), in that function only: perf probe's FUNC:+N.
+func (d *Data) FuncLinePCs(pc uint64, rel int) ([]uint64, error) {
+	f, ok := d.FuncAt(pc)
+	if !ok {
+		return nil, fmt.Errorf("no function of the debug information of %s contains 0x%x", d.Path, pc)
+	}
+	t, err := d.tree(f)
+	if err != nil {
+		return nil, err
+	}
+	decl, ok := t.Val(dwarf.AttrDeclLine).(int64)
+	if !ok {
+		return nil, fmt.Errorf("%s: its debug information gives no declaration line", f.Name)
+	}
+	file, _, ok := d.Line(f.Low)
+	if !ok {
+		return nil, fmt.Errorf("%s: no line table covers it", f.Name)
+	}
+	all, err := d.LinePCs(file, int(decl)+rel)
+	if err != nil {
+		return nil, fmt.Errorf("%s:+%d: %w", f.Name, rel, err)
+	}
+	var pcs []uint64
+	for _, p := range all {
+		if g, ok := d.FuncAt(p); ok && g.off == f.off {
+			pcs = append(pcs, p)
+		}
+	}
+	if len(pcs) == 0 {
+		return nil, fmt.Errorf("%s:+%d (%s:%d): no code of %s at this line", f.Name, rel, file, int(decl)+rel, f.Name)
+	}
+	return pcs, nil
+}
