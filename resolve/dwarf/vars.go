@@ -75,8 +75,8 @@ func (p place) mem() *uprobe.Expr {
 	return &uprobe.Expr{Op: uprobe.OpDeref, Imm: p.off, Inner: p.base}
 }
 
-// value is the node of the 64-bit word at the place: the register, or
-// the word read at the address.
+// value is the node that reads the value at the place: the register
+// (a fetch truncates it to its type), or the memory at the address.
 func (p place) value() *uprobe.Expr {
 	if p.inReg {
 		return &uprobe.Expr{Op: uprobe.OpReg, Reg: p.reg}
@@ -731,7 +731,7 @@ func leaf(p place, t godwarf.Type, want *uprobe.Type) ([]Arg, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []Arg{{Expr: q.value2(), Type: *want, TypeName: name}}, nil
+		return []Arg{{Expr: q.value(), Type: *want, TypeName: name}}, nil
 	}
 	switch tt := t.(type) {
 	case *godwarf.StringType:
@@ -746,8 +746,8 @@ func leaf(p place, t godwarf.Type, want *uprobe.Type) ([]Arg, error) {
 			return nil, err
 		}
 		return []Arg{
-			{Name: "len", Expr: l.value2(), Type: uprobe.Type{Kind: uprobe.Signed, Size: 8}, TypeName: "int"},
-			{Name: "cap", Expr: c.value2(), Type: uprobe.Type{Kind: uprobe.Signed, Size: 8}, TypeName: "int"},
+			{Name: "len", Expr: l.value(), Type: uprobe.Type{Kind: uprobe.Signed, Size: 8}, TypeName: "int"},
+			{Name: "cap", Expr: c.value(), Type: uprobe.Type{Kind: uprobe.Signed, Size: 8}, TypeName: "int"},
 		}, nil
 	case *godwarf.PtrType:
 		if isChar(tt.Type) {
@@ -774,16 +774,7 @@ func leaf(p place, t godwarf.Type, want *uprobe.Type) ([]Arg, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []Arg{{Expr: q.value2(), Type: ft, TypeName: name}}, nil
-}
-
-// value2 is the node that reads a scalar at the place: the register
-// (the fetch truncates it to the type) or the memory.
-func (p place) value2() *uprobe.Expr {
-	if p.inReg {
-		return &uprobe.Expr{Op: uprobe.OpReg, Reg: p.reg}
-	}
-	return p.mem()
+	return []Arg{{Expr: q.value(), Type: ft, TypeName: name}}, nil
 }
 
 // goString is a Go string at p: its pointer and its length.
@@ -796,7 +787,7 @@ func goString(p place, typ uprobe.Type, name string) ([]Arg, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []Arg{{Expr: place{base: ptr.value()}.mem(), Len: n.value2(), Type: typ, TypeName: name}}, nil
+	return []Arg{{Expr: place{base: ptr.value()}.mem(), Len: n.value(), Type: typ, TypeName: name}}, nil
 }
 
 // GoidOffset is the offset of goid in the Go runtime's g, from the
@@ -832,7 +823,7 @@ func (d *Data) GoidOffset() (int64, error) {
 	return 0, fmt.Errorf("%s: runtime.g has no goid", d.DebugPath)
 }
 
-// Lines of a function: for list --vars.
+// funcLines are the statement addresses of f, in order.
 func (d *Data) funcLines(f *Func) []uint64 {
 	li := d.lineInfo(&d.units[f.unit])
 	if li == nil {
@@ -845,9 +836,8 @@ func (d *Data) funcLines(f *Func) []uint64 {
 	return pcs
 }
 
-// FuncVars lists, per source line of the function named name, the
-// variables visible at the line's first address and where they are:
-// perf probe -V, per line.
+// LineVars are the variables visible at the first address of a source
+// line of a function, and where each is there (perf probe -V, per line).
 type LineVars struct {
 	PC   uint64
 	File string
