@@ -57,6 +57,10 @@ func plansFor(args []uprobe.FetchArg, fileBase uint64) ([]readPlan, error) {
 		}
 		var p readPlan
 		switch {
+		case a.Len != nil:
+			// A counted string (a Go string, docs/DESIGN.md §10): the
+			// recorder reads strings to their NUL.
+			return nil, fmt.Errorf("%s: %w", a.Text, errNotRecordable)
 		case a.Type.Kind == uprobe.String && e.Op == uprobe.OpComm:
 			continue // the thread's name: ptprobe reads it
 		case e.Op == uprobe.OpStackN:

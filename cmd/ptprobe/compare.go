@@ -83,6 +83,10 @@ func compareRun(ctx context.Context, o *compareOptions, argv []string, stdout, s
 		}
 		specs = append(specs, spec)
 	}
+	specs, err := expandSpecs(specs, argv, 0)
+	if err != nil {
+		return 0, err
+	}
 	opts := &compare.Options{Runs: o.runs, Ptrace: engine.Backend{Sched: engine.SchedOptions{SameCPU: o.sameCPU}},
 		Warn: func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }}
 	if o.showOutput {

@@ -16,23 +16,32 @@ import (
 // listCmd is ptprobe list: the functions of an ELF file, with link-time
 // address, file offset (what a PATH:OFFSET spec takes) and size.
 func (c *cli) listCmd() *cobra.Command {
-	return &cobra.Command{
+	var vars bool
+	cmd := &cobra.Command{
 		Use:   "list PATH|LIB [GLOB]",
 		Short: "list the functions of an ELF file with address, file offset and size",
 		Long: `List the functions of an ELF file (a path, or a library name such as libc,
 found as the dynamic linker finds it) with link-time address, file offset
 (what a PATH:OFFSET spec takes) and size; GLOB selects functions by name.`,
-		Example: "  ptprobe list libc 'mem*'\n  ptprobe list ./prog",
+		Example: "  ptprobe list libc 'mem*'\n  ptprobe list ./prog\n  ptprobe list --vars ./prog work",
 		Args: func(cmd *cobra.Command, args []string) error {
+			if vars && len(args) != 2 {
+				return errors.New("list: usage: ptprobe list --vars PATH|LIB FUNCTION")
+			}
 			if len(args) < 1 || len(args) > 2 {
 				return errors.New("list: usage: ptprobe list PATH|LIB [GLOB]")
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if vars {
+				return listVarsRun(args, c.stdout)
+			}
 			return listRun(args, c.stdout)
 		},
 	}
+	cmd.Flags().BoolVar(&vars, "vars", false, "list the parameters and locals of FUNCTION line by line, with where each is, from the debug information (perf probe -V)")
+	return cmd
 }
 
 // listRun prints the functions of rest[0] whose names match rest[1].

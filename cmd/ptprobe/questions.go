@@ -41,7 +41,6 @@ func (q *questionOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&q.max, "max", "", "print the greatest value of `EXPR`, per --by key")
 	fs.IntVar(&q.top, "top", 0, "print only the `N` keys of greatest value of each aggregation")
 	fs.DurationVar(&q.interval, "interval", 0, "print the aggregations every `D` (e.g. 1s) and start them again, while the program runs")
-	fs.BoolVar(&q.stack, "stack", false, "record the call stack of each hit (ptrace backend; by frame pointers): printed under each event, or with --format folded as folded stacks for flame graphs")
 }
 
 // questions are the filter, maps, stacks and trace file of one run.
@@ -96,6 +95,9 @@ func splitTop(s string) []string {
 // when an expression asks for retval, and --stack's handlers.
 func (q *questionOptions) prepare(o *traceOptions, probes []backend.Probe, kprobes []*uprobe.Spec, w *lineWriter) ([]backend.Probe, *questions, error) {
 	qs := &questions{json: o.format == "json", top: q.top, interval: q.interval, w: w, counts: o.count}
+	// --stack (stack.go) prints stacks under events; for --format folded
+	// they are recorded here, by frame pointers (ustack).
+	q.stack = o.stack != "" && o.format == "folded"
 	var exprs []*query.Expr
 	parse := func(flag, text string) (*query.Expr, error) {
 		e, err := query.Parse(text)

@@ -22,13 +22,17 @@ through ptrace (no root, no BPF), or through the kernel's tracefs.
 Probe specs use the kernel's uprobe_events grammar:
   p[:[GRP/]EVENT] PATH:OFFSET|PATH:SYMBOL[+OFFS]|LIB:SYMBOL [FETCHARGS]
   r[:[GRP/]EVENT] PATH:SYMBOL [FETCHARGS]       (or PATH:SYMBOL%return)
+  p[:[GRP/]EVENT] PATH:FILE:LINE|PATH:FUNC:+N [FETCHARGS]   (source lines, from DWARF)
 FETCHARGS: [NAME=]%REG|@ADDR|@+OFFSET|$stack|$stackN|$comm|$retval|$argN|+|-OFFS(FETCHARG)[:TYPE]
+  or, from DWARF, a variable path: VAR, p->f, s.f, *p, a[N], or $params
 TYPE: u8 u16 u32 u64 s8 s16 s32 s64 x8 x16 x32 x64 string`
 
 const rootExample = `  ptprobe trace -e 'libc:malloc size=%di:u64' -- ls /usr/bin
   ptprobe trace --count -e 'r libc:malloc' -p 1234 --duration 10s
   ptprobe compare -e 'libc:strlen s=+0(%di):string' -- sort /etc/services
+  ptprobe trace --stack -e './prog:work a p->name' -e './prog:main.c:42 sum' -- ./prog
   ptprobe list libc 'mem*'
+  ptprobe list --vars ./prog work
   source <(ptprobe completion bash)`
 
 // rootCmd builds the command tree. Every command writes to c's stdout and

@@ -54,6 +54,8 @@ type traceOptions struct {
 	pidFilter    []int
 	// Filters, aggregations, stacks, trace files (questions.go).
 	q questionOptions
+	// --stack[=DEPTH] (names.go, stack.go).
+	stack string
 }
 
 // addFlags registers the flags of trace on fs, into o.
@@ -79,6 +81,7 @@ func (o *traceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.detachOnExit, "detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
 	fs.IntSliceVar(&o.pidFilter, "pid-filter", nil, "report only hits of these `PIDS` (processes of the traced tree)")
 	o.q.addFlags(fs)
+	o.addStackFlag(fs)
 }
 
 // traceCmd is ptprobe trace: flags into traceOptions, then traceRun.
@@ -251,6 +254,9 @@ func (o *traceOptions) request(argv []string) (*backend.Request, error) {
 		}
 		req.Probes = append(req.Probes, p)
 	}
+	if err := expandProbes(req, argv, o.pid); err != nil {
+		return nil, err
+	}
 	for _, text := range o.kspecs {
 		k, err := uprobe.ParseKprobe(text)
 		if err != nil {
@@ -294,7 +300,8 @@ type traceOutput struct {
 	w      *lineWriter
 	file   *os.File // -o FILE, or nil
 	stderr io.Writer
-	qs     *questions // --filter, the aggregations (--latency among them), --stack, chrome and folded
+	qs     *questions     // --filter, the aggregations (--latency among them), --stack, chrome and folded
+	stacks *stackRecorder // --stack (stack.go)
 }
 
 // openOutput opens trace's output and sets req's OnEvent: events as text or
@@ -316,6 +323,12 @@ func (o *traceOptions) openOutput(stdout, stderr io.Writer, req *backend.Request
 	// Events, --count and --latency output go out in whole lines (the
 	// program may share the stream).
 	t.w = newLineWriter(out, flushEvery)
+	stacks, err := o.newStackRecorder(req)
+	if err != nil {
+		t.close()
+		return nil, err
+	}
+	t.stacks = stacks
 	// Filters and aggregations (--latency among them) run on the events
 	// (questions.go, docs/DESIGN.md §11).
 	probes, qs, err := o.q.prepare(o, req.Probes, req.Kprobes, t.w)
@@ -333,6 +346,7 @@ func (o *traceOptions) openOutput(stdout, stderr io.Writer, req *backend.Request
 			} else {
 				buf = ev.AppendText(buf[:0])
 			}
+			buf = t.stacks.appendTo(buf, ev, json)
 			t.w.Write(buf)
 		})
 	}
@@ -392,6 +406,7 @@ func (t *traceOutput) close() {
 	if t.file != nil {
 		t.file.Close()
 	}
+	t.stacks.Close()
 }
 
 // run runs req on b until the program exits, or until ctx is done, the

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+
+	"github.com/ptprobe/ptprobe/backend"
+	"github.com/ptprobe/ptprobe/resolve"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+// expandSpecs binds the names of the specs (variable paths, $params,
+// source lines, a typed $retval, a Go program's goid) once, for both
+// backends, as perf probe rewrites a probe before the kernel sees it
+// (docs/DESIGN.md §10). The program is argv[0], or the process pid.
+func expandSpecs(specs []*uprobe.Spec, argv []string, pid int) ([]*uprobe.Spec, error) {
+	res := namesResolver(argv, pid)
+	defer res.Close()
+	var out []*uprobe.Spec
+	for _, s := range specs {
+		ex, err := res.Expand(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ex...)
+	}
+	return out, nil
+}
+
+// namesResolver is a Resolver for the program argv[0], or the process pid.
+func namesResolver(argv []string, pid int) *resolve.Resolver {
+	opts := &resolve.Options{}
+	switch {
+	case pid != 0:
+		if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil {
+			opts.Program = exe
+		}
+	case len(argv) > 0:
+		if path, err := exec.LookPath(argv[0]); err == nil {
+			opts.Program = path
+		}
+	}
+	return resolve.New(opts)
+}
+
+// expandProbes expands the specs of req's probes in place; an expanded
+// probe keeps its handlers.
+func expandProbes(req *backend.Request, argv []string, pid int) error {
+	res := namesResolver(argv, pid)
+	defer res.Close()
+	var probes []backend.Probe
+	for _, p := range req.Probes {
+		ex, err := res.Expand(p.Spec)
+		if err != nil {
+			return err
+		}
+		for _, s := range ex {
+			q := p
+			q.Spec = s
+			probes = append(probes, q)
+		}
+	}
+	req.Probes = probes
+	return nil
+}
