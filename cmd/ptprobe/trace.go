@@ -52,6 +52,9 @@ type traceOptions struct {
 	noFollow     bool
 	detachOnExit bool
 	pidFilter    []int
+	noFast       bool // --no-fast: every probe on the stop path
+	drop         bool // --drop: a full ring counts hits missed
+	verbose      bool // --verbose: how each probe took its hits
 	// Filters, aggregations, stacks, trace files (questions.go).
 	q questionOptions
 	// --stack[=DEPTH] (names.go, stack.go).
@@ -80,6 +83,9 @@ func (o *traceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.noFollow, "no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
 	fs.BoolVar(&o.detachOnExit, "detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
 	fs.IntSliceVar(&o.pidFilter, "pid-filter", nil, "report only hits of these `PIDS` (processes of the traced tree)")
+	fs.BoolVar(&o.noFast, "no-fast", false, "take every hit with a ptrace stop (the int3 path), not on the no-stop path (a jump to an in-process recorder) that probes without Go handlers take where the site allows it")
+	fs.BoolVar(&o.drop, "drop", false, "no-stop path: when the event ring is full, count the hit missed instead of making the program thread wait for the tracer")
+	fs.BoolVar(&o.verbose, "verbose", false, "say at the end, on stderr, how each probe took its hits (no-stop or stop path, on how many sites, and why not no-stop)")
 	o.q.addFlags(fs)
 	o.addStackFlag(fs)
 }
@@ -275,7 +281,7 @@ func (o *traceOptions) newBackend() (backend.Backend, error) {
 	if o.backend == "kernel" {
 		return kernel.Backend{}, nil
 	}
-	b := engine.Backend{Sched: engine.SchedOptions{NoFollow: o.noPin, SameCPU: o.sameCPU}}
+	b := engine.Backend{Sched: engine.SchedOptions{NoFollow: o.noPin, SameCPU: o.sameCPU}, StopPath: o.noFast, DropWhenFull: o.drop}
 	switch o.priority {
 	case "auto":
 		b.Sched.Priority = engine.PriorityAuto
@@ -373,6 +379,17 @@ func (t *traceOutput) summary(res *backend.Result) {
 	if err := t.qs.finish(); err != nil {
 		fmt.Fprintf(t.stderr, "ptprobe: warning: %v\n", err)
 	}
+	if t.o.verbose {
+		for _, p := range res.Probes {
+			if s := p.Strategy(); s != "" {
+				fmt.Fprintf(t.stderr, "ptprobe: %s: %s", p.Spec.Probe(), s)
+				if p.Missed > 0 {
+					fmt.Fprintf(t.stderr, ", %d hits missed", p.Missed)
+				}
+				fmt.Fprintln(t.stderr)
+			}
+		}
+	}
 	if !t.o.count || len(t.o.q.by) > 0 {
 		return
 	}
@@ -383,6 +400,14 @@ func (t *traceOutput) summary(res *backend.Result) {
 			buf = strconv.AppendQuote(buf, p.Spec.Probe())
 			buf = append(buf, `,"hits":`...)
 			buf = strconv.AppendUint(buf, t.qs.hits(p.Spec, p.Hits), 10)
+			if p.Missed > 0 {
+				buf = append(buf, `,"missed":`...)
+				buf = strconv.AppendUint(buf, p.Missed, 10)
+			}
+			if s := p.Strategy(); s != "" {
+				buf = append(buf, `,"strategy":`...)
+				buf = strconv.AppendQuote(buf, s)
+			}
 			buf = append(buf, "}\n"...)
 		} else {
 			buf = append(buf, p.Spec.Probe()...)
