@@ -155,6 +155,16 @@ func traceRun(ctx context.Context, o *traceOptions, argv []string, stdout, stder
 			}
 		}
 	}
+	if o.pid != 0 || o.detachOnExit {
+		// A reader gone (`ptprobe trace -p PID | head`) or a full disk:
+		// detach rather than trace on with nowhere to write.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		out.w.mu.Lock()
+		out.w.onFail = cancel
+		out.w.mu.Unlock()
+	}
 	res, interrupted, err := o.run(ctx, b, req)
 	if err != nil {
 		return 0, err
