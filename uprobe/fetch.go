@@ -235,6 +235,10 @@ func (f *fetcher) fetch(a *FetchArg) Value {
 			v.S = f.ctx.Comm()
 			return v
 		}
+		if e.Op == OpImmString {
+			v.S = e.Sym
+			return v
+		}
 		addr, ok := f.addr(e, 0)
 		if ok {
 			v.S, v.Truncated, ok = f.readString(addr)
@@ -272,6 +276,8 @@ func (f *fetcher) value(e *Expr, depth int) (uint64, bool) {
 		return 0, false
 	}
 	switch e.Op {
+	case OpImm:
+		return uint64(e.Imm), true
 	case OpAddr, OpFileOffset, OpDeref:
 		addr, ok := f.addr(e, depth)
 		if !ok {
@@ -294,6 +300,16 @@ func (f *fetcher) value(e *Expr, depth int) (uint64, bool) {
 		return e.Reg.Get(regs), true
 	case OpStack:
 		return regs.Rsp, true
+	case OpIndexed:
+		var base uint64
+		if e.Inner != nil {
+			v, ok := f.value(e.Inner, depth+1)
+			if !ok {
+				return 0, false
+			}
+			base = v
+		}
+		return base + e.Reg.Get(regs)*uint64(e.Imm), true
 	case OpRetval:
 		return regs.Rax, true
 	case OpArgN:

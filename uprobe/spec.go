@@ -10,6 +10,7 @@ package uprobe
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/ptprobe/ptprobe/arch"
 )
@@ -71,6 +72,18 @@ type Spec struct {
 	// Offset is the file offset (Symbol == "") or the offset from the
 	// symbol's start.
 	Offset uint64
+	// RefCtr is the kernel's REF_CTR_OFFSET of PATH:OFFSET(REF_CTR_OFFSET):
+	// the file offset of a 16-bit counter that the tracer raises by one
+	// in each process while the probe is armed (a USDT semaphore), 0 for
+	// none.
+	RefCtr uint64
+	// USDT marks a usdt:PATH|LIB:PROVIDER:NAME spec: Provider and
+	// Symbol are the SDT probe's provider and name (globs allowed), and
+	// $argN are the probe's own arguments. resolve.Expand turns it into
+	// one PATH:OFFSET(REF_CTR_OFFSET) spec per location
+	// (docs/DESIGN.md §9).
+	USDT     bool
+	Provider string
 	// Addr is a kernel probe's KADDR, when Symbol is "".
 	Addr uint64
 	// MaxActive is the r[MAXACTIVE] of a kernel return probe: how many
@@ -105,8 +118,18 @@ func (s *Spec) Target() string {
 		return s.kprobeTarget()
 	}
 	switch {
+	case s.USDT:
+		return "usdt:" + s.Path + ":" + s.Provider + ":" + s.Symbol
+	case s.Symbol == "" && s.RefCtr != 0:
+		return fmt.Sprintf("%s:0x%x(0x%x)", s.Path, s.Offset, s.RefCtr)
 	case s.Symbol == "":
 		return fmt.Sprintf("%s:0x%x", s.Path, s.Offset)
+	case strings.ContainsAny(s.Symbol, " \t+%\"") || badSymbolByte(s.Symbol) >= 0:
+		sym := `"` + s.Symbol + `"`
+		if s.Offset != 0 {
+			return fmt.Sprintf("%s:%s+0x%x", s.Path, sym, s.Offset)
+		}
+		return s.Path + ":" + sym
 	case s.Offset != 0:
 		return fmt.Sprintf("%s:%s+0x%x", s.Path, s.Symbol, s.Offset)
 	}
@@ -175,6 +198,18 @@ const (
 	// ptprobe writes it back as it is (docs/DESIGN.md §2). uprobe specs
 	// refuse it, as the kernel does.
 	OpSymbol
+	// OpImm is the constant Imm: the kernel's \IMM fetch-arg, and a USDT
+	// argument "N@$imm".
+	OpImm
+	// OpIndexed is Inner's value (0 when Inner is nil) plus register Reg
+	// times Imm: the base and index of a USDT argument's SIB operand
+	// ("8@16(%rax,%rdx,8)" is +16(OpIndexed{%ax, %dx, 8})). It has no
+	// text in the kernel's grammar: the ptrace backend evaluates it, the
+	// kernel backend refuses it (docs/DESIGN.md §9).
+	OpIndexed
+	// OpImmString is the kernel's \"STR" fetch-arg: the constant string
+	// Sym.
+	OpImmString
 )
 
 // Expr is a fetch expression: a node of the tree of a fetch-arg.
