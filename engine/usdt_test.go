@@ -1,13 +1,20 @@
 package engine_test
 
 import (
+	"bufio"
+	"encoding/binary"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/internal/testprog"
+	"github.com/ptprobe/ptprobe/uprobe"
 )
 
 // buildSDT builds testdata/c/sdt.c and its dlopen'd library sdtlib.c
@@ -89,5 +96,214 @@ func TestUSDTSemaphores(t *testing.T) {
 		if h.args[0].Name != "v" || h.args[0].U != uint64(i) {
 			t.Errorf("call event %d: %+v, want v=%d", i, h.args, i)
 		}
+	}
+}
+
+// python is Debian's python3.11, whose SDT probes have semaphores.
+const python = "/usr/bin/python3.11"
+
+func needPython(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(python); err != nil {
+		t.Skipf("%s is not installed (Debian's python3.11): %v", python, err)
+	}
+	f, err := elfsym.Open(python)
+	if err != nil {
+		t.Skipf("%s: %v", python, err)
+	}
+	defer f.Close()
+	if ps, err := f.USDTProbes(); err != nil || len(ps) == 0 {
+		t.Skipf("%s has no SDT probes (not Debian's build?): %v", python, err)
+	}
+}
+
+// pyScript calls foo n times from Python (bar's loop: calls the 3.11
+// interpreter makes without a C frame between) and once through map (a C
+// frame between); foo's body is two lines.
+const pyScript = `def foo(x):
+    y = x * 2
+    return y
+
+def bar(n):
+    s = 0
+    for i in range(n):
+        s += foo(i)
+    return s
+
+print(bar(%d) + sum(map(foo, range(1))))
+`
+
+// TestUSDTPython traces python3.11's function__entry, function__return
+// and line probes: foo's entries and returns are the calls the script
+// makes, its lines twice that, with the file name, function name and
+// line numbers as strings and integers. CPython 3.11 reaches
+// function__entry for calls between Python functions only while the line
+// semaphore is raised too (its returns always): so the probes go together.
+func TestUSDTPython(t *testing.T) {
+	needPython(t)
+	const n = 6
+	script := filepath.Join(t.TempDir(), "calls.py")
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(pyScript, n)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	untraced, code := testprog.Run(t, python, script)
+	tr := runTraced(t, specs(t,
+		"usdt:"+python+":python:function__entry file=$arg1:string fn=$arg2:string line=$arg3",
+		"usdt:"+python+":python:function__return fn=$arg2:string",
+		"usdt:"+python+":python:line file=$arg1:string fn=$arg2:string line=$arg3",
+	), true, python, script)
+	if tr.out != untraced || tr.result.ExitCode != code {
+		t.Fatalf("traced output %q exit %d, untraced %q exit %d", tr.out, tr.result.ExitCode, untraced, code)
+	}
+	// count counts the events of probe in fn of the script, by line
+	// (function__return has fn only).
+	count := func(probe, fn string) (k int, lines map[int64]int) {
+		lines = make(map[int64]int)
+		for _, h := range tr.byProbe(probe) {
+			if len(h.args) == 1 {
+				if h.args[0].S == fn {
+					k++
+				}
+				continue
+			}
+			if h.args[0].S == script && h.args[1].S == fn {
+				k++
+				lines[int64(h.args[2].U)]++
+			}
+		}
+		return k, lines
+	}
+	calls := n + 1
+	if k, lines := count("ptprobe/function__entry", "foo"); k != calls || lines[1] != calls {
+		t.Errorf("function__entry of foo: %d (first lines %v), want %d at line 1", k, lines, calls)
+	}
+	if k, _ := count("ptprobe/function__return", "foo"); k != calls {
+		t.Errorf("function__return of foo: %d, want %d", k, calls)
+	}
+	if k, lines := count("ptprobe/line", "foo"); k != 2*calls || lines[2] != calls || lines[3] != calls {
+		t.Errorf("line events in foo: %d %v, want %d each of lines 2 and 3", k, lines, calls)
+	}
+	if k, _ := count("ptprobe/function__entry", "bar"); k != 1 {
+		t.Errorf("function__entry of bar: %d, want 1", k)
+	}
+	if tr.result.ExitCode != 0 {
+		t.Errorf("exit %d", tr.result.ExitCode)
+	}
+}
+
+// semaphore reads the 16-bit USDT semaphore of probe in the running
+// process pid.
+func semaphore(t *testing.T, pid int, path, provider, name string) uint16 {
+	t.Helper()
+	f, err := elfsym.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ps, err := f.USDTProbes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if p.Provider != provider || p.Name != name {
+			continue
+		}
+		maps, err := elfsym.ReadMaps(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range maps {
+			if a, ok := m.Addr(p.SemOffset); ok && m.ID() == f.ID && strings.HasPrefix(m.Perms, "rw") {
+				mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer mem.Close()
+				var b [2]byte
+				if _, err := mem.ReadAt(b[:], int64(a)); err != nil {
+					t.Fatal(err)
+				}
+				return binary.LittleEndian.Uint16(b[:])
+			}
+		}
+		t.Fatalf("semaphore of %s:%s not mapped in %d", provider, name, pid)
+	}
+	t.Fatalf("%s has no SDT probe %s:%s", path, provider, name)
+	return 0
+}
+
+// TestUSDTAttachDetach attaches to a running python3.11, counts foo's
+// calls through function__return, and detaches: the semaphore is 1 while
+// attached (raised once) and 0 again after, and the program goes on.
+func TestUSDTAttachDetach(t *testing.T) {
+	needPython(t)
+	script := filepath.Join(t.TempDir(), "loop.py")
+	src := "import sys\ndef foo(x):\n    return x\nprint('ready', flush=True)\nfor line in sys.stdin:\n    foo(line)\n    print('done', flush=True)\n"
+	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(python, script)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outp, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { in.Close(); cmd.Wait() }()
+	out := bufio.NewReader(outp)
+	if l, err := out.ReadString('\n'); err != nil || l != "ready\n" {
+		t.Fatalf("python: %q %v", l, err)
+	}
+	pid := cmd.Process.Pid
+	if v := semaphore(t, pid, python, "python", "function__return"); v != 0 {
+		t.Fatalf("semaphore %d before attaching", v)
+	}
+	var mu sync.Mutex
+	foos := 0
+	tr, err := engine.Attach(pid, &engine.Options{
+		Probes: specs(t, "usdt:"+python+":python:function__return fn=$arg2:string"),
+		Warn:   func(err error) { t.Errorf("engine warning: %v", err) },
+		OnEvent: func(ev *uprobe.Event) {
+			mu.Lock()
+			if ev.Args[0].S == "foo" {
+				foos++
+			}
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	if v := semaphore(t, pid, python, "python", "function__return"); v != 1 {
+		t.Errorf("semaphore %d while attached, want 1", v)
+	}
+	const n = 4
+	for range n {
+		fmt.Fprintln(in, "x")
+		if l, err := out.ReadString('\n'); err != nil || l != "done\n" {
+			t.Fatalf("python: %q %v", l, err)
+		}
+	}
+	tr.Detach()
+	res, err := tr.Wait()
+	if err != nil || !res.Detached {
+		t.Fatalf("detach: %+v %v", res, err)
+	}
+	if v := semaphore(t, pid, python, "python", "function__return"); v != 0 {
+		t.Errorf("semaphore %d after detaching, want 0", v)
+	}
+	mu.Lock()
+	if foos != n {
+		t.Errorf("%d returns of foo while attached, want %d", foos, n)
+	}
+	mu.Unlock()
+	fmt.Fprintln(in, "x")
+	if l, err := out.ReadString('\n'); err != nil || l != "done\n" {
+		t.Fatalf("python after the detach: %q %v", l, err)
 	}
 }
