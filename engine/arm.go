@@ -171,7 +171,7 @@ func (s *Tracer) armMapping(t *thread, m elfsym.Mapping, probes []*Probe) error 
 		p.armed.Add(1)
 	}
 	for _, loc := range refCtrs {
-		s.wantSemaphore(t.proc, m.ID(), loc.RefCtr)
+		s.wantSemaphore(t.proc, m.ID(), loc.RefCtr, loc.Offset)
 	}
 	if hijacks || (s.hijacks && newMapping) {
 		s.hijacks = true

@@ -13,28 +13,34 @@ import (
 // The kernel raises the counter by one in each mm where it installs a
 // uprobe with a REF_CTR_OFFSET, and lowers it when it removes it
 // (update_ref_ctr), never below 0. The engine does the same per address
-// space: it raises the counter of each probe with Location.RefCtr once
-// where it arms the probe, in the process's private writable mapping of
+// space: it raises the counter of each probed location with
+// Location.RefCtr once where it arms it, in the process's private writable mapping of
 // the file that holds the counter's file offset, and lowers it at detach
 // (and in a fork child it lets go). A counter whose data is not mapped
 // yet is raised at the next rescan of the mappings. Counters other
 // tracers raised are left as they are: only the engine's own one is
 // taken back.
 
-// semKey is one counter: a file and the file offset of the counter.
+// semKey is one raise of a counter: a file, the file offset of the
+// counter and that of the probed instruction. The kernel raises a counter
+// once per uprobe (file and offset) installed in an mm, however many
+// consumers the uprobe has: two locations of one USDT probe sharing a
+// semaphore raise it to 2, two probes at one location to 1. The engine
+// counts alike.
 type semKey struct {
-	id  elfsym.FileID
-	off uint64
+	id        elfsym.FileID
+	off, site uint64
 }
 
-// wantSemaphore notes that the probe armed in p's address space needs the
-// counter at file offset off of file id raised, and raises it if it can.
-func (s *Tracer) wantSemaphore(p *process, id elfsym.FileID, off uint64) {
+// wantSemaphore notes that the probe armed at file offset site of file id
+// in p's address space needs the counter at file offset off of that file
+// raised, and raises it if it can.
+func (s *Tracer) wantSemaphore(p *process, id elfsym.FileID, off, site uint64) {
 	as := p.as
 	if as.sems == nil {
 		as.sems = make(map[semKey]uint64)
 	}
-	k := semKey{id, off}
+	k := semKey{id, off, site}
 	if _, ok := as.sems[k]; ok {
 		return
 	}

@@ -36,8 +36,9 @@ func buildSDT(t *testing.T) (prog, lib string) {
 // TestUSDTSemaphores traces the SDT probes of a C program and of a
 // library it loads with dlopen later, all behind semaphores: the program
 // counts how often it reached each probe, which is exactly the hits, and
-// prints the semaphores as it saw them (1 each: raised once, by the
-// engine). Untraced, it reaches none.
+// prints the semaphores as it saw them: 1 for work (two probes at one
+// location), 2 for twice (two locations), 1 for the library's, as the
+// kernel raises them (kernel TestKernelUSDT). Untraced, it reaches none.
 func TestUSDTSemaphores(t *testing.T) {
 	prog, lib := buildSDT(t)
 	const n = 7
@@ -51,7 +52,7 @@ func TestUSDTSemaphores(t *testing.T) {
 		"usdt:"+prog+":ptsdt:twice",
 		"usdt:"+lib+":ptsdtlib:call v=$arg1",
 	), true, prog, fmt.Sprint(n), lib)
-	want := fmt.Sprintf(" work=%d twice=%d lib=%d sem=1,1,1\n", n, 2*n, n)
+	want := fmt.Sprintf(" work=%d twice=%d lib=%d sem=1,2,1\n", n, 2*n, n)
 	if tr.result.ExitCode != 0 || !strings.HasSuffix(tr.out, want) || strings.Fields(tr.out)[0] != strings.Fields(untraced)[0] {
 		t.Fatalf("traced output %q (exit %d), want sum as untraced (%q) and %q", tr.out, tr.result.ExitCode, untraced, want)
 	}
@@ -115,6 +116,7 @@ func needPython(t *testing.T) {
 	if ps, err := f.USDTProbes(); err != nil || len(ps) == 0 {
 		t.Skipf("%s has no SDT probes (not Debian's build?): %v", python, err)
 	}
+	testprog.SystemProbes(t, false) // not while kernel tests probe it
 }
 
 // pyScript calls foo n times from Python (bar's loop: calls the 3.11
@@ -305,5 +307,30 @@ func TestUSDTAttachDetach(t *testing.T) {
 	fmt.Fprintln(in, "x")
 	if l, err := out.ReadString('\n'); err != nil || l != "done\n" {
 		t.Fatalf("python after the detach: %q %v", l, err)
+	}
+}
+
+// TestUSDTLibstdcxx counts libstdc++'s libstdcxx:throw and
+// libstdcxx:catch probes (no semaphores) in testdata/c/cxx.cpp, which
+// throws and catches one exception per call.
+func TestUSDTLibstdcxx(t *testing.T) {
+	if _, err := exec.LookPath("g++"); err != nil {
+		t.Skip("g++ is not installed: cannot build testdata/c/cxx.cpp")
+	}
+	prog := filepath.Join(t.TempDir(), "cxx")
+	if out, err := exec.Command("g++", "-O2", "-o", prog, filepath.Join(testprog.Root(), "testdata", "c", "cxx.cpp")).CombinedOutput(); err != nil {
+		t.Fatalf("g++: %v\n%s", err, out)
+	}
+	testprog.SystemProbes(t, false)
+	const n = 9
+	untraced, code := testprog.Run(t, prog, fmt.Sprint(n))
+	tr := runTraced(t, specs(t, "usdt:libstdc++:libstdcxx:throw", "usdt:libstdc++:libstdcxx:catch"), false, prog, fmt.Sprint(n))
+	if tr.out != untraced || tr.result.ExitCode != code {
+		t.Fatalf("traced %q exit %d, untraced %q exit %d", tr.out, tr.result.ExitCode, untraced, code)
+	}
+	for _, name := range []string{"ptprobe/throw", "ptprobe/catch"} {
+		if h := tr.probe(t, name).Hits(); h != n {
+			t.Errorf("%s: %d hits, want %d", name, h, n)
+		}
 	}
 }
