@@ -43,9 +43,10 @@ type ExpandOptions struct {
 //     the spec has no fetch-args); PATH is the file found;
 //   - PATH:GLOB and LIB:GLOB: one spec per matching function, matched
 //     against the symbol's name and its demangled forms;
-//   - a C++ name that is no symbol ("ns::Foo::bar", "over(int)"): one
-//     spec per function whose demangled name, with or without its
-//     parameters, is that name (every overload of "over").
+//   - a name that is no symbol but a C++ name ("ns::Foo::bar",
+//     "over(int)", "over"): one spec per function whose demangled name,
+//     with or without its parameters, is that name (every overload of
+//     "over").
 //
 // Every other spec comes back alone, as it is. The probes a spec expands
 // to have unique GROUP/EVENT names: the symbol's (demangled, without
@@ -54,7 +55,7 @@ type ExpandOptions struct {
 // the closest names; more than MaxProbes matches, one wrapping
 // ErrTooManyProbes that says how many.
 func (r *Resolver) Expand(spec *uprobe.Spec, opts *ExpandOptions) ([]*uprobe.Spec, error) {
-	if spec.Kernel || !spec.USDT && !spec.IsGlob() && !isCxxName(spec.Symbol) {
+	if spec.Kernel || !spec.USDT && spec.Symbol == "" {
 		return []*uprobe.Spec{spec}, nil
 	}
 	max := DefaultMaxProbes
@@ -72,6 +73,13 @@ func (r *Resolver) Expand(spec *uprobe.Spec, opts *ExpandOptions) ([]*uprobe.Spe
 		if _, err := f.Lookup(spec.Symbol); err == nil {
 			return []*uprobe.Spec{spec}, nil // a symbol of that very name
 		}
+		exp, err := expandSymbols(f, spec, max)
+		if errors.Is(err, ErrNoMatch) {
+			// No demangled name either: resolving it says so, with
+			// the closest symbols.
+			return []*uprobe.Spec{spec}, nil
+		}
+		return exp, err
 	}
 	return expandSymbols(f, spec, max)
 }
@@ -95,11 +103,6 @@ func (r *Resolver) ExpandAll(specs []*uprobe.Spec, opts *ExpandOptions) ([]*upro
 		out = append(out, exp...)
 	}
 	return out, nil
-}
-
-// isCxxName reports whether sym is written as a demangled C++ name.
-func isCxxName(sym string) bool {
-	return strings.Contains(sym, "::") || strings.ContainsAny(sym, "(<~ ")
 }
 
 // namer gives the probes of one expansion unique event names.
@@ -167,10 +170,11 @@ func explicitEvent(spec *uprobe.Spec) bool {
 	return spec.Event != uprobe.DefaultEvent(spec)
 }
 
-// match reports whether name matches the glob (path.Match's syntax), or
-// equals it when it is no glob.
+// match reports whether name matches the glob (path.Match's syntax, '/'
+// an ordinary byte: C++ has operator/), or equals it when it is no glob.
 func match(glob, name string) bool {
-	if ok, err := path.Match(glob, name); err == nil && ok {
+	slash := func(s string) string { return strings.ReplaceAll(s, "/", "\x00") }
+	if ok, err := path.Match(slash(glob), slash(name)); err == nil && ok {
 		return true
 	}
 	return glob == name
