@@ -58,9 +58,9 @@ func TestExpandNames(t *testing.T) {
 		{"twice<long>", []string{"_Z5twiceIlET_S0_"}, []string{"twice_long"}},
 		{"parse_*", []string{"parse_a", "parse_b", "parse_c"}, []string{"parse_a", "parse_b", "parse_c"}},
 		{"ns::*", []string{"_ZN2ns3Foo3barEi"}, []string{"ns__Foo__bar"}},
-		{"parse_a", []string{"parse_a"}, []string{"parse_a"}},                       // a symbol: as it is
-		{`"over(double)"+0`, []string{"_Z4overd"}, []string{"over"}},                 // quoted
-		{"_Z4overd", []string{"_Z4overd"}, []string{"_Z4overd"}},                     // mangled
+		{"parse_a", []string{"parse_a"}, []string{"parse_a"}},                     // a symbol: as it is
+		{`"over(double)"+0`, []string{"_Z4overd"}, []string{"over"}},              // quoted
+		{"_Z4overd", []string{"_Z4overd"}, []string{"_Z4overd"}},                  // mangled
 		{"r:g/ev over", []string{"_Z4overi", "_Z4overd"}, []string{"ev", "ev_2"}}, // named
 	}
 	for _, tt := range tests {
