@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/ptprobe/ptprobe/backend"
@@ -25,41 +26,65 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// compareCmd runs a program under kernel uprobes and under the ptrace
-// engine with the same specs and reports, per probe, whether hits and
-// fetched arguments agree (in the first round of runs), and the cost per
-// hit of each backend over all rounds. It returns 0 when they agree and 1
-// when they differ.
-func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
-	fs := pflag.NewFlagSet("compare", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	specTexts := fs.StringArrayP("event", "e", nil, "probe `SPEC` (repeatable)")
-	format := fs.String("format", "text", "output format: text or json")
-	showOutput := fs.Bool("show-output", false, "let the program's output through (default: compared, then discarded)")
-	sameCPU := fs.Bool("same-cpu", false, "run the ptrace backend with the program and the tracer on one CPU (see trace --same-cpu)")
-	runs := fs.Int("runs", 5, "rounds of runs: each round runs the program unprobed, under kernel uprobes and under ptrace, in that order; the cost per hit is the median over the rounds, with its spread, and hits and arguments are compared in the first round")
-	fs.SetInterspersed(false)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprintf(stdout, "usage: ptprobe compare [-e SPEC]... [--format text|json] -- CMD [ARGS]\n\n%s", fs.FlagUsages())
-			return 0, nil
-		}
-		return 0, fmt.Errorf("compare: %w", err)
+// compareOptions are the flags of ptprobe compare.
+type compareOptions struct {
+	specs      []string
+	format     string
+	showOutput bool
+	sameCPU    bool
+	runs       int
+}
+
+// addFlags registers the flags of compare on fs, into o.
+func (o *compareOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringArrayVarP(&o.specs, "event", "e", nil, "probe `SPEC` (repeatable)")
+	fs.StringVar(&o.format, "format", "text", "output format: text or json")
+	fs.BoolVar(&o.showOutput, "show-output", false, "let the program's output through (default: compared, then discarded)")
+	fs.BoolVar(&o.sameCPU, "same-cpu", false, "run the ptrace backend with the program and the tracer on one CPU (see trace --same-cpu)")
+	fs.IntVar(&o.runs, "runs", 5, "rounds of runs: each round runs the program unprobed, under kernel uprobes and under ptrace, in that order; the cost per hit is the median over the rounds, with its spread, and hits and arguments are compared in the first round")
+}
+
+// compareCmd is ptprobe compare.
+func (c *cli) compareCmd() *cobra.Command {
+	o := &compareOptions{}
+	cmd := &cobra.Command{
+		Use:   "compare -e SPEC... [flags] -- CMD [ARGS]",
+		Short: "run CMD under kernel uprobes and under ptrace and compare hits, arguments and cost",
+		Long: `Run CMD under kernel uprobes and under the ptrace engine with the same
+probes, and report, per probe, whether hits and fetched arguments agree
+(in the first round of runs), and the cost per hit of each backend over
+all rounds. Needs root (the kernel's tracefs). The exit status is 0 when
+the backends agree, 1 when they differ, 2 for an error.`,
+		Example: `  ptprobe compare -e 'libc:strlen s=+0(%di):string' -- sort /etc/services`,
+		Args:    cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			status, err := compareRun(o, argv, c.stdout)
+			c.status = status
+			return err
+		},
 	}
-	argv := fs.Args()
+	cmd.Flags().SetInterspersed(false)
+	o.addFlags(cmd.Flags())
+	completeWords(cmd, "format", "text", "json")
+	return cmd
+}
+
+// compareRun runs the comparison o asks for of argv, and writes its
+// report to stdout. It returns 0 when the backends agree and 1 when they
+// differ.
+func compareRun(o *compareOptions, argv []string, stdout io.Writer) (int, error) {
 	switch {
 	case len(argv) == 0:
 		return 0, errors.New("compare: no program given (ptprobe compare -e SPEC -- CMD [ARGS])")
-	case len(*specTexts) == 0:
+	case len(o.specs) == 0:
 		return 0, errors.New("compare: no probe given (-e SPEC)")
-	case *format != "text" && *format != "json":
-		return 0, fmt.Errorf("compare: --format must be text or json, not %q", *format)
-	case *runs < 1:
-		return 0, fmt.Errorf("compare: --runs must be at least 1, not %d", *runs)
+	case o.format != "text" && o.format != "json":
+		return 0, fmt.Errorf("compare: --format must be text or json, not %q", o.format)
+	case o.runs < 1:
+		return 0, fmt.Errorf("compare: --runs must be at least 1, not %d", o.runs)
 	}
 	var specs []*uprobe.Spec
-	for _, text := range *specTexts {
+	for _, text := range o.specs {
 		spec, err := uprobe.Parse(text)
 		if err != nil {
 			return 0, err
@@ -82,16 +107,16 @@ func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	// backend alike rather than on one of them; each cost is taken
 	// against the unprobed run just before it.
 	var base, kern, ptr []*runResult
-	for i := 0; i < *runs; i++ {
-		b, err := runBaseline(argv, *showOutput)
+	for i := 0; i < o.runs; i++ {
+		b, err := runBaseline(argv, o.showOutput)
 		if err != nil {
 			return 0, err
 		}
-		k, err := runRecorded("kernel", specs, argv, *showOutput, runKernel)
+		k, err := runRecorded("kernel", specs, argv, o.showOutput, runKernel)
 		if err != nil {
 			return 0, err
 		}
-		p, err := runRecorded("ptrace", specs, argv, *showOutput, ptraceBackend(*sameCPU))
+		p, err := runRecorded("ptrace", specs, argv, o.showOutput, ptraceBackend(o.sameCPU))
 		if err != nil {
 			return 0, err
 		}
@@ -105,7 +130,7 @@ func compareCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	// Whole lines per write, as trace's output: with --show-output the
 	// report shares stdout with what the program left running.
 	w := newLineWriter(stdout, flushEvery)
-	if *format == "json" {
+	if o.format == "json" {
 		w.Write(rep.json())
 	} else {
 		w.Write(rep.text())

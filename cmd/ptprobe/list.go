@@ -8,28 +8,35 @@ import (
 	"path"
 	"strings"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 
 	"github.com/ptprobe/ptprobe/elfsym"
 )
 
-// listCmd prints the functions of an ELF file: link-time address, file
-// offset (what a PATH:OFFSET spec takes) and size.
-func listCmd(args []string, stdout io.Writer) error {
-	fs := pflag.NewFlagSet("list", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprintln(stdout, "usage: ptprobe list PATH|LIB [GLOB]")
+// listCmd is ptprobe list: the functions of an ELF file, with link-time
+// address, file offset (what a PATH:OFFSET spec takes) and size.
+func (c *cli) listCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list PATH|LIB [GLOB]",
+		Short: "list the functions of an ELF file with address, file offset and size",
+		Long: `List the functions of an ELF file (a path, or a library name such as libc,
+found as the dynamic linker finds it) with link-time address, file offset
+(what a PATH:OFFSET spec takes) and size; GLOB selects functions by name.`,
+		Example: "  ptprobe list libc 'mem*'\n  ptprobe list ./prog",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 || len(args) > 2 {
+				return errors.New("list: usage: ptprobe list PATH|LIB [GLOB]")
+			}
 			return nil
-		}
-		return fmt.Errorf("list: %w", err)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return listRun(args, c.stdout)
+		},
 	}
-	rest := fs.Args()
-	if len(rest) < 1 || len(rest) > 2 {
-		return errors.New("list: usage: ptprobe list PATH|LIB [GLOB]")
-	}
+}
+
+// listRun prints the functions of rest[0] whose names match rest[1].
+func listRun(rest []string, stdout io.Writer) error {
 	file := rest[0]
 	if !strings.Contains(file, "/") {
 		found, err := elfsym.NewLibraries(elfsym.LibraryEnv{LDLibraryPath: os.Getenv("LD_LIBRARY_PATH")}).Find(file)

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/ptprobe/ptprobe/backend"
@@ -20,74 +21,129 @@ import (
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
-// traceCmd runs a program under the ptrace engine. It returns the
-// program's exit status (128+signal when a signal killed it).
-func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
-	fs := pflag.NewFlagSet("trace", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	specs := fs.StringArrayP("event", "e", nil, "probe `SPEC` (repeatable)")
-	format := fs.String("format", "text", "output format: text (trace_pipe lines) or json (one object per line)")
-	count := fs.Bool("count", false, "print only the number of hits of each probe, at exit")
-	output := fs.StringP("output", "o", "", "write events to `FILE` instead of standard output")
-	noPin := fs.Bool("no-pin", false, "let the tracer thread run anywhere at normal priority instead of following the program's threads from CPU to CPU (slower stops)")
-	prio := fs.String("tracer-priority", "auto", "scheduling of the tracer thread: auto (SCHED_IDLE while a CPU is free, if it can return to SCHED_OTHER, which needs root or CAP_SYS_NICE), normal (SCHED_OTHER: program threads resumed on other CPUs, slower hits), or idle (SCHED_IDLE for good: fast hits without root, but slow ones while every CPU is busy)")
-	sameCPU := fs.Bool("same-cpu", false, "confine the launched program and the tracer to one CPU: the cheapest stops, at the price of the program's parallelism")
-	cpu := fs.Int("cpu", -1, "with --same-cpu: the `CPU` (default: the one ptprobe runs on)")
-	backendName := fs.String("backend", "ptrace", "ptrace (the engine, no privilege needed) or kernel (tracefs uprobe_events/kprobe_events, needs root)")
-	kspecs := fs.StringArrayP("kprobe", "k", nil, "kernel probe `KSPEC` in kprobe_events grammar (--backend kernel)")
-	latency := fs.Bool("latency", false, "print, per return probe, a log2 histogram of the time from entry to return, at exit")
-	setRetval := fs.String("set-retval", "", "make the functions of the return probes return `VALUE` to their callers (fault injection)")
-	every := fs.Uint64("every", 0, "with --set-retval: only every `N`th return of each probe")
-	probability := fs.Float64("probability", 0, "with --set-retval: each return with probability `P` (0 < P <= 1)")
-	seed := fs.Int64("seed", 0, "with --probability: random seed (0: from the clock)")
-	attachPID := fs.IntP("pid", "p", 0, "attach to the running process `PID` instead of launching CMD; Ctrl-C, SIGTERM, SIGHUP or --duration detach cleanly, but if ptprobe is killed (SIGKILL, the OOM killer) its int3s stay in the program, which dies of SIGTRAP at its next hit (as with gdb or ltrace)")
-	duration := fs.Duration("duration", 0, "stop tracing after `D` (e.g. 10s) and detach; the program runs on")
-	noFollow := fs.Bool("no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
-	detachOnExit := fs.Bool("detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
-	pidFilter := fs.IntSlice("pid-filter", nil, "report only hits of these `PIDS` (processes of the traced tree)")
-	fs.SetInterspersed(false)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprintf(stdout, "usage: ptprobe trace [-e SPEC]... [FLAGS] -- CMD [ARGS]\n\n%s", fs.FlagUsages())
-			return 0, nil
-		}
-		return 0, fmt.Errorf("trace: %w", err)
+// traceOptions are the flags of ptprobe trace. A new trace flag is a
+// field here, its line in addFlags, its checks in check, and its use in
+// runTrace (or in a handler of package handlers it configures).
+type traceOptions struct {
+	specs, kspecs []string // -e, -k
+	format        string
+	count         bool
+	output        string
+	backend       string
+	// The tracer thread's scheduling (ptrace backend).
+	noPin    bool
+	priority string
+	sameCPU  bool
+	cpu      int
+	// Handlers on return probes (ptrace backend).
+	latency     bool
+	setRetval   string
+	retvalSet   bool // --set-retval was given (its value may be "0")
+	every       uint64
+	probability float64
+	seed        int64
+	// What is traced, for how long.
+	pid          int
+	duration     time.Duration
+	noFollow     bool
+	detachOnExit bool
+	pidFilter    []int
+}
+
+// addFlags registers the flags of trace on fs, into o.
+func (o *traceOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringArrayVarP(&o.specs, "event", "e", nil, "probe `SPEC` (repeatable)")
+	fs.StringVar(&o.format, "format", "text", "output format: text (trace_pipe lines) or json (one object per line)")
+	fs.BoolVar(&o.count, "count", false, "print only the number of hits of each probe, at exit")
+	fs.StringVarP(&o.output, "output", "o", "", "write events to `FILE` instead of standard output")
+	fs.BoolVar(&o.noPin, "no-pin", false, "let the tracer thread run anywhere at normal priority instead of following the program's threads from CPU to CPU (slower stops)")
+	fs.StringVar(&o.priority, "tracer-priority", "auto", "scheduling of the tracer thread: auto (SCHED_IDLE while a CPU is free, if it can return to SCHED_OTHER, which needs root or CAP_SYS_NICE), normal (SCHED_OTHER: program threads resumed on other CPUs, slower hits), or idle (SCHED_IDLE for good: fast hits without root, but slow ones while every CPU is busy)")
+	fs.BoolVar(&o.sameCPU, "same-cpu", false, "confine the launched program and the tracer to one CPU: the cheapest stops, at the price of the program's parallelism")
+	fs.IntVar(&o.cpu, "cpu", -1, "with --same-cpu: the `CPU` (default: the one ptprobe runs on)")
+	fs.StringVar(&o.backend, "backend", "ptrace", "ptrace (the engine, no privilege needed) or kernel (tracefs uprobe_events/kprobe_events, needs root)")
+	fs.StringArrayVarP(&o.kspecs, "kprobe", "k", nil, "kernel probe `KSPEC` in kprobe_events grammar (--backend kernel)")
+	fs.BoolVar(&o.latency, "latency", false, "print, per return probe, a log2 histogram of the time from entry to return, at exit")
+	fs.StringVar(&o.setRetval, "set-retval", "", "make the functions of the return probes return `VALUE` to their callers (fault injection)")
+	fs.Uint64Var(&o.every, "every", 0, "with --set-retval: only every `N`th return of each probe")
+	fs.Float64Var(&o.probability, "probability", 0, "with --set-retval: each return with probability `P` (0 < P <= 1)")
+	fs.Int64Var(&o.seed, "seed", 0, "with --probability: random seed (0: from the clock)")
+	fs.IntVarP(&o.pid, "pid", "p", 0, "attach to the running process `PID` instead of launching CMD; Ctrl-C, SIGTERM, SIGHUP or --duration detach cleanly, but if ptprobe is killed (SIGKILL, the OOM killer) its int3s stay in the program, which dies of SIGTRAP at its next hit (as with gdb or ltrace)")
+	fs.DurationVar(&o.duration, "duration", 0, "stop tracing after `D` (e.g. 10s) and detach; the program runs on")
+	fs.BoolVar(&o.noFollow, "no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
+	fs.BoolVar(&o.detachOnExit, "detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
+	fs.IntSliceVar(&o.pidFilter, "pid-filter", nil, "report only hits of these `PIDS` (processes of the traced tree)")
+}
+
+// traceCmd is ptprobe trace: flags into traceOptions, then runTrace.
+func (c *cli) traceCmd() *cobra.Command {
+	o := &traceOptions{}
+	cmd := &cobra.Command{
+		Use:   "trace -e SPEC... [flags] -- CMD [ARGS]",
+		Short: "run CMD (or attach to PID) and report each probe hit",
+		Long: `Run CMD under the ptrace engine (or, with -p PID, attach to a running
+process instead) and report each probe hit, as trace_pipe lines or JSON
+objects. With --backend kernel, the same through the kernel's tracefs
+(uprobes, and kprobes with -k; needs root). The exit status is the
+program's (128+N when signal N killed it), or 2 for an error of ptprobe's
+own.`,
+		Example: `  ptprobe trace -e 'libc:malloc size=%di:u64' -- ls /usr/bin
+  ptprobe trace --latency -e 'r libc:getaddrinfo' -- getent hosts example.org
+  ptprobe trace --count -e 'r libc:malloc' --set-retval 0 --every 100 -- ./prog
+  ptprobe trace --backend kernel -k 'p:k/open do_sys_openat2' -e libc:open -- cat /etc/hostname`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			o.retvalSet = cmd.Flags().Changed("set-retval")
+			status, err := traceRun(o, argv, c.stdout, c.stderr)
+			c.status = status
+			return err
+		},
 	}
-	argv := fs.Args()
-	if len(argv) == 0 && *attachPID == 0 {
+	fs := cmd.Flags()
+	// Flags after CMD are CMD's.
+	fs.SetInterspersed(false)
+	o.addFlags(fs)
+	completeWords(cmd, "format", "text", "json")
+	completeWords(cmd, "backend", "ptrace", "kernel")
+	completeWords(cmd, "tracer-priority", "auto", "normal", "idle")
+	return cmd
+}
+
+// traceRun runs a program under the ptrace engine. It returns the
+// program's exit status (128+signal when a signal killed it).
+func traceRun(o *traceOptions, argv []string, stdout, stderr io.Writer) (int, error) {
+	if len(argv) == 0 && o.pid == 0 {
 		return 0, errors.New("trace: no program given (ptprobe trace -e SPEC -- CMD [ARGS], or -p PID)")
 	}
-	if len(argv) > 0 && *attachPID != 0 {
+	if len(argv) > 0 && o.pid != 0 {
 		return 0, errors.New("trace: give a program to launch or -p PID, not both")
 	}
-	if *attachPID != 0 && *backendName == "kernel" {
+	if o.pid != 0 && o.backend == "kernel" {
 		return 0, errors.New("trace: -p works with the ptrace backend only")
 	}
-	if len(*specs) == 0 && len(*kspecs) == 0 {
+	if len(o.specs) == 0 && len(o.kspecs) == 0 {
 		return 0, errors.New("trace: no probe given (-e SPEC or, with --backend kernel, -k KSPEC)")
 	}
-	if *backendName != "ptrace" && *backendName != "kernel" {
-		return 0, fmt.Errorf("trace: --backend must be ptrace or kernel, not %q", *backendName)
+	if o.backend != "ptrace" && o.backend != "kernel" {
+		return 0, fmt.Errorf("trace: --backend must be ptrace or kernel, not %q", o.backend)
 	}
-	if len(*kspecs) > 0 && *backendName != "kernel" {
+	if len(o.kspecs) > 0 && o.backend != "kernel" {
 		return 0, errors.New("trace: kernel probes (-k) need --backend kernel")
 	}
-	if *format != "text" && *format != "json" {
-		return 0, fmt.Errorf("trace: --format must be text or json, not %q", *format)
+	if o.format != "text" && o.format != "json" {
+		return 0, fmt.Errorf("trace: --format must be text or json, not %q", o.format)
 	}
 
-	override, err := newRetvalOverride(*setRetval, fs.Changed("set-retval"), *every, *probability, *seed)
+	override, err := newRetvalOverride(o.setRetval, o.retvalSet, o.every, o.probability, o.seed)
 	if err != nil {
 		return 0, err
 	}
-	if (*latency || override != nil) && *backendName == "kernel" {
+	if (o.latency || override != nil) && o.backend == "kernel" {
 		return 0, errors.New("trace: --latency and --set-retval work with the ptrace backend only")
 	}
 
 	var cfg engine.Options
 	seen := make(map[string]string)
-	for _, text := range *specs {
+	for _, text := range o.specs {
 		spec, err := uprobe.Parse(text)
 		if err != nil {
 			return 0, err
@@ -96,7 +152,7 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 			return 0, fmt.Errorf("trace: probes %q and %q have the same name %s; name one with p:GROUP/EVENT", prev, text, spec.Probe())
 		}
 		seen[spec.Probe()] = text
-		if (*latency || override != nil) && spec.Kind != uprobe.Return {
+		if (o.latency || override != nil) && spec.Kind != uprobe.Return {
 			return 0, fmt.Errorf("trace: %q is an entry probe, and --latency and --set-retval take return probes (r ... or ...%%return)", text)
 		}
 		pc := backend.Probe{Spec: spec}
@@ -106,7 +162,7 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		cfg.Probes = append(cfg.Probes, pc)
 	}
 	var kprobes []*uprobe.Spec
-	for _, text := range *kspecs {
+	for _, text := range o.kspecs {
 		k, err := uprobe.ParseKprobe(text)
 		if err != nil {
 			return 0, err
@@ -119,10 +175,10 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 
 	out := stdout
-	if *output != "" {
+	if o.output != "" {
 		// Write-only: opened read-write, a pipe or FIFO (-o /dev/stderr) would
 		// have ptprobe as a reader of its own output and never report EPIPE.
-		f, err := os.OpenFile(*output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		f, err := os.OpenFile(o.output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
 			return 0, fmt.Errorf("trace: %w", err)
 		}
@@ -142,12 +198,12 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	}()
 	var hists *latencies
 	switch {
-	case *latency:
+	case o.latency:
 		hists = newLatencies()
 		cfg.OnEvent = hists.add
-	case !*count:
+	case !o.count:
 		var buf []byte
-		json := *format == "json"
+		json := o.format == "json"
 		cfg.OnEvent = func(ev *uprobe.Event) {
 			if json {
 				buf = ev.AppendJSON(buf[:0])
@@ -157,9 +213,9 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 			w.Write(buf)
 		}
 	}
-	if len(*pidFilter) > 0 && cfg.OnEvent != nil {
+	if len(o.pidFilter) > 0 && cfg.OnEvent != nil {
 		keep := make(map[int]bool)
-		for _, pid := range *pidFilter {
+		for _, pid := range o.pidFilter {
 			keep[pid] = true
 		}
 		report := cfg.OnEvent
@@ -170,8 +226,8 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 		}
 	}
 	cfg.Warn = func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }
-	cfg.Sched.NoFollow = *noPin
-	switch *prio {
+	cfg.Sched.NoFollow = o.noPin
+	switch o.priority {
 	case "auto":
 		cfg.Sched.Priority = engine.PriorityAuto
 	case "normal":
@@ -179,16 +235,16 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	case "idle":
 		cfg.Sched.Priority = engine.PriorityIdle
 	default:
-		return 0, fmt.Errorf("trace: --tracer-priority %q: want auto, normal or idle", *prio)
+		return 0, fmt.Errorf("trace: --tracer-priority %q: want auto, normal or idle", o.priority)
 	}
-	cfg.Sched.SameCPU = *sameCPU
-	if *cpu >= 0 {
-		cfg.Sched.CPU = cpu
+	cfg.Sched.SameCPU = o.sameCPU
+	if o.cpu >= 0 {
+		cfg.Sched.CPU = &o.cpu
 	}
-	if *sameCPU && (*noPin || *attachPID != 0) {
+	if o.sameCPU && (o.noPin || o.pid != 0) {
 		return 0, errors.New("trace: --same-cpu confines a launched program; it goes with neither --no-pin nor -p")
 	}
-	cfg.NoFollowFork = *noFollow
+	cfg.NoFollowFork = o.noFollow
 
 	// The program is in ptprobe's process group: a terminal's Ctrl-C
 	// (and Ctrl-\\) reaches it directly; ptprobe decides what it does
@@ -203,7 +259,7 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	var counts []probeCount
 	var status int
-	if *backendName == "kernel" {
+	if o.backend == "kernel" {
 		var specList []*uprobe.Spec
 		for _, pc := range cfg.Probes {
 			specList = append(specList, pc.Spec)
@@ -237,7 +293,7 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 				}
 			}
 		}
-		st, probes, err := ptraceRun(cfg, argv, runOptions{pid: *attachPID, duration: *duration, detachOnExit: *detachOnExit}, stderr)
+		st, probes, err := ptraceRun(cfg, argv, runOptions{pid: o.pid, duration: o.duration, detachOnExit: o.detachOnExit}, stderr)
 		if err != nil {
 			return 0, err
 		}
@@ -251,10 +307,10 @@ func traceCmd(args []string, stdout, stderr io.Writer) (int, error) {
 			w.Write(hists.render(c.name))
 		}
 	}
-	if *count {
+	if o.count {
 		var buf []byte
 		for _, p := range counts {
-			if *format == "json" {
+			if o.format == "json" {
 				buf = append(buf, `{"probe":`...)
 				buf = strconv.AppendQuote(buf, p.name)
 				buf = append(buf, `,"hits":`...)
