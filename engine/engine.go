@@ -248,7 +248,7 @@ func newTracer(opts *Options, ropts *resolve.Options) (*Tracer, error) {
 	for _, bp := range s.opts.Probes {
 		// A name of several probe points is the probes it names
 		// (docs/DESIGN.md §9).
-		specs, err := s.res.Expand(bp.Spec, &resolve.ExpandOptions{MaxProbes: s.opts.MaxProbes})
+		specs, err := s.res.Expand(bp.Spec, &resolve.ExpandOptions{MaxProbes: s.opts.MaxProbes, Warn: s.warn})
 		if err != nil {
 			s.closeFiles()
 			return nil, err

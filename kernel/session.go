@@ -217,7 +217,7 @@ func (s *Session) AddUprobe(spec *uprobe.Spec) error {
 	// A glob, a USDT probe or a C++ name is the probes it names
 	// (docs/DESIGN.md §9).
 	s.resMu.Lock()
-	specs, err := s.res.Expand(spec, &resolve.ExpandOptions{MaxProbes: s.opts.MaxProbes})
+	specs, err := s.res.Expand(spec, &resolve.ExpandOptions{MaxProbes: s.opts.MaxProbes, Warn: s.warn})
 	s.resMu.Unlock()
 	if err != nil {
 		return err

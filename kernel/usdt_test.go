@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/internal/testprog"
+	"github.com/ptprobe/ptprobe/kernel/internal/tracefs"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -132,6 +134,38 @@ func TestKernelUSDTPython(t *testing.T) {
 	for _, line := range []uint64{2, 3} {
 		if k := count("ptprobe/line", func(a []uprobe.Value) bool { return inFoo(a) && a[2].U == line }); k != n {
 			t.Errorf("%d events of line %d, want %d", k, line, n)
+		}
+	}
+}
+
+// TestKernelRefCtrErrors writes the kernel selftest's malformed reference
+// counters (uprobe_syntax_errors.tc) to this machine's uprobe_events and
+// checks that uprobe.Parse refuses each with the kernel's own message at
+// the kernel's caret.
+func TestKernelRefCtrErrors(t *testing.T) {
+	tfs := requireTracefs(t)
+	group := fmt.Sprintf("ptprobe_refctr_%d", os.Getpid())
+	for _, line := range []string{
+		"p:" + group + "/e /bin/sh:10(1a)",
+		"p:" + group + "/e /bin/sh:10(10",
+		"p:" + group + "/e /bin/sh:10(10)a",
+		"p:" + group + "/e /bin/sh:10(10)%return",
+	} {
+		kerr := tfs.Define(tracefs.UprobeEvents, line)
+		if kerr == nil {
+			tfs.RemoveEvent(tracefs.UprobeEvents, group, "e")
+			t.Errorf("the kernel took %q", line)
+			continue
+		}
+		var ke *KernelError
+		if !errors.As(kerr, &ke) || ke.Msg == "" {
+			t.Errorf("%q: %v, want the kernel's error_log entry", line, kerr)
+			continue
+		}
+		_, err := uprobe.Parse(line)
+		var pe *uprobe.Error
+		if !errors.As(err, &pe) || pe.Msg != ke.Msg || pe.Pos != ke.Pos {
+			t.Errorf("%q: ptprobe says %v, the kernel %q at %d", line, err, ke.Msg, ke.Pos)
 		}
 	}
 }

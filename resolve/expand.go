@@ -1,6 +1,7 @@
 package resolve
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
 	"path"
@@ -31,6 +32,10 @@ type ExpandOptions struct {
 	// MaxProbes is the most probes one spec may expand to; 0 is
 	// DefaultMaxProbes.
 	MaxProbes int
+	// Warn, if set, is told what an expansion left out: the GNU
+	// indirect functions (IFUNC) a glob matched besides ordinary
+	// functions, whose resolvers run once, at load.
+	Warn func(error)
 }
 
 // Expand turns a spec that names several probe points, or names one by a
@@ -59,8 +64,12 @@ func (r *Resolver) Expand(spec *uprobe.Spec, opts *ExpandOptions) ([]*uprobe.Spe
 		return []*uprobe.Spec{spec}, nil
 	}
 	max := DefaultMaxProbes
-	if opts != nil && opts.MaxProbes > 0 {
-		max = opts.MaxProbes
+	var warn func(error)
+	if opts != nil {
+		if opts.MaxProbes > 0 {
+			max = opts.MaxProbes
+		}
+		warn = opts.Warn
 	}
 	f, err := r.File(spec)
 	if err != nil {
@@ -73,7 +82,7 @@ func (r *Resolver) Expand(spec *uprobe.Spec, opts *ExpandOptions) ([]*uprobe.Spe
 		if _, err := f.Lookup(spec.Symbol); err == nil {
 			return []*uprobe.Spec{spec}, nil // a symbol of that very name
 		}
-		exp, err := expandSymbols(f, spec, max)
+		exp, err := expandSymbols(f, spec, max, warn)
 		if errors.Is(err, ErrNoMatch) {
 			// No demangled name either: resolving it says so, with
 			// the closest symbols.
@@ -81,7 +90,7 @@ func (r *Resolver) Expand(spec *uprobe.Spec, opts *ExpandOptions) ([]*uprobe.Spe
 		}
 		return exp, err
 	}
-	return expandSymbols(f, spec, max)
+	return expandSymbols(f, spec, max, warn)
 }
 
 // ExpandAll expands each spec (Expand) and checks that the names of all
@@ -181,7 +190,7 @@ func match(glob, name string) bool {
 }
 
 // expandSymbols expands a glob or a C++ name over the functions of f.
-func expandSymbols(f *elfsym.File, spec *uprobe.Spec, max int) ([]*uprobe.Spec, error) {
+func expandSymbols(f *elfsym.File, spec *uprobe.Spec, max int, warn func(error)) ([]*uprobe.Spec, error) {
 	if _, err := path.Match(spec.Symbol, ""); err != nil {
 		return nil, fmt.Errorf("probe %q: bad pattern %q: %w", spec.Text, spec.Symbol, err)
 	}
@@ -194,6 +203,27 @@ func expandSymbols(f *elfsym.File, spec *uprobe.Spec, max int) ([]*uprobe.Spec, 
 		full, short := elfsym.Demangle(s.Name)
 		if match(spec.Symbol, s.Name) || full != s.Name && (match(spec.Symbol, full) || match(spec.Symbol, short)) {
 			hits = append(hits, hit{s, short})
+		}
+	}
+	if spec.IsGlob() {
+		// An IFUNC's symbol is its resolver, which the dynamic linker
+		// runs once: a pattern means the functions calls reach, whose
+		// implementations have names of their own (__strlen_avx2).
+		var ifuncs []string
+		kept := hits[:0]
+		for _, h := range hits {
+			if h.sym.Type == elf.STT_GNU_IFUNC {
+				ifuncs = append(ifuncs, h.sym.Name)
+			} else {
+				kept = append(kept, h)
+			}
+		}
+		if len(kept) > 0 && len(ifuncs) > 0 {
+			hits = kept
+			if warn != nil {
+				warn(fmt.Errorf("probe %q: %d of the functions it matches in %s are indirect functions (IFUNC: %s), whose symbols are resolvers that run once: left out; their implementations have names of their own (ptprobe list %s '*%s*')",
+					spec.Text, len(ifuncs), f.Path, strings.Join(ifuncs, ", "), f.Path, ifuncs[0]))
+			}
 		}
 	}
 	switch {

@@ -22,7 +22,7 @@ import (
 func kernelRun(specs []*uprobe.Spec, kspecs []*uprobe.Spec, argv []string, opts kernel.Options,
 	out, errOut *os.File, onEvent func(*uprobe.Event)) (status int, wall time.Duration, err error) {
 	b := kernel.Backend{BufferKB: opts.BufferKB, KeepStale: opts.KeepStale}
-	return runKernelBackend(b, specs, kspecs, argv, backend.Process{Stdout: out, Stderr: errOut}, opts.Warn, onEvent)
+	return runKernelBackend(b, specs, kspecs, argv, backend.Process{Stdout: out, Stderr: errOut}, opts.MaxProbes, opts.Warn, onEvent)
 }
 
 // runKernelBackend runs req on b until the program exits. Interrupted
@@ -30,7 +30,7 @@ func kernelRun(specs []*uprobe.Spec, kspecs []*uprobe.Spec, argv []string, opts 
 // events, and exits with 128+N for signal N. The program runs untraced
 // by ptprobe (the kernel does the probing), so it is left alone: a
 // terminal's Ctrl-C reaches it by itself.
-func runKernelBackend(b kernel.Backend, specs, kspecs []*uprobe.Spec, argv []string, proc backend.Process,
+func runKernelBackend(b kernel.Backend, specs, kspecs []*uprobe.Spec, argv []string, proc backend.Process, maxProbes int,
 	warn func(error), onEvent func(*uprobe.Event)) (int, time.Duration, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -47,7 +47,7 @@ func runKernelBackend(b kernel.Backend, specs, kspecs []*uprobe.Spec, argv []str
 		}
 	}()
 
-	req := &backend.Request{Kprobes: kspecs, Argv: argv, Process: proc, OnEvent: onEvent, Warn: warn}
+	req := &backend.Request{Kprobes: kspecs, Argv: argv, Process: proc, OnEvent: onEvent, Warn: warn, MaxProbes: maxProbes}
 	for _, s := range specs {
 		req.Probes = append(req.Probes, backend.Probe{Spec: s})
 	}
@@ -70,5 +70,5 @@ func runKernel(specs []*uprobe.Spec, argv []string, out, errOut *os.File, onEven
 	// Large per-CPU buffers: a lost event would be a false difference.
 	b := kernel.Backend{BufferKB: 16 << 10}
 	warn := func(err error) { fmt.Fprintf(os.Stderr, "ptprobe: warning: %v\n", err) }
-	return runKernelBackend(b, specs, nil, argv, backend.Process{Stdout: out, Stderr: errOut, NoASLR: true}, warn, onEvent)
+	return runKernelBackend(b, specs, nil, argv, backend.Process{Stdout: out, Stderr: errOut, NoASLR: true}, 0, warn, onEvent)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/kernel"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -48,6 +49,8 @@ type traceOptions struct {
 	noFollow     bool
 	detachOnExit bool
 	pidFilter    []int
+	// Names (docs/DESIGN.md §9).
+	maxProbes int
 }
 
 // addFlags registers the flags of trace on fs, into o.
@@ -72,6 +75,7 @@ func (o *traceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.noFollow, "no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
 	fs.BoolVar(&o.detachOnExit, "detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
 	fs.IntSliceVar(&o.pidFilter, "pid-filter", nil, "report only hits of these `PIDS` (processes of the traced tree)")
+	fs.IntVar(&o.maxProbes, "max-probes", resolve.DefaultMaxProbes, "the most probes one SPEC may expand to (a glob such as libc:str*, a USDT probe, a C++ name); more is an error")
 }
 
 // traceCmd is ptprobe trace: flags into traceOptions, then runTrace.
@@ -141,7 +145,10 @@ func traceRun(o *traceOptions, argv []string, stdout, stderr io.Writer) (int, er
 		return 0, errors.New("trace: --latency and --set-retval work with the ptrace backend only")
 	}
 
-	var cfg engine.Options
+	if o.maxProbes < 1 {
+		return 0, fmt.Errorf("trace: --max-probes must be at least 1, not %d", o.maxProbes)
+	}
+	cfg := engine.Options{MaxProbes: o.maxProbes}
 	seen := make(map[string]string)
 	for _, text := range o.specs {
 		spec, err := uprobe.Parse(text)
@@ -268,7 +275,7 @@ func traceRun(o *traceOptions, argv []string, stdout, stderr io.Writer) (int, er
 		// hits of every process, before the pid filter.
 		byProbe := make(map[string]uint64)
 		onEvent := cfg.OnEvent
-		st, _, err := kernelRun(specList, kprobes, argv, kernel.Options{Warn: cfg.Warn}, nil, nil, func(ev *uprobe.Event) {
+		st, _, err := kernelRun(specList, kprobes, argv, kernel.Options{Warn: cfg.Warn, MaxProbes: o.maxProbes}, nil, nil, func(ev *uprobe.Event) {
 			byProbe[ev.Probe()]++
 			if onEvent != nil {
 				onEvent(ev)
