@@ -139,9 +139,9 @@ func TestKernelUSDTPython(t *testing.T) {
 }
 
 // TestKernelRefCtrErrors writes the kernel selftest's malformed reference
-// counters (uprobe_syntax_errors.tc) to this machine's uprobe_events and
-// checks that uprobe.Parse refuses each with the kernel's own message at
-// the kernel's caret.
+// counters (uprobe_syntax_errors.tc) and malformed fetch types to this
+// machine's uprobe_events and checks that uprobe.Parse refuses each with
+// the kernel's own message at the kernel's caret.
 func TestKernelRefCtrErrors(t *testing.T) {
 	tfs := requireTracefs(t)
 	group := fmt.Sprintf("ptprobe_refctr_%d", os.Getpid())
@@ -150,6 +150,18 @@ func TestKernelRefCtrErrors(t *testing.T) {
 		"p:" + group + "/e /bin/sh:10(10",
 		"p:" + group + "/e /bin/sh:10(10)a",
 		"p:" + group + "/e /bin/sh:10(10)%return",
+		// The fetch types' errors.
+		"p:" + group + "/e /bin/sh:10 %di:u8[4]",
+		"p:" + group + "/e /bin/sh:10 +0(%di):u8[4",
+		"p:" + group + "/e /bin/sh:10 +0(%di):u8[4]x",
+		"p:" + group + "/e /bin/sh:10 +0(%di):u8[0]",
+		"p:" + group + "/e /bin/sh:10 +0(%di):u8[65]",
+		"p:" + group + "/e /bin/sh:10 %di:b4@30/32",
+		"p:" + group + "/e /bin/sh:10 %di:b4@2/24",
+		"p:" + group + "/e /bin/sh:10 %di:b0@2/32",
+		"p:" + group + "/e /bin/sh:10 \\1x",
+		"p:" + group + "/e /bin/sh:10 \\\"ab",
+		"p:" + group + "/e /bin/sh:10 \\\"ab\":u8",
 	} {
 		kerr := tfs.Define(tracefs.UprobeEvents, line)
 		if kerr == nil {

@@ -248,6 +248,24 @@ func (f *fetcher) fetch(a *FetchArg) Value {
 	}
 
 	size := typeSize(a.Type)
+	if a.Type.Len > 0 {
+		// An array: Len elements of the type at the address.
+		addr, ok := f.addr(e, 0)
+		if !ok {
+			v.Fault = true
+			return v
+		}
+		v.Elems = make([]uint64, a.Type.Len)
+		for i := range v.Elems {
+			u, ok := f.readUint(addr+uint64(i*size), size)
+			if !ok {
+				v.Fault, v.Elems = true, nil
+				return v
+			}
+			v.Elems[i] = convert(u, a.Type, size)
+		}
+		return v
+	}
 	var u uint64
 	var ok bool
 	if e.Op.isMemory() {
@@ -262,12 +280,20 @@ func (f *fetcher) fetch(a *FetchArg) Value {
 		v.Fault = true
 		return v
 	}
-	if a.Type.Kind == Signed {
-		v.U = signExtend(u, size)
-	} else {
-		v.U = u & sizeMask(size)
-	}
+	v.U = convert(u, a.Type, size)
 	return v
+}
+
+// convert truncates u to the type's size (sign-extended for Signed) and
+// takes a bitfield's bits out of it.
+func convert(u uint64, t Type, size int) uint64 {
+	switch {
+	case t.Kind == Signed:
+		return signExtend(u, size)
+	case t.BitWidth > 0:
+		return u >> uint(t.BitOffset) & (1<<uint(t.BitWidth) - 1)
+	}
+	return u & sizeMask(size)
 }
 
 // value is the 64-bit value of e.

@@ -22,6 +22,8 @@ const (
 	// FETCH_INSN_MAX (16) instructions, of which the base fetch and the
 	// terminator take two.
 	maxDeref = 14
+	// maxArrayLen is MAX_ARRAY_LEN.
+	maxArrayLen = 64
 	// maxStackN is PARAM_MAX_STACK on x86-64 (THREAD_SIZE / 8).
 	maxStackN = 2048
 	// maxArgN bounds $argN as the kernel does (PARAM_MAX_STACK); which
@@ -86,6 +88,11 @@ const (
 	errCommDeref     = "$comm can not be dereferenced"
 	errBadFetchArg   = "Invalid fetch argument"
 	errBadImm        = "Invalid immediate value"
+	errArrayOpen     = "Array is not closed"
+	errArraySuffix   = "Array has wrong suffix"
+	errBadArrayNum   = "Invalid array size"
+	errArrayTooBig   = "Array number is too big"
+	errBadBitfield   = "Invalid bitfield"
 	errImmStrOpen    = "String is not closed with '\"'"
 
 	// Of kernel probe specs only.
@@ -726,9 +733,9 @@ func (p *parser) fetchArg(s *Spec, i int, t token) (FetchArg, *Error) {
 	expr, typ, tpos := body, "", -1
 	if c := strings.IndexByte(body, ':'); c >= 0 {
 		expr, typ, tpos = body[:c], body[c+1:], bpos+c+1
-		tt, ok := p.parseType(typ)
-		if !ok {
-			return a, p.err(tpos, errBadType)
+		tt, err := p.parseFullType(typ, tpos)
+		if err != nil {
+			return a, err
 		}
 		a.Type = tt
 	}
@@ -745,12 +752,79 @@ func (p *parser) fetchArg(s *Spec, i int, t token) (FetchArg, *Error) {
 		a.Type = Type{Kind: String}
 	case (e.Op == OpComm || e.Op == OpImmString) && a.Type.Kind != String:
 		return a, p.err(tpos, errCommType)
+	case a.Type.Len > 0 && !e.Op.isMemory() && !(s.USDT && e.Op == OpArgN):
+		// The kernel's check and words: an array is read from memory.
+		return a, p.err(tpos, errBadString)
 	case a.Type.Kind == String && !e.Op.isMemory() && e.Op != OpComm && e.Op != OpImmString && !(s.USDT && e.Op == OpArgN):
 		// A USDT probe's $argN:string is the string its argument
 		// points to (resolve.Expand).
 		return a, p.err(tpos, errBadString)
 	}
 	return a, nil
+}
+
+// parseFullType parses a fetch type at pos: a type name, a bitfield
+// b<width>@<offset>/<container>, or either as an array TYPE[N], with the
+// kernel's checks and messages (traceprobe_parse_probe_arg_body).
+func (p *parser) parseFullType(t string, pos int) (Type, *Error) {
+	n := 0
+	if lb := strings.IndexByte(t, '['); lb >= 0 {
+		rb := strings.IndexByte(t[lb:], ']')
+		switch {
+		case rb < 0:
+			return Type{}, p.err(pos+len(t), errArrayOpen)
+		case lb+rb+1 != len(t):
+			return Type{}, p.err(pos+lb+rb+1, errArraySuffix)
+		}
+		v, ok := parseUint(t[lb+1 : lb+rb])
+		switch {
+		case !ok || v == 0:
+			return Type{}, p.err(pos+lb+1, errBadArrayNum)
+		case v > maxArrayLen:
+			return Type{}, p.err(pos+lb+1, errArrayTooBig)
+		}
+		n, t = int(v), t[:lb]
+	}
+	var tt Type
+	if strings.HasPrefix(t, "b") && len(t) > 1 && isDigit(t[1]) {
+		// The kernel looks the container up first ("/24" is an
+		// unknown type), then checks the field.
+		sl := strings.LastIndexByte(t, '/')
+		if c := t[sl+1:]; sl < 0 || c != "8" && c != "16" && c != "32" && c != "64" {
+			return Type{}, p.err(pos, errBadType)
+		}
+		var ok bool
+		if tt, ok = parseBitfield(t); !ok {
+			return Type{}, p.err(pos, errBadBitfield)
+		}
+	} else {
+		var ok bool
+		if tt, ok = p.parseType(t); !ok {
+			return Type{}, p.err(pos, errBadType)
+		}
+	}
+	if n > 0 && tt.Kind == String {
+		return Type{}, p.err(pos, "ptprobe does not support string arrays yet")
+	}
+	tt.Len = n
+	return tt, nil
+}
+
+// parseBitfield parses b<width>@<offset>/<container>, the container 8, 16,
+// 32 or 64 bits and the field inside it (the kernel's parse_probe_bitfield).
+func parseBitfield(t string) (Type, bool) {
+	at := strings.IndexByte(t, '@')
+	sl := strings.IndexByte(t, '/')
+	if at < 0 || sl < at {
+		return Type{}, false
+	}
+	w, ok1 := parseDecimal(t[1:at])
+	o, ok2 := parseDecimal(t[at+1 : sl])
+	c, ok3 := parseDecimal(t[sl+1:])
+	if !ok1 || !ok2 || !ok3 || c != 8 && c != 16 && c != 32 && c != 64 || w == 0 || w+o > c {
+		return Type{}, false
+	}
+	return Type{Kind: Unsigned, Size: int(c / 8), BitWidth: int(w), BitOffset: int(o)}, true
 }
 
 // parseType parses a fetch type name. "ustring" is the kernel's name for a
@@ -762,6 +836,8 @@ func (p *parser) parseType(t string) (Type, bool) {
 		return Type{Kind: String}, true
 	case "ustring":
 		return Type{Kind: String, User: p.kernel}, true
+	case "char":
+		return Type{Kind: Char, Size: 1}, true
 	}
 	if len(t) < 2 {
 		return Type{}, false
@@ -843,7 +919,7 @@ func (p *parser) expr(s *Spec, w string, pos, depth int) (*Expr, *Error) {
 		// parse_probe_arg read them.
 		if len(w) > 1 && w[1] == '"' {
 			if len(w) < 3 || w[len(w)-1] != '"' {
-				return nil, p.err(pos+1, errImmStrOpen)
+				return nil, p.err(pos+len(w), errImmStrOpen)
 			}
 			str := w[2 : len(w)-1]
 			if strings.IndexByte(str, '"') >= 0 {

@@ -144,6 +144,7 @@ const (
 	Signed                   // s8..s64, printed in decimal
 	Hex                      // x8..x64, printed as 0x%x
 	String                   // string: NUL-terminated, printed quoted
+	Char                     // char: one byte, printed as the kernel does, '%c'
 )
 
 // Type is a fetch type: kind and size in bytes (1, 2, 4, 8; 0 for String).
@@ -155,13 +156,31 @@ type Type struct {
 	// user memory only, so uprobe specs take "ustring" as String and
 	// never set User.
 	User bool
+	// BitWidth and BitOffset make an Unsigned type of Size bytes (the
+	// container) the kernel's bitfield b<BitWidth>@<BitOffset>/<Size*8>:
+	// BitWidth bits from bit BitOffset (0: the lowest) of the container.
+	// BitWidth 0: not a bitfield.
+	BitWidth, BitOffset int
+	// Len makes the type an array of Len elements (the kernel's
+	// TYPE[Len]), read from consecutive memory; 0: not an array.
+	Len int
 }
 
 // DefaultType is the kernel's default fetch type on x86-64.
 var DefaultType = Type{Kind: Hex, Size: 8}
 
 func (t Type) String() string {
+	if t.Len > 0 {
+		e := t
+		e.Len = 0
+		return fmt.Sprintf("%s[%d]", e, t.Len)
+	}
+	if t.BitWidth > 0 {
+		return fmt.Sprintf("b%d@%d/%d", t.BitWidth, t.BitOffset, t.Size*8)
+	}
 	switch t.Kind {
+	case Char:
+		return "char"
 	case Unsigned:
 		return fmt.Sprintf("u%d", t.Size*8)
 	case Signed:
