@@ -412,6 +412,11 @@ func substArgs(e *uprobe.Expr, exprs []*uprobe.Expr) (*uprobe.Expr, error) {
 
 // usdtType is the fetch type of an SDT argument: its size, signed or not.
 func usdtType(a *elfsym.USDTArg) uprobe.Type {
+	if a.HighByte {
+		// %ah..%dh: bits 8..15 of the register, the kernel's bitfield
+		// b8@8/64 (unsigned, as the kernel's bitfields are).
+		return uprobe.Type{Kind: uprobe.Unsigned, Size: 8, BitWidth: 8, BitOffset: 8}
+	}
 	if a.Signed {
 		return uprobe.Type{Kind: uprobe.Signed, Size: a.Size}
 	}
@@ -432,9 +437,6 @@ func usdtExpr(f *elfsym.File, p *elfsym.USDT, a *elfsym.USDTArg) (*uprobe.Expr, 
 	case elfsym.USDTImm:
 		return &uprobe.Expr{Op: uprobe.OpImm, Imm: a.Disp}, nil
 	case elfsym.USDTReg:
-		if a.HighByte {
-			return nil, fmt.Errorf("high-byte registers (%%ah..%%dh) need a bitfield fetch type, which ptprobe does not have yet")
-		}
 		r, err := reg(a.Reg)
 		if err != nil {
 			return nil, err

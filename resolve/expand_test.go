@@ -202,3 +202,57 @@ func TestExpandUSDTNote(t *testing.T) {
 }
 
 func hex(v uint64) string { return "0x" + strconv.FormatUint(v, 16) }
+
+// fakeThread is a stopped thread for evaluating fetch-args: registers and
+// a little memory at 0x1000.
+type fakeThread struct {
+	regs uprobe.Regs
+	mem  []byte
+}
+
+func (f *fakeThread) Regs() *uprobe.Regs { return &f.regs }
+func (f *fakeThread) ReadMemory(addr uint64, p []byte) (int, error) {
+	if addr < 0x1000 || addr-0x1000 >= uint64(len(f.mem)) {
+		return 0, errors.New("unmapped")
+	}
+	return copy(p, f.mem[addr-0x1000:]), nil
+}
+func (f *fakeThread) Comm() string     { return "fake" }
+func (f *fakeThread) FileBase() uint64 { return 0 }
+
+// TestUSDTArgValues evaluates SDT arguments of every form, bound as
+// Expand binds them, on a fake thread: sizes truncate, negative sizes
+// sign-extend, %ah is bits 8..15, SIB operands index.
+func TestUSDTArgValues(t *testing.T) {
+	th := &fakeThread{mem: make([]byte, 64)}
+	th.regs.Rax = 0xffffffff_8000abcd
+	th.regs.Rbx = 0x1000
+	th.regs.Rcx = 2
+	for i := range th.mem {
+		th.mem[i] = byte(i)
+	}
+	th.mem[16+7] = 0x80 // the word at 0x1010 is negative
+	args, err := elfsym.ParseUSDTArgs("-4@%eax 8@%rax 1@%ah 2@%ax 8@8(%rbx) -8@(%rbx,%rcx,8) $7 -1@%al")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &elfsym.USDT{Provider: "p", Name: "n", Args: args}
+	fas, err := bindUSDT(nil, &uprobe.Spec{Text: "usdt:x:p:n"}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	word := func(off int) uint64 {
+		var u uint64
+		for i := 7; i >= 0; i-- {
+			u = u<<8 | uint64(th.mem[off+i])
+		}
+		return u
+	}
+	want := []uint64{0xffffffff_8000abcd, 0xffffffff_8000abcd, 0xab, 0xabcd, word(8), word(16), 7, 0xffffffff_ffffffcd}
+	for i, a := range fas {
+		v := a.Fetch(th)
+		if v.Fault || v.U != want[i] {
+			t.Errorf("%s (%s): %#x fault %v, want %#x", args[i].Text, a.Expr, v.U, v.Fault, want[i])
+		}
+	}
+}
