@@ -99,7 +99,8 @@ func compareRun(o *compareOptions, argv []string, stdout io.Writer) (int, error)
 
 	// Fail on bad specs before running anything: the engine checks them
 	// without starting the program.
-	if err := checkSpecs(specs, path); err != nil {
+	specs, err = checkSpecs(specs, path)
+	if err != nil {
 		return 0, err
 	}
 
@@ -144,17 +145,24 @@ func compareRun(o *compareOptions, argv []string, stdout io.Writer) (int, error)
 	return 1, nil
 }
 
-// checkSpecs resolves every spec the way the engine will for the program
-// at path, so that a bad probe is an error before any run.
-func checkSpecs(specs []*uprobe.Spec, path string) error {
+// checkSpecs expands the specs that name several probe points (globs,
+// USDT probes, C++ names: resolve.Expand) and resolves every probe the way
+// the engine will for the program at path, so that a bad probe is an
+// error before any run; it returns the probes, which both backends then
+// run alike (docs/DESIGN.md §9).
+func checkSpecs(specs []*uprobe.Spec, path string) ([]*uprobe.Spec, error) {
 	res := resolve.New(&resolve.Options{Program: path})
 	defer res.Close()
+	specs, err := res.ExpandAll(specs, nil)
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range specs {
 		if _, err := res.Resolve(s); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return specs, nil
 }
 
 // backendFunc runs argv with the specs under one backend, sending each

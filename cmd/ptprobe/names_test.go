@@ -139,3 +139,34 @@ func TestNameErrors(t *testing.T) {
 
 // caret is the caret line of an error at byte pos of the command.
 func caret(pos int) string { return strings.Repeat(" ", len("  Command: ")+pos) + "^" }
+
+// TestCompareUSDT: compare runs the same USDT probes (two locations of
+// one, one in a library loaded by dlopen, semaphores all) under both
+// backends, which agree on hits and arguments.
+func TestCompareUSDT(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("compare needs root for its kernel half (tracefs uprobe_events)")
+	}
+	if _, err := os.Stat("/sys/kernel/tracing/uprobe_events"); err != nil {
+		t.Skipf("compare needs uprobe_events: %v", err)
+	}
+	if out, err := exec.Command("sh", "-c", "echo '#include <sys/sdt.h>' | gcc -E - >/dev/null").CombinedOutput(); err != nil {
+		t.Skipf("no <sys/sdt.h> (Debian's systemtap-sdt-dev): %v %s", err, out)
+	}
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "sdt", "-O2", "-ldl")
+	lib := filepath.Join(dir, "libptsdt.so")
+	if out, err := exec.Command("gcc", "-O2", "-shared", "-fpic", "-o", lib, filepath.Join(testprog.Root(), "testdata", "c", "sdtlib.c")).CombinedOutput(); err != nil {
+		t.Fatalf("gcc sdtlib.c: %v\n%s", err, out)
+	}
+	r := ptprobe(t, "compare", "--runs", "1", "-e", "usdt:"+prog+":ptsdt:twice", "-e", "usdt:"+prog+":ptsdt:work i=$arg1",
+		"-e", "usdt:"+lib+":ptsdtlib:call", "--", prog, "9", lib)
+	for _, want := range []string{"hits and arguments agree", "ptprobe/twice_2 ", "ptprobe/call "} {
+		if r.status != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("compare: status %d, no %q:\n%s\n%s", r.status, want, r.stdout, r.stderr)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^ptprobe/call +9 +9 +equal$`).MatchString(r.stdout) {
+		t.Errorf("compare does not count 9 calls on both sides:\n%s", r.stdout)
+	}
+}
