@@ -334,3 +334,22 @@ func TestUSDTLibstdcxx(t *testing.T) {
 		}
 	}
 }
+
+// TestUSDTChildren: the semaphores are raised in each new image of the
+// traced tree (a shell's children run the program twice, after fork and
+// exec), each reaching its probes as often as it says.
+func TestUSDTChildren(t *testing.T) {
+	prog, lib := buildSDT(t)
+	const n = 3
+	tr := runTraced(t, specs(t, "usdt:"+prog+":ptsdt:work", "usdt:"+lib+":ptsdtlib:call"), false,
+		"/bin/sh", "-c", fmt.Sprintf("%s %d %s; %s %d %s", prog, n, lib, prog, n, lib))
+	want := fmt.Sprintf(" work=%d twice=0 lib=%d sem=1,0,1\n", n, n)
+	if tr.result.ExitCode != 0 || strings.Count(tr.out, want) != 2 {
+		t.Fatalf("output %q (exit %d), want twice %q", tr.out, tr.result.ExitCode, want)
+	}
+	for _, name := range []string{"ptprobe/work", "ptprobe/call"} {
+		if h := tr.probe(t, name).Hits(); h != 2*n {
+			t.Errorf("%s: %d hits, want %d", name, h, 2*n)
+		}
+	}
+}
