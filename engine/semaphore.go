@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/resolve"
 )
 
 // USDT semaphores (docs/DESIGN.md §9). A program built with SDT
@@ -15,8 +16,9 @@ import (
 // (update_ref_ctr), never below 0. The engine does the same per address
 // space: it raises the counter of each probed location with
 // Location.RefCtr once where it arms it, in the process's private writable mapping of
-// the file that holds the counter's file offset, and lowers it at detach
-// (and in a fork child it lets go). A counter whose data is not mapped
+// the file that holds the counter's file offset, and lowers it when the
+// location's site is taken out (its probes closed or disabled), at detach,
+// and in a fork child it lets go. A counter whose data is not mapped
 // yet is raised at the next rescan of the mappings. Counters other
 // tracers raised are left as they are: only the engine's own one is
 // taken back.
@@ -118,4 +120,26 @@ func addCounter(mem *memory, addr uint64, d int16) error {
 		return fmt.Errorf("write the counter: %w", err)
 	}
 	return nil
+}
+
+// siteGone lowers the counter of a probed location whose site was taken
+// out of p's address space while the program runs (its probes closed or
+// disabled), as the kernel lowers it when it removes the uprobe from an
+// mm.
+func (s *Tracer) siteGone(p *process, loc *resolve.Location) {
+	if loc == nil || loc.RefCtr == 0 || p.as.sems == nil {
+		return
+	}
+	k := semKey{loc.ID, loc.RefCtr, loc.Offset}
+	addr, ok := p.as.sems[k]
+	if !ok {
+		return
+	}
+	delete(p.as.sems, k)
+	if addr == 0 {
+		return
+	}
+	if err := addCounter(p.as.mem, addr, -1); err != nil {
+		s.warn(fmt.Errorf("USDT semaphore at 0x%x of process %d: %w", addr, p.pid, err))
+	}
 }

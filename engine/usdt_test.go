@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/internal/testprog"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -290,6 +292,24 @@ func TestUSDTAttachDetach(t *testing.T) {
 		if l, err := out.ReadString('\n'); err != nil || l != "done\n" {
 			t.Fatalf("python: %q %v", l, err)
 		}
+	}
+	// A probe added and closed while attached raises and lowers its own
+	// semaphore; one that names several probes is refused.
+	line, err := tr.Uprobe(mustParse(t, "usdt:"+python+":python:line"), uprobe.Handlers{})
+	if err != nil {
+		t.Fatalf("Uprobe(usdt:...:python:line): %v", err)
+	}
+	if v := semaphore(t, pid, python, "python", "line"); v != 1 {
+		t.Errorf("line semaphore %d with its probe added, want 1", v)
+	}
+	if err := line.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if v := semaphore(t, pid, python, "python", "line"); v != 0 {
+		t.Errorf("line semaphore %d with its probe closed, want 0", v)
+	}
+	if _, err := tr.Uprobe(mustParse(t, "usdt:"+python+":python:function__*"), uprobe.Handlers{}); !errors.Is(err, resolve.ErrTooManyProbes) {
+		t.Errorf("Uprobe of two probes: %v, want ErrTooManyProbes", err)
 	}
 	tr.Detach()
 	res, err := tr.Wait()

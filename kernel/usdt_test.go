@@ -101,6 +101,9 @@ func TestKernelUSDTPython(t *testing.T) {
 	if _, err := os.Stat(python); err != nil {
 		t.Skipf("%s is not installed (Debian's python3.11): %v", python, err)
 	}
+	// Parallel first: TestStrings takes the lock, then waits for the
+	// sequential tests to end.
+	t.Parallel()
 	testprog.SystemProbes(t, true)
 	script := filepath.Join(t.TempDir(), "calls.py")
 	const n = 6
