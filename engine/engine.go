@@ -245,6 +245,13 @@ func newTracer(opts *Options, ropts *resolve.Options) (*Tracer, error) {
 		done:    make(chan struct{}),
 		res:     resolve.New(ropts),
 	}
+	// The names of the probes a spec expands to must be unique (those
+	// of plain specs are the caller's to choose).
+	type namedBy struct {
+		text     string
+		expanded bool
+	}
+	named := make(map[string]namedBy)
 	for _, bp := range s.opts.Probes {
 		// A name of several probe points is the probes it names
 		// (docs/DESIGN.md §9).
@@ -254,6 +261,12 @@ func newTracer(opts *Options, ropts *resolve.Options) (*Tracer, error) {
 			return nil, err
 		}
 		for _, spec := range specs {
+			expanded := len(specs) > 1 || spec != bp.Spec
+			if prev, ok := named[spec.Probe()]; ok && (expanded || prev.expanded) {
+				s.closeFiles()
+				return nil, fmt.Errorf("probe %q: %w: it names %s, as %q does (name the probes with p:GROUP/EVENT)", bp.Spec.Text, ErrDuplicateName, spec.Probe(), prev.text)
+			}
+			named[spec.Probe()] = namedBy{bp.Spec.Text, expanded}
 			p, err := s.newProbe(spec, bp.Handlers)
 			if err != nil {
 				s.closeFiles()

@@ -120,6 +120,7 @@ func TestNameErrors(t *testing.T) {
 	}{
 		{[]string{"--max-probes", "2", "-e", "libc:str*"}, "more than the limit of 2 (--max-probes raises it)"},
 		{[]string{"-e", "usdt:libstdc++:libstdcxx:thrown"}, "(it has libstdcxx:catch, libstdcxx:rethrow, libstdcxx:throw)"},
+		{[]string{"-e", "libc:strl*", "-e", "libc:strlen"}, `it names ptprobe/strlen, as "libc:strl*" does`},
 		// The kernel selftest's carets: p /bin/sh:10(^1a),
 		// p /bin/sh:10(10^, p /bin/sh:10(10)^a.
 		{[]string{"-e", "/bin/sh:10(1a)"}, "error: Invalid reference counter offset\n  Command: /bin/sh:10(1a)\n" + caret(len("/bin/sh:10("))},
