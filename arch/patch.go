@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"golang.org/x/arch/x86/x86asm"
 )
 
 // JmpLen is the length of the jmp rel32 a patched site starts with.
@@ -18,7 +20,11 @@ var ErrNotPatchable = errors.New("cannot be patched with a jmp")
 // instructions from the site, JmpLen bytes or more.
 type Span struct {
 	Insts []Inst
-	Len   int // their bytes in all
+	Len   int // their bytes in all, and Pad's
+	// Pad is the alignment padding after the function that the jmp
+	// covers too, when the function's last instruction (a ret or jmp)
+	// ends the span before JmpLen bytes: never run, kept to be put back.
+	Pad []byte
 }
 
 // PatchSpan finds the instructions a jmp rel32 at offset site of a
@@ -39,6 +45,17 @@ type Span struct {
 // inside the replaced bytes, code of other functions that jumps in,
 // exception landing pads.
 func PatchSpan(fn []byte, site int) (Span, error) {
+	return PatchSpanPadded(fn, nil, site)
+}
+
+// PatchSpanPadded is PatchSpan for a function followed by pad, bytes that
+// belong to no function (the caller knows: no symbol or unwind entry
+// covers them). A function too short for the jmp, whose last instruction
+// is a ret or a jmp, may take the rest of its bytes from the padding
+// when they are nops or int3s: nothing runs them, and nothing jumps
+// there. A 1-byte function of just ret (the dynamic linker's
+// _dl_debug_state) is patchable so.
+func PatchSpanPadded(fn, pad []byte, site int) (Span, error) {
 	var sp Span
 	if site < 0 || site >= len(fn) {
 		return sp, fmt.Errorf("site +%#x outside the function (%d bytes): %w", site, len(fn), ErrNotPatchable)
@@ -46,6 +63,15 @@ func PatchSpan(fn []byte, site int) (Span, error) {
 	for sp.Len < JmpLen {
 		at := site + sp.Len
 		if at >= len(fn) {
+			if n := len(sp.Insts); n > 0 && (sp.Insts[n-1].Flow == FlowRet || sp.Insts[n-1].Flow == FlowJmp) {
+				need := JmpLen - sp.Len
+				if err := isPadding(pad, need); err != nil {
+					return sp, fmt.Errorf("the function ends %d bytes after the site, %w: %w", len(fn)-site, err, ErrNotPatchable)
+				}
+				sp.Pad = append([]byte(nil), pad[:need]...)
+				sp.Len += need
+				break
+			}
 			return sp, fmt.Errorf("the function ends %d bytes after the site: %w", len(fn)-site, ErrNotPatchable)
 		}
 		inst, err := Decode(fn[at:])
@@ -60,7 +86,7 @@ func PatchSpan(fn []byte, site int) (Span, error) {
 		}
 		sp.Insts = append(sp.Insts, inst)
 		sp.Len += inst.Len
-		if inst.Flow != FlowNone && inst.Flow != FlowJcc && inst.Flow != FlowLoop && sp.Len < JmpLen {
+		if inst.Flow != FlowNone && inst.Flow != FlowJcc && inst.Flow != FlowLoop && sp.Len < JmpLen && !(at+inst.Len == len(fn) && pad != nil) {
 			return sp, fmt.Errorf("+%#x: %q leaves the replaced bytes before their end: %w", at, inst.String(), ErrNotPatchable)
 		}
 	}
@@ -81,6 +107,26 @@ func PatchSpan(fn []byte, site int) (Span, error) {
 		pos += inst.Len
 	}
 	return sp, nil
+}
+
+// isPadding checks that the first n bytes of pad are alignment padding:
+// whole or partial nops, or int3s.
+func isPadding(pad []byte, n int) error {
+	if len(pad) < n {
+		return fmt.Errorf("%d bytes of padding after it, %d needed", len(pad), n)
+	}
+	for pos := 0; pos < n; {
+		if pad[pos] == 0xcc {
+			pos++
+			continue
+		}
+		inst, err := Decode(pad[pos:])
+		if err != nil || inst.Op != x86asm.NOP {
+			return fmt.Errorf("the bytes after it are not padding (+%d)", pos)
+		}
+		pos += inst.Len
+	}
+	return nil
 }
 
 // RelocateSpan builds the out-of-line copy of the span's instructions,

@@ -10,6 +10,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"syscall"
 	"time"
@@ -117,6 +118,31 @@ type ProbeResult struct {
 	Missed uint64
 	// Armed: the probe was armed in at least one mapping.
 	Armed bool
+	// NoStopSites and StopSites count the sites the probe was armed on
+	// without a ptrace stop per hit (the engine's no-stop path) and with
+	// one; StopWhy says why a site took the stop path (the first reason
+	// found), "" when none did. The kernel backend leaves them zero.
+	NoStopSites, StopSites int
+	StopWhy                string
+}
+
+// Strategy says in words how the probe took its hits: "no-stop",
+// "stop (WHY)", both with their site counts, or "" when the backend does
+// not say (the kernel's).
+func (p *ProbeResult) Strategy() string {
+	why := p.StopWhy
+	if why == "" {
+		why = "asked for"
+	}
+	switch {
+	case p.NoStopSites == 0 && p.StopSites == 0:
+		return ""
+	case p.StopSites == 0:
+		return fmt.Sprintf("no-stop (%d sites)", p.NoStopSites)
+	case p.NoStopSites == 0:
+		return fmt.Sprintf("stop (%d sites): %s", p.StopSites, why)
+	}
+	return fmt.Sprintf("no-stop on %d sites, stop on %d: %s", p.NoStopSites, p.StopSites, why)
 }
 
 // Status is the exit status ptprobe gives for the run, as a shell gives

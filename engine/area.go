@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -36,9 +38,14 @@ const (
 
 // area is ptprobe's side of one address space's area.
 type area struct {
-	pid  int    // the process whose ring it is
-	mem  []byte // ptprobe's mapping of the whole memfd
-	base uint64 // the process's address of the memfd's start
+	pid int // the process whose ring it is
+	// mem is ptprobe's mapping of the whole memfd. Only the drain (and
+	// the end of the session, after it) unmaps it, under memMu: the
+	// heartbeat and synced, which run beside the drain, read it under
+	// memMu's read lock.
+	mem   []byte
+	memMu sync.RWMutex
+	base  uint64 // the process's address of the memfd's start
 	// descNext is the next free byte of the descriptor space.
 	descNext uint64
 	// sites are the patched sites by descriptor ID, read by the drain
@@ -145,6 +152,8 @@ func (a *area) init(beatTicks uint64) {
 // beat writes ptprobe's heartbeat: a recorder waiting for room gives up
 // after ADead ticks without one.
 func (a *area) beat() {
+	a.memMu.RLock()
+	defer a.memMu.RUnlock()
 	if a.mem == nil {
 		return
 	}
@@ -182,6 +191,9 @@ func (a *area) newDescriptor(st *site, plans []readPlan, recLen int) (id uint32,
 	le.PutUint32(d[recorder.DSite:], id)
 	le.PutUint32(d[recorder.DRecLen:], uint32(recLen))
 	le.PutUint32(d[recorder.DNPlans:], uint32(len(plans)))
+	if st.sync {
+		le.PutUint32(d[recorder.DSync:], 1)
+	}
 	for i, p := range plans {
 		p.put(d[recorder.DPlans+i*recorder.PSizeof:])
 	}
@@ -238,6 +250,8 @@ func (a *area) setThread(fs uint64, tid int) {
 
 // close unmaps ptprobe's mapping; the process's stays.
 func (a *area) close() {
+	a.memMu.Lock()
+	defer a.memMu.Unlock()
 	if a.mem != nil {
 		unix.Munmap(a.mem)
 		a.mem = nil
@@ -256,6 +270,7 @@ func (s *Tracer) newbornArea(t *thread) error {
 	as := t.proc.as
 	if as.area.pid == t.proc.pid || as.users > 1 || t.tid != t.proc.pid || t.proc.gen != 0 {
 		as.area.setThread(t.regs.Fs_base, t.tid)
+		s.noteComm(t.proc.pid, t.tid)
 		return nil
 	}
 	parent := as.area
@@ -274,7 +289,23 @@ func (s *Tracer) newbornArea(t *thread) error {
 	}
 	as.area = ar
 	ar.setThread(t.regs.Fs_base, t.tid)
+	s.noteComm(t.proc.pid, t.tid)
 	return nil
+}
+
+// noteComm keeps the name of thread tid of process pid for the drain
+// (Tracer.comms).
+func (s *Tracer) noteComm(pid, tid int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", pid, tid))
+	if err != nil {
+		return
+	}
+	s.fastMu.Lock()
+	if s.comms == nil {
+		s.comms = make(map[uint32]string)
+	}
+	s.comms[uint32(tid)] = strings.TrimSuffix(string(b), "\n")
+	s.fastMu.Unlock()
 }
 
 // replaceArea maps a new memfd over the fork child's copy of the parent's

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -264,11 +265,10 @@ func (s *Tracer) armLinker(t *thread) error {
 	if ld == nil {
 		return fmt.Errorf("no mapping at the dynamic linker's base 0x%x", base)
 	}
-	f, err := openMapped(t.proc.pid, *ld)
-	if err != nil {
-		return err
+	f := s.mappedFile(t.proc.pid, *ld) // kept open: the no-stop path reads the function from it
+	if f == nil {
+		return fmt.Errorf("dynamic linker %s: cannot read it as ELF (libraries loaded later will not be probed)", ld.Path)
 	}
-	defer f.Close()
 	loc, err := resolve.In(f, &uprobe.Spec{Text: "_dl_debug_state", Path: f.Path, Symbol: "_dl_debug_state"})
 	if err != nil {
 		return fmt.Errorf("dynamic linker %s: %w (libraries loaded later will not be probed)", f.Path, err)
@@ -279,6 +279,12 @@ func (s *Tracer) armLinker(t *thread) error {
 		}
 		if addr, ok := m.Addr(loc.Offset); ok {
 			t.proc.as.dlState = addr
+			// An int3 (the stop path), not a sync site: the no-stop
+			// form (breaklet.sync, docs/DESIGN.md §8) left the
+			// program waiting for a rescan that a starved ptrace
+			// thread did not serve in 20 s under full CPU load (1
+			// run in 6 with 4 busy loops); it stays off until
+			// that is understood.
 			pl := &sitePlan{loc: &loc, breaklets: []breaklet{{kind: internalBreaklet, name: "rescan", action: s.rescan}}}
 			return s.armSite(t, addr, addr-loc.Offset, pl)
 		}
@@ -289,6 +295,28 @@ func (s *Tracer) armLinker(t *thread) error {
 // rescan is the action of the _dl_debug_state breakpoint.
 func (s *Tracer) rescan(t *thread) error {
 	return s.armNew(t)
+}
+
+// rescanProcess is rescan for _dl_debug_state on the no-stop path
+// (syncMappings): the thread that called it waits in the recorder, not at
+// a stop, so the process is held for the rescan.
+func (s *Tracer) rescanProcess(pid int) error {
+	pr := s.procs[pid]
+	if pr == nil || pr.as == nil || pr.unfollowed {
+		return nil // gone, or exec'd meanwhile (exec arms afresh)
+	}
+	var errs []error
+	ran := false
+	s.withHeld(pr, func(_ *process, held []*thread) {
+		ran = true
+		if err := s.armNew(held[0]); err != nil {
+			errs = append(errs, err)
+		}
+	}, &errs)
+	if !ran && s.procs[pid] == pr {
+		errs = append(errs, errors.New("no thread of it could be held to arm them from"))
+	}
+	return errors.Join(errs...)
 }
 
 // auxvEntry reads one entry of the process's auxiliary vector.

@@ -14,6 +14,8 @@ import (
 // is the default scheduling.
 type Backend struct {
 	Sched SchedOptions
+	// StopPath and DropWhenFull are Options' (docs/DESIGN.md §8).
+	StopPath, DropWhenFull bool
 }
 
 // Name is "ptrace".
@@ -25,7 +27,7 @@ func (Backend) Name() string { return "ptrace" }
 // Warn and the handlers run on the ptrace thread.
 func (b Backend) Run(ctx context.Context, req *backend.Request) (*backend.Result, error) {
 	opts := &Options{Probes: req.Probes, MaxProbes: req.MaxProbes, OnEvent: req.OnEvent, Warn: req.Warn, Process: req.Process,
-		NoFollowFork: req.NoFollowFork, Sched: b.Sched}
+		NoFollowFork: req.NoFollowFork, Sched: b.Sched, StopPath: b.StopPath, DropWhenFull: b.DropWhenFull}
 	var tr *Tracer
 	var err error
 	switch {
@@ -62,7 +64,13 @@ func (b Backend) Run(ctx context.Context, req *backend.Request) (*backend.Result
 		Wall: res.Wall, Detached: res.Detached}
 	// The ptrace thread has ended: its probes are no one else's now.
 	for _, p := range tr.probes {
-		out.Probes = append(out.Probes, backend.ProbeResult{Spec: p.Spec, Hits: p.Hits(), Missed: p.Missed(), Armed: p.Armed()})
+		r := backend.ProbeResult{Spec: p.Spec, Hits: p.Hits(), Missed: p.Missed(), Armed: p.Armed()}
+		var why error
+		r.NoStopSites, r.StopSites, why = p.Path()
+		if why != nil {
+			r.StopWhy = why.Error()
+		}
+		out.Probes = append(out.Probes, r)
 	}
 	return out, nil
 }

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -35,13 +37,15 @@ const (
 
 // drainer is the drain's state.
 type drainer struct {
-	stop  chan struct{} // closed: drain what is committed, then end
-	done  chan struct{}
-	ev    uprobe.Event
-	rec   record
-	buf   []byte            // a record that wraps, copied whole
-	busy  time.Time         // when the drain last found records
-	comms map[uint32]string // thread names by ID
+	stop chan struct{} // closed: drain what is committed, then end
+	done chan struct{}
+	// beatDone is closed when the heartbeat goroutine has ended.
+	beatDone chan struct{}
+	ev       uprobe.Event
+	rec      record
+	buf      []byte            // a record that wraps, copied whole
+	busy     time.Time         // when the drain last found records
+	comms    map[uint32]string // thread names by ID
 }
 
 // addArea gives the drain another area to read, starting it the first
@@ -49,10 +53,41 @@ type drainer struct {
 func (s *Tracer) addArea(a *area) {
 	s.fastMu.Lock()
 	s.areas = append(s.areas, a)
+	s.publishAreas()
 	s.fastMu.Unlock()
 	if s.drain == nil {
-		s.drain = &drainer{stop: make(chan struct{}), done: make(chan struct{}), comms: make(map[uint32]string)}
+		s.drain = &drainer{stop: make(chan struct{}), done: make(chan struct{}), beatDone: make(chan struct{}), comms: make(map[uint32]string)}
 		go s.drainLoop(s.drain)
+		go s.heartbeat(s.drain)
+	}
+}
+
+// publishAreas makes s.areas what the heartbeat reads; under fastMu.
+func (s *Tracer) publishAreas() {
+	list := append([]*area(nil), s.areas...)
+	s.areaList.Store(&list)
+}
+
+// heartbeat beats every area's heart each beatEvery, on a goroutine of
+// its own that takes no lock the ptrace thread holds: a ptrace thread
+// starved at SCHED_IDLE, or a drain slowed by its OnEvent, must not look
+// like a dead ptrace to the recorders (they would count hits missed
+// rather than wait for room).
+func (s *Tracer) heartbeat(d *drainer) {
+	defer close(d.beatDone)
+	tick := time.NewTicker(beatEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-tick.C:
+		}
+		if list := s.areaList.Load(); list != nil {
+			for _, a := range *list {
+				a.beat()
+			}
+		}
 	}
 }
 
@@ -64,11 +99,13 @@ func (s *Tracer) stopDrain() {
 	}
 	close(s.drain.stop)
 	<-s.drain.done
+	<-s.drain.beatDone
 	s.fastMu.Lock()
 	for _, a := range s.areas {
 		a.close()
 	}
 	s.areas = nil
+	s.publishAreas()
 	s.fastMu.Unlock()
 }
 
@@ -79,6 +116,7 @@ func (s *Tracer) drainLoop(d *drainer) {
 		s.fastMu.Lock()
 		areas := append([]*area(nil), s.areas...)
 		s.fastMu.Unlock()
+		kick, kicked := kickOf(areas)
 		n := 0
 		for _, a := range areas {
 			n += s.drainArea(d, a)
@@ -95,7 +133,6 @@ func (s *Tracer) drainLoop(d *drainer) {
 		}
 		if now := time.Now(); now.Sub(lastBeat) >= beatEvery {
 			for _, a := range areas {
-				a.beat()
 				s.collectMissed(a)
 			}
 			lastBeat = now
@@ -107,7 +144,7 @@ func (s *Tracer) drainLoop(d *drainer) {
 		if n > 0 {
 			d.busy = time.Now()
 		} else if time.Since(d.busy) < idleAfter {
-			time.Sleep(pollEvery)
+			s.poll(kicked, kick)
 		} else {
 			s.sleep(areas)
 		}
@@ -132,9 +169,35 @@ func (s *Tracer) closeGone(d *drainer, areas []*area) {
 				break
 			}
 		}
+		s.publishAreas()
 		a.close()
 		s.fastMu.Unlock()
 	}
+}
+
+// kickOf returns the AKick word of the first area that has one, and its
+// value, read before a pass over the rings: a sync site's record made
+// after the read ends the poll that follows at once.
+func kickOf(areas []*area) (uint64, *uint64) {
+	for _, a := range areas {
+		if a.mem != nil && !a.bad {
+			w := a.word(recorder.AKick)
+			return atomic.LoadUint64(w), w
+		}
+	}
+	return 0, nil
+}
+
+// poll waits pollEvery before the drain's next pass over busy rings, or
+// less if a sync site of the first area kicks it: its thread waits for
+// the drain (syncMappings). Other areas' sync sites wait for the poll.
+func (s *Tracer) poll(w *uint64, kick uint64) {
+	if w == nil {
+		time.Sleep(pollEvery)
+		return
+	}
+	ts := unix.NsecToTimespec(int64(pollEvery))
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w)), 0 /* FUTEX_WAIT */, uintptr(uint32(kick)), uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
 // sleep waits until the head of the first area moves (its recorder wakes
@@ -191,8 +254,6 @@ func (s *Tracer) drainArea(d *drainer, a *area) int {
 			atomic.StoreUint64(a.word(recorder.ATail), a.tail)
 			published = a.tail
 		}
-		// (The head may be ahead by more than the ring: recorders
-		// that reserved room wait for it.)
 		pos := a.tail & (ringSize - 1)
 		lenWord := (*uint32)(unsafe.Pointer(&data[pos]))
 		l := uint64(atomic.LoadUint32(lenWord))
@@ -213,7 +274,7 @@ func (s *Tracer) drainArea(d *drainer, a *area) int {
 			s.badArea(a, err)
 			return n
 		}
-		s.fire(d, a, &d.rec)
+		s.fire(d, a, &d.rec, a.tail+l)
 		// Zero the record's bytes before they are free: a record
 		// written there later is complete only when its length is.
 		if uint64(len(data))-pos >= l {
@@ -238,12 +299,16 @@ func (s *Tracer) badArea(a *area, err error) {
 	s.warn(fmt.Errorf("process %d: the no-stop path's ring is corrupt (%v): its probes record nothing more", a.pid, err))
 }
 
-// fire reports the hit of record r: its site's entry probes fire, as on
-// the stop path.
-func (s *Tracer) fire(d *drainer, a *area, r *record) {
+// fire reports the hit of record r, which ends at ring position end: its
+// site's entry probes fire, as on the stop path, and a sync site's thread
+// is let go once its action is done.
+func (s *Tracer) fire(d *drainer, a *area, r *record, end uint64) {
 	st := a.sites.get(r.site)
 	if st == nil {
 		return // a site the program made up
+	}
+	if st.sync {
+		s.syncMappings(a, r.gen, end)
 	}
 	var probes []probeRef
 	if ps := st.fastProbes.Load(); ps != nil {
@@ -278,7 +343,7 @@ func (s *Tracer) fire(d *drainer, a *area, r *record) {
 		ev := &d.ev
 		ev.TimeNS = s.clock.ns(r.tsc)
 		ev.PID, ev.TID, ev.CPU = pid, int(tid), int(r.cpu)
-		ev.Comm = d.comm(pid, tid)
+		ev.Comm = s.comm(d, pid, tid)
 		ctx.comm = ev.Comm
 		ev.Group, ev.Name, ev.Kind = p.Spec.Group, p.Spec.Event, p.Spec.Kind
 		ev.IP, ev.RetIP, ev.DurationNS = st.addr, 0, 0
@@ -289,8 +354,11 @@ func (s *Tracer) fire(d *drainer, a *area, r *record) {
 	}
 }
 
-// comm is the name of thread tid of process pid, read once.
-func (d *drainer) comm(pid int, tid uint32) string {
+// comm is the name of thread tid of process pid, read once: from /proc,
+// else as it was when the thread was entered in the thread table (it has
+// exited since), else "<...>" as the kernel's trace says for a name it
+// does not know.
+func (s *Tracer) comm(d *drainer, pid int, tid uint32) string {
 	if c, ok := d.comms[tid]; ok {
 		return c
 	}
@@ -298,6 +366,12 @@ func (d *drainer) comm(pid int, tid uint32) string {
 	c := "<...>"
 	if err == nil {
 		c = strings.TrimSuffix(string(b), "\n")
+	} else {
+		s.fastMu.Lock()
+		if known, ok := s.comms[tid]; ok {
+			c = known
+		}
+		s.fastMu.Unlock()
 	}
 	d.comms[tid] = c
 	return c
@@ -326,4 +400,45 @@ func (s *Tracer) collectMissed(a *area) {
 			}
 		}
 	}
+}
+
+// syncMappings runs, for the record of a sync site ending at ring
+// position end, what the dynamic linker's breakpoint does on the stop
+// path: the ptrace thread holds the process, arms the probes of the
+// mappings the linker just made and forgets those it unmapped; then the
+// recorder, waiting on ASynced, lets the thread go on into the new code.
+// It runs beside the drain, which must go on reading the other threads'
+// records meanwhile. A vfork child's record (gen) has no mappings of its
+// own to arm: its parent's are its.
+func (s *Tracer) syncMappings(a *area, gen uint32, end uint64) {
+	if gen != 0 {
+		s.synced(a, end)
+		return
+	}
+	pid := a.pid
+	go func() {
+		err := s.do(func() error { return s.rescanProcess(pid) })
+		if err != nil && !errors.Is(err, errTracerDone) {
+			s.warn(fmt.Errorf("process %d: libraries it just loaded: %w", pid, err))
+		}
+		s.synced(a, end)
+	}()
+}
+
+// synced moves a's ASynced up to end and wakes the recorders waiting on
+// it.
+func (s *Tracer) synced(a *area, end uint64) {
+	a.memMu.RLock()
+	defer a.memMu.RUnlock()
+	if a.mem == nil {
+		return // closed: the process is gone
+	}
+	w := a.word(recorder.ASynced)
+	for {
+		old := atomic.LoadUint64(w)
+		if old >= end || atomic.CompareAndSwapUint64(w, old, end) {
+			break
+		}
+	}
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w)), 1 /* FUTEX_WAKE */, math.MaxInt32, 0, 0, 0)
 }

@@ -203,7 +203,14 @@ type Tracer struct {
 	fastMu  sync.Mutex
 	eventMu sync.Mutex
 	areas   []*area
-	drain   *drainer
+	// areaList is a copy of areas for the heartbeat, which takes no
+	// lock (publishAreas).
+	areaList atomic.Pointer[[]*area]
+	drain    *drainer
+	// comms are the names of the threads entered in areas' thread
+	// tables, read when they were entered: the drain's fallback for a
+	// thread gone by the time it reads its records (under fastMu).
+	comms map[uint32]string
 }
 
 // Launch starts argv under ptrace with the probes of opts armed before the

@@ -216,14 +216,17 @@ func (s *Tracer) fastFor(t *thread, st *site, pl *sitePlan) (*fastStrategy, erro
 	}
 	fs := &fastStrategy{span: span}
 	fs.orig = make([]byte, fs.span.Len)
-	for i, off := 0, 0; i < len(fs.span.Insts); i++ {
+	off := 0
+	for i := range fs.span.Insts {
 		off += copy(fs.orig[off:], fs.span.Insts[i].Bytes)
 	}
+	copy(fs.orig[off:], fs.span.Pad)
 	ar, err := s.areaOf(t)
 	if err != nil {
 		return nil, err
 	}
 	fs.ar = ar
+	st.sync = slices.ContainsFunc(pl.breaklets, func(b breaklet) bool { return b.sync })
 	if fs.id, fs.desc, err = ar.newDescriptor(st, plans, recordLen(plans)); err != nil {
 		return nil, err
 	}
@@ -231,9 +234,13 @@ func (s *Tracer) fastFor(t *thread, st *site, pl *sitePlan) (*fastStrategy, erro
 }
 
 // fastOK reports whether breaklets can all fire without a stop: entry
-// probes without Go handlers.
+// probes without Go handlers, and internal actions that can wait for the
+// drain (the dynamic linker's hook).
 func (s *Tracer) fastOK(bs []breaklet) bool {
 	for _, b := range bs {
+		if b.kind == internalBreaklet && b.sync {
+			continue
+		}
 		if b.kind != entryBreaklet {
 			return false
 		}
@@ -308,6 +315,7 @@ func (s *Tracer) areaOf(t *thread) (*area, error) {
 				continue
 			}
 			ar.setThread(regs.Fs_base, o.tid)
+			s.noteComm(o.proc.pid, o.tid)
 		}
 	}
 	as.area = ar

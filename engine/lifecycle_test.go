@@ -103,6 +103,43 @@ func TestDlopen(t *testing.T) {
 	}
 }
 
+// TestDlopenRounds: a library loaded and closed again and again (the
+// dynamic linker maps it, often at another address, and unmaps it) has
+// its probe armed before each round's calls, on both paths: every call
+// is a hit. On the no-stop path the linker's hook is a patched jmp whose
+// thread waits for the rescan (docs/DESIGN.md §8).
+func TestDlopenRounds(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "dlopener", testprog.PIE...)
+	lib := filepath.Join(dir, "libplugin.so")
+	if out, err := exec.Command("gcc", "-O2", "-shared", "-fPIC", "-o", lib, filepath.Join(testprog.Root(), "testdata", "c", "plugin.c")).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	const rounds, calls = 100, 10
+	argv := []string{prog, lib, fmt.Sprint(calls), "0", fmt.Sprint(rounds)}
+	want, _ := testprog.Run(t, argv...)
+	for _, stopPath := range []bool{false, true} {
+		t.Run(fmt.Sprintf("StopPath=%v", stopPath), func(t *testing.T) {
+			start := time.Now()
+			tr := launchTraced(t, engine.Options{StopPath: stopPath}, specs(t, "p:t/plugin "+lib+":plugin_func x=%di:s64"), true, argv)
+			if tr.out != want {
+				t.Errorf("output %q, untraced %q", tr.out, want)
+			}
+			hits := tr.byProbe("t/plugin")
+			if len(hits) != rounds*calls {
+				t.Fatalf("%d hits, want %d", len(hits), rounds*calls)
+			}
+			for i, h := range hits {
+				if h.args[0].U != uint64(i%calls) {
+					t.Fatalf("hit %d: x=%d, want %d", i, h.args[0].U, i%calls)
+				}
+			}
+			noStop, stop, _ := tr.probe(t, "t/plugin").Path()
+			t.Logf("%d rounds in %v; the probe armed %d times on the no-stop path, %d on the stop path", rounds, time.Since(start), noStop, stop)
+		})
+	}
+}
+
 // TestSignals: a program that stops itself, one with its own SIGTRAP
 // handler, and a read interrupted by an interval timer with and without
 // SA_RESTART behave as untraced.

@@ -204,30 +204,36 @@ func (s *Tracer) eachAddrSpace(fn func(pr *process, held []*thread), errs *[]err
 		todo = append(todo, pr)
 	}
 	for _, pr := range todo {
-		held, err := s.holdAll(pr.as)
-		if err != nil {
-			*errs = append(*errs, err)
+		s.withHeld(pr, fn, errs)
+	}
+}
+
+// withHeld runs fn with the threads of pr's address space held (holdAll),
+// then lets them go. fn gets the held threads that can run an injected
+// system call; the first one's registers are read afresh and put back
+// after.
+func (s *Tracer) withHeld(pr *process, fn func(pr *process, held []*thread), errs *[]error) {
+	held, err := s.holdAll(pr.as)
+	if err != nil {
+		*errs = append(*errs, err)
+	}
+	var from []*thread
+	for _, t := range held {
+		if t.proc.as == pr.as && canInject(stopEvent(t.stop)) {
+			from = append(from, t)
 		}
-		// Arm from a thread that can run an injected system call, its
-		// registers read afresh and put back after.
-		var from []*thread
-		for _, t := range held {
-			if t.proc.as == pr.as && canInject(stopEvent(t.stop)) {
-				from = append(from, t)
-			}
+	}
+	if len(from) > 0 {
+		t := from[0]
+		if err := getRegs(t.tid, &t.regs); err == nil {
+			saved := t.regs
+			fn(pr, from)
+			t.regs, t.regsRead = saved, false
+			setRegs(t.tid, &saved)
 		}
-		if len(from) > 0 {
-			t := from[0]
-			if err := getRegs(t.tid, &t.regs); err == nil {
-				saved := t.regs
-				fn(pr, from)
-				t.regs, t.regsRead = saved, false
-				setRegs(t.tid, &saved)
-			}
-		}
-		if err := s.release(held); err != nil {
-			*errs = append(*errs, err)
-		}
+	}
+	if err := s.release(held); err != nil {
+		*errs = append(*errs, err)
 	}
 }
 

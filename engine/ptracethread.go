@@ -134,6 +134,7 @@ func (s *Tracer) onPtraceThread() bool {
 
 // serveRequests runs the queued requests, on the ptrace thread.
 func (s *Tracer) serveRequests() {
+	s.sched.serving()
 	q := &s.requests
 	for {
 		q.mu.Lock()

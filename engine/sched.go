@@ -199,6 +199,24 @@ func (f *cpuFollower) setIdle(idle bool) error {
 	return nil
 }
 
+// serving is called before the ptrace thread serves other goroutines'
+// requests: work, not the hit ping-pong SCHED_IDLE is for, and work the
+// program may be waiting on (a no-stop sync site waits for its rescan,
+// docs/DESIGN.md §8). A SCHED_IDLE thread on a machine whose CPUs are
+// busy would get a few milliseconds a second for it; and a Go thread
+// starved while it runs Go code holds up every stop-the-world of the
+// garbage collector, every goroutine of the process with it (the
+// heartbeat of the no-stop path's recorders included). The tracer goes
+// back to SCHED_OTHER; the stops that follow choose again.
+func (f *cpuFollower) serving() {
+	if f == nil || !f.idle || !f.mayIdle {
+		return
+	}
+	if f.setIdle(false) == nil {
+		f.busyChecks, f.freeChecks = 0, 0
+	}
+}
+
 // waitMissed records that a wait for the next stop found none ready. For
 // a SCHED_IDLE tracer that means the program thread it resumed runs on
 // another CPU (or blocked): on the tracer's own CPU it would have run

@@ -37,6 +37,11 @@ type site struct {
 	// why is, for a site on the stop path, why it is not on the no-stop
 	// path (nil when it is, or when it was never a question).
 	why error
+	// sync: a site on the no-stop path whose internal breaklet must run
+	// before the thread goes on (the dynamic linker's hook): its
+	// recorder waits for the drain's word (syncMappings). Set before
+	// the site is published to the drain, never changed after.
+	sync bool
 }
 
 // breakletKind is what a breaklet does on a hit.
@@ -76,6 +81,11 @@ type breaklet struct {
 	// each name.
 	name   string
 	action func(*thread) error
+	// sync: the action may run from the ptrace thread after the hit,
+	// with the hitting thread waiting in the recorder, rather than at
+	// a stop of that thread (syncMappings); the site may then take the
+	// no-stop path.
+	sync bool
 }
 
 // probeRef is a probe with its fetch-args bound to the function it is in

@@ -77,6 +77,12 @@ func resolveUprobe(res *resolve.Resolver, spec *uprobe.Spec) (location, error) {
 		// the function's ret instructions instead.
 		return loc, fmt.Errorf("kernel: probe %q: %s is a Go program, and a kernel return probe would crash it when a goroutine's stack grows (golang/go#22008); the ptrace backend traces Go returns safely", spec.Text, loc.Path)
 	}
+	for i := range loc.Args {
+		if a := &loc.Args[i]; a.Len != nil {
+			// docs/DESIGN.md §10.
+			return loc, fmt.Errorf("kernel: probe %q: %s is a Go string, a pointer and a length with no NUL after it, and the kernel's fetch-args read a string up to a NUL: the ptrace backend reads it exactly; here fetch its length alone (%s.len)", spec.Text, a.Name, a.Name)
+		}
+	}
 	if spec.Kind == uprobe.Return {
 		for i := range loc.Args {
 			if e := entryReg(loc.Args[i].Expr); e != nil {

@@ -66,11 +66,34 @@ func (loc *Location) Patch(f *elfsym.File) (arch.Span, error) {
 	if n, err := f.ReadAt(code, int64(loc.FuncOffset)); n < len(code) {
 		return arch.Span{}, fmt.Errorf("%s: read the function: %w", loc.Function, err)
 	}
-	sp, err := arch.PatchSpan(code, int(loc.Vaddr-loc.FuncStart))
+	sp, err := arch.PatchSpanPadded(code, padding(f, loc), int(loc.Vaddr-loc.FuncStart))
 	if err != nil {
 		return sp, fmt.Errorf("%s: %w", loc.Function, err)
 	}
 	return sp, nil
+}
+
+// padding returns the bytes after the location's function up to the next
+// 16-byte boundary that no function covers: a sized symbol or an unwind
+// entry starting there ends them. They are where the assembler aligns
+// the next function, for arch.PatchSpanPadded.
+func padding(f *elfsym.File, loc *Location) []byte {
+	end := loc.FuncEnd
+	n := int((16 - end%16) % 16)
+	for i := 0; i < n; i++ {
+		if _, _, _, ok := f.Function(end + uint64(i)); ok {
+			n = i
+			break
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	pad := make([]byte, n)
+	if got, _ := f.ReadAt(pad, int64(loc.FuncOffset+(end-loc.FuncStart))); got < n {
+		return nil
+	}
+	return pad
 }
 
 // Error is a spec that cannot be armed in a file: unknown symbol, offset

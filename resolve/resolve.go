@@ -6,8 +6,8 @@
 // ptrace engine resolves a spec again in each file it finds mapped; the
 // kernel backend once, before the program runs (docs/DESIGN.md §2).
 //
-// resolve imports arch, elfsym and uprobe, and nothing else of this
-// module.
+// resolve imports arch, elfsym, uprobe and resolve/dwarf (what names
+// mean, docs/DESIGN.md §10), and nothing else of this module.
 package resolve
 
 import (
@@ -35,15 +35,21 @@ type Options struct {
 	// (for instance one that also knows the files a running process
 	// maps).
 	Libraries *elfsym.Libraries
+	// Names opens what names mean in a file, for Resolver.Expand; nil
+	// is DWARFNames, the file's debug information.
+	Names NamesOpener
 }
 
 // Resolver resolves specs, opening each file once however many probes it
 // has (a probe on every function of libc opens libc once). It is not safe
 // for concurrent use.
 type Resolver struct {
-	prog   string // Options.Program
-	libs   *elfsym.Libraries
-	byPath map[string]*elfsym.File
+	prog      string // Options.Program
+	libs      *elfsym.Libraries
+	byPath    map[string]*elfsym.File
+	openNames NamesOpener
+	namesOf   map[string]Names
+	namesErr  map[string]error
 }
 
 // New returns a Resolver; nil options are the zero Options.
@@ -59,7 +65,8 @@ func New(opts *Options) *Resolver {
 		}
 		libs = elfsym.NewLibraries(elfsym.LibraryEnv{Program: opts.Program, LDLibraryPath: Getenv(env, "LD_LIBRARY_PATH")})
 	}
-	return &Resolver{prog: opts.Program, libs: libs, byPath: make(map[string]*elfsym.File)}
+	return &Resolver{prog: opts.Program, libs: libs, byPath: make(map[string]*elfsym.File), openNames: opts.Names,
+		namesOf: make(map[string]Names), namesErr: make(map[string]error)}
 }
 
 // program finds the ELF program called name (a base name): the traced
@@ -95,11 +102,18 @@ func Getenv(env []string, key string) string {
 // Libraries is the library search of the Resolver.
 func (r *Resolver) Libraries() *elfsym.Libraries { return r.libs }
 
-// Close closes the files the Resolver opened; Locations stay valid.
+// Close closes the files the Resolver opened and their Names;
+// Locations and expanded specs stay valid.
 func (r *Resolver) Close() error {
 	for p, f := range r.byPath {
 		f.Close()
 		delete(r.byPath, p)
+	}
+	for p, n := range r.namesOf {
+		if n != nil {
+			n.Close()
+		}
+		delete(r.namesOf, p)
 	}
 	return nil
 }

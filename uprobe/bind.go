@@ -78,6 +78,9 @@ func (s *Spec) bind(a *FetchArg, e *Expr, abi ABI) (*Expr, error) {
 	if e == nil {
 		return nil, nil
 	}
+	if e.Op == OpName {
+		return nil, &Error{Text: s.Text, Pos: a.Pos, Msg: fmt.Sprintf("%s is a name of the debug information: resolve binds it (resolve.Resolver.Expand) before the probe is armed", e.Sym)}
+	}
 	if e.Op != OpArgN {
 		inner, err := s.bind(a, e.Inner, abi)
 		if err != nil || inner == e.Inner {

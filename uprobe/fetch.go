@@ -240,7 +240,13 @@ func (f *fetcher) fetch(a *FetchArg) Value {
 			return v
 		}
 		addr, ok := f.addr(e, 0)
-		if ok {
+		switch {
+		case ok && a.Len != nil:
+			var n uint64
+			if n, ok = f.value(a.Len, 0); ok {
+				v.S, v.Truncated, ok = f.readCounted(addr, n)
+			}
+		case ok:
 			v.S, v.Truncated, ok = f.readString(addr)
 		}
 		v.Fault = !ok
@@ -367,6 +373,22 @@ func (f *fetcher) addr(e *Expr, depth int) (uint64, bool) {
 		return base + uint64(e.Imm), ok
 	}
 	return 0, false
+}
+
+// readCounted reads a string of n bytes at addr (a Go string's bytes),
+// at most MaxStringLen of them.
+func (f *fetcher) readCounted(addr, n uint64) (s string, truncated, ok bool) {
+	if n > MaxStringLen {
+		n, truncated = MaxStringLen, true
+	}
+	if n == 0 {
+		return "", truncated, true
+	}
+	b := f.buf()[:n]
+	if got := f.readAvail(addr, b); got < len(b) {
+		return "", false, false
+	}
+	return string(b), truncated, true
 }
 
 // readUint reads a little-endian integer of size bytes (1..8) at addr.

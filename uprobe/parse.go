@@ -94,6 +94,7 @@ const (
 	errArrayTooBig   = "Array number is too big"
 	errBadBitfield   = "Invalid bitfield"
 	errImmStrOpen    = "String is not closed with '\"'"
+	errBadLine       = "Invalid source line number"
 
 	// Of kernel probe specs only.
 	errBadCommand   = "Probe definition must be started with 'p' or 'r'"
@@ -404,6 +405,31 @@ func (p *parser) target(s *Spec, t token) *Error {
 		// A symbol: the first ':' after the path's last '/'.
 		colon = slash + strings.IndexByte(t.s[slash:], ':')
 	}
+	if file, line, ok := srcLine(t.s, colon, last, isPath); ok {
+		// PATH:FILE:LINE, a source line, or PATH:FUNC:+N, a line of
+		// a function (docs/DESIGN.md §10).
+		colon = len(t.s) - len(file) - len(line) - 2
+		s.Path = t.s[:colon]
+		if line[0] == '+' {
+			if i := badSymbolByte(file); i >= 0 {
+				return p.err(t.pos+colon+1+i, errBadSymbol)
+			}
+			s.SrcFunc, line = file, line[1:]
+		} else {
+			s.SrcFile = file
+		}
+		if !isPath {
+			if i := badLibraryByte(s.Path); i >= 0 {
+				return p.err(t.pos+i, errBadLibrary)
+			}
+		}
+		n, ok := parseDecimal(line)
+		if !ok || (n == 0 && s.SrcFunc == "") || n > math.MaxInt32 {
+			return p.err(t.pos+len(t.s)-len(line), errBadLine)
+		}
+		s.SrcLine = int(n)
+		return nil
+	}
 	if colon == 0 {
 		return p.err(t.pos, errNoFile)
 	}
@@ -564,6 +590,57 @@ func (s *Spec) IsGlob() bool {
 	return strings.ContainsAny(s.Symbol, "*?[") || strings.ContainsAny(s.Provider, "*?[")
 }
 
+// srcLine splits a PATH:FILE:LINE target whose first colon, after the
+// path or library name, is at colon and whose last is at last: LINE is
+// decimal, FILE a name with a '.' ("main.c", "src/x.go").
+func srcLine(w string, colon, last int, isPath bool) (file, line string, ok bool) {
+	line = w[last+1:]
+	rel := strings.HasPrefix(line, "+")
+	if d := strings.TrimPrefix(line, "+"); d == "" || !isDigit(d[0]) || strings.HasPrefix(d, "0x") {
+		return "", "", false
+	}
+	before := w[:last]
+	if isPath {
+		// The path ends at the last ':' before FILE: one after the
+		// last '/' of the path.
+		c := strings.LastIndexByte(before, ':')
+		if c < 0 || c < strings.LastIndexByte(before[:c+1], '/') {
+			return "", "", false
+		}
+		file = before[c+1:]
+	} else {
+		if colon == last {
+			return "", "", false
+		}
+		file = w[colon+1 : last]
+	}
+	if file == "" || !rel && !strings.Contains(file, ".") {
+		return "", "", false
+	}
+	return file, line, true
+}
+
+// isGoMethod reports whether the '(', '*' or ')' at i of sym is part of
+// a Go method name, "main.(*T).Method", as Go names its symbols.
+func isGoMethod(sym string, i int) bool {
+	for from := 0; ; {
+		open := strings.Index(sym[from:], ".(*")
+		if open < 0 {
+			return false
+		}
+		open += from
+		end := strings.IndexByte(sym[open:], ')')
+		if end < 0 {
+			return false
+		}
+		end += open
+		if i > open && i <= end && end > open+3 && end+1 < len(sym) && sym[end+1] == '.' {
+			return true
+		}
+		from = end
+	}
+}
+
 // kernelTarget parses a kernel probe's [MOD:]KSYM[+OFFS][%return] or
 // KADDR.
 func (p *parser) kernelTarget(s *Spec, t token) *Error {
@@ -666,6 +743,7 @@ func badSymbolByte(sym string) int {
 		switch {
 		case isAlpha(c) || c == '_' || c == '.' || c == '$' || isGlobByte(c) || c == '~':
 		case i > 0 && (isDigit(c) || c == '@'):
+		case (c == '(' || c == '*' || c == ')') && isGoMethod(sym, i):
 		case c == ':' && i+1 < len(sym) && sym[i+1] == ':':
 			i++
 		case c == '<':
@@ -737,7 +815,7 @@ func (p *parser) fetchArg(s *Spec, i int, t token) (FetchArg, *Error) {
 		if err != nil {
 			return a, err
 		}
-		a.Type = tt
+		a.Type, a.Typed = tt, true
 	}
 	if expr == "" {
 		return a, p.err(bpos, errNoArgBody)
@@ -747,15 +825,25 @@ func (p *parser) fetchArg(s *Spec, i int, t token) (FetchArg, *Error) {
 		return a, err
 	}
 	a.Expr = e
+	if e.Op == OpName && !strings.Contains(t.s[:len(t.s)-len(body)], "=") {
+		// Named after the variable path, as perf probe does: "p->x" is
+		// p_x (docs/DESIGN.md §10).
+		a.Name = nameArgReplacer.Replace(strings.TrimLeft(e.Sym, "*$"))
+		for j := range s.Args {
+			if s.Args[j].Name == a.Name {
+				return a, p.err(t.pos, errUsedArgName)
+			}
+		}
+	}
 	switch {
 	case (e.Op == OpComm || e.Op == OpImmString) && tpos < 0:
 		a.Type = Type{Kind: String}
 	case (e.Op == OpComm || e.Op == OpImmString) && a.Type.Kind != String:
 		return a, p.err(tpos, errCommType)
-	case a.Type.Len > 0 && !e.Op.isMemory() && !(s.USDT && e.Op == OpArgN):
+	case a.Type.Len > 0 && !e.Op.isMemory() && e.Op != OpName && !(s.USDT && e.Op == OpArgN):
 		// The kernel's check and words: an array is read from memory.
 		return a, p.err(tpos, errBadString)
-	case a.Type.Kind == String && !e.Op.isMemory() && e.Op != OpComm && e.Op != OpImmString && !(s.USDT && e.Op == OpArgN):
+	case a.Type.Kind == String && !e.Op.isMemory() && e.Op != OpComm && e.Op != OpImmString && e.Op != OpName && !(s.USDT && e.Op == OpArgN):
 		// A USDT probe's $argN:string is the string its argument
 		// points to (resolve.Expand).
 		return a, p.err(tpos, errBadString)
@@ -974,7 +1062,66 @@ func (p *parser) expr(s *Spec, w string, pos, depth int) (*Expr, *Error) {
 		// A uprobe reads user memory only: "+u" is "+" there.
 		return &Expr{Op: OpDeref, Imm: off, Inner: inner, User: user && p.kernel}, nil
 	}
+	if !p.kernel && depth == 0 && isNamePath(w) {
+		// A variable of the debug information, bound by resolve.
+		return &Expr{Op: OpName, Sym: w}, nil
+	}
 	return nil, p.err(pos, errBadFetchArg)
+}
+
+// nameArgReplacer names a variable path's fetch-arg: "p->x" is p_x,
+// "arr[3]" arr_3.
+var nameArgReplacer = strings.NewReplacer("->", "_", ".", "_", "[", "_", "]", "")
+
+// isNamePath reports whether w is a variable path of the debug
+// information: an identifier, then members ".f" or "->f" and indexes
+// "[N]", with any number of leading '*' (docs/DESIGN.md §10).
+func isNamePath(w string) bool {
+	for len(w) > 0 && w[0] == '*' {
+		w = w[1:]
+	}
+	n := identLen(w)
+	if n == 0 {
+		return false
+	}
+	for w = w[n:]; w != ""; {
+		switch {
+		case w[0] == '.' || strings.HasPrefix(w, "->"):
+			w = w[1:]
+			if w[0] == '>' {
+				w = w[1:]
+			}
+			n := identLen(w)
+			if n == 0 {
+				return false
+			}
+			w = w[n:]
+		case w[0] == '[':
+			end := strings.IndexByte(w, ']')
+			if end < 2 {
+				return false
+			}
+			if _, ok := parseDecimal(w[1:end]); !ok {
+				return false
+			}
+			w = w[end+1:]
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// identLen is the length of the C identifier w starts with.
+func identLen(w string) int {
+	if w == "" || !(isAlpha(w[0]) || w[0] == '_') {
+		return 0
+	}
+	n := 1
+	for n < len(w) && (isAlpha(w[n]) || isDigit(w[n]) || w[n] == '_') {
+		n++
+	}
+	return n
 }
 
 // symbol parses the SYM[+|-OFFS] of a kernel probe's @SYM[+|-OFFS] at pos
@@ -1019,6 +1166,10 @@ func (p *parser) variable(s *Spec, name string, pos int) (*Expr, *Error) {
 		return &Expr{Op: OpStackN, Imm: int64(n)}, nil
 	case name == "comm" || name == "COMM":
 		return &Expr{Op: OpComm}, nil
+	case name == "params" && !p.kernel:
+		// Every parameter of the function, from the debug information
+		// (resolve expands it, docs/DESIGN.md §10).
+		return &Expr{Op: OpName, Sym: "$params"}, nil
 	case strings.HasPrefix(name, "arg"):
 		n, ok := parseDecimal(name[3:])
 		if !ok || n < 1 || n > uint64(maxArgN) {
@@ -1104,6 +1255,27 @@ func parseSigned(neg bool, w string) (int64, bool) {
 
 // defaultEvent names a probe whose spec does not, see Parse.
 func defaultEvent(s *Spec) string {
+	if s.SrcFunc != "" {
+		// FUNC:+N: "work_L3".
+		base := sanitize(s.SrcFunc)
+		suffix := "_L" + strconv.Itoa(s.SrcLine)
+		if len(base)+len(suffix) > maxNameLen {
+			base = base[:maxNameLen-len(suffix)]
+		}
+		return base + suffix
+	}
+	if s.SrcFile != "" {
+		// perf probe's FUNC_L42, with the file's name: "main_c_L42".
+		base := sanitize(s.SrcFile[strings.LastIndexByte(s.SrcFile, '/')+1:])
+		if isDigit(base[0]) {
+			base = "_" + base
+		}
+		suffix := "_L" + strconv.Itoa(s.SrcLine)
+		if len(base)+len(suffix) > maxNameLen {
+			base = base[:maxNameLen-len(suffix)]
+		}
+		return base + suffix
+	}
 	if s.Symbol != "" {
 		base := sanitize(s.Symbol)
 		if isDigit(base[0]) {
@@ -1307,6 +1479,8 @@ func (e *Expr) appendText(b []byte) []byte {
 			b = strconv.AppendInt(b, e.Imm, 10)
 		}
 		return b
+	case OpName:
+		return append(b, e.Sym...)
 	}
 	return append(b, "<bad op>"...)
 }
@@ -1318,12 +1492,13 @@ func (s *Spec) Equal(t *Spec) bool {
 	if s.Kind != t.Kind || s.Group != t.Group || s.Event != t.Event ||
 		s.Kernel != t.Kernel || s.Path != t.Path || s.Module != t.Module ||
 		s.Symbol != t.Symbol || s.Offset != t.Offset || s.Addr != t.Addr ||
+		s.SrcFile != t.SrcFile || s.SrcLine != t.SrcLine || s.SrcFunc != t.SrcFunc ||
 		s.MaxActive != t.MaxActive || s.RefCtr != t.RefCtr || s.USDT != t.USDT || s.Provider != t.Provider || len(s.Args) != len(t.Args) {
 		return false
 	}
 	for i := range s.Args {
 		a, b := &s.Args[i], &t.Args[i]
-		if a.Name != b.Name || a.Type != b.Type || !a.Expr.Equal(b.Expr) {
+		if a.Name != b.Name || a.Type != b.Type || !a.Expr.Equal(b.Expr) || !a.Len.Equal(b.Len) {
 			return false
 		}
 	}

@@ -353,7 +353,7 @@ func TestParseErrors(t *testing.T) {
 		{"p /bin/ls:main +0()", 18, "", errBadFetchArg},
 		{"p /bin/ls:main +0($comm)", 15, "", errCommDeref},
 		{"p /bin/ls:main 1234", 15, "", errBadFetchArg},
-		{"p /bin/ls:main foo", 15, "", errBadFetchArg},
+		{"p /bin/ls:main foo-bar", 15, "", errBadFetchArg}, // "foo" alone is a variable name (OpName)
 		{"p /bin/ls:main \\1x", 16, "", errBadImm},
 		{"p /bin/ls:main \\\"ab", 19, "", errImmStrOpen},
 		{"p /bin/ls:main \\\"ab\":u8", 21, "", errCommType},
@@ -528,5 +528,64 @@ func TestSpecHelpers(t *testing.T) {
 	want := "error: Unknown type is specified\n  Command: p /bin/ls:main %di:u9\n                              ^"
 	if e.Caret() != want {
 		t.Errorf("Caret:\n%s\nwant\n%s", e.Caret(), want)
+	}
+}
+
+// TestParseNames: variable paths, $params and source-line targets parse to
+// the symbolic nodes resolve binds (docs/DESIGN.md §10).
+func TestParseVariableNames(t *testing.T) {
+	s, err := Parse("p ./prog:work a p->name:string n=s.len *q arr[3] $params")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct{ name, sym string }{{"a", "a"}, {"p_name", "p->name"}, {"n", "s.len"}, {"q", "*q"}, {"arr_3", "arr[3]"}, {"params", "$params"}}
+	if len(s.Args) != len(want) {
+		t.Fatalf("%d args, want %d", len(s.Args), len(want))
+	}
+	for i, w := range want {
+		a := s.Args[i]
+		if a.Expr.Op != OpName || a.Expr.Sym != w.sym || a.Name != w.name {
+			t.Errorf("arg %d = %s (op %d), want %s=%s", i, a.String(), a.Expr.Op, w.name, w.sym)
+		}
+	}
+	if !s.Args[1].Typed || s.Args[0].Typed {
+		t.Errorf("Typed = %v, %v; want true for p->name:string only", s.Args[1].Typed, s.Args[0].Typed)
+	}
+	if _, err := s.Bind(SysV); err == nil || !strings.Contains(err.Error(), "resolve binds it") {
+		t.Errorf("Bind of an unresolved name: %v", err)
+	}
+	for _, c := range []struct {
+		text, path, file string
+		line             int
+	}{
+		{"./prog:main.c:42", "./prog", "main.c", 42},
+		{"/a/b:c/prog:src/x.go:7", "/a/b:c/prog", "src/x.go", 7},
+		{"libc:malloc.c:3021", "libc", "malloc.c", 3021},
+	} {
+		s, err := Parse(c.text)
+		if err != nil {
+			t.Errorf("%s: %v", c.text, err)
+			continue
+		}
+		if s.Path != c.path || s.SrcFile != c.file || s.SrcLine != c.line || s.Symbol != "" {
+			t.Errorf("%s: path %q file %q line %d symbol %q", c.text, s.Path, s.SrcFile, s.SrcLine, s.Symbol)
+		}
+		if got := s.Target(); got != c.text {
+			t.Errorf("Target() = %q, want %q", got, c.text)
+		}
+	}
+	s, err = Parse("./prog:work:+3 sum")
+	if err != nil || s.SrcFunc != "work" || s.SrcLine != 3 || s.SrcFile != "" || s.Event != "work_L3" || s.Target() != "./prog:work:+3" {
+		t.Errorf("FUNC:+N: %v %+v", err, s)
+	}
+	s, err = Parse("./prog:main.(*T).Method%return")
+	if err != nil || s.Symbol != "main.(*T).Method" || s.Kind != Return {
+		t.Errorf("Go method: %v %+v", err, s)
+	}
+	if _, err := Parse("./prog:main.c:0"); err == nil {
+		t.Error("line 0 parsed")
+	}
+	if _, err := ParseKprobe("p vfs_read foo"); err == nil {
+		t.Error("a kernel probe took a variable name")
 	}
 }

@@ -69,6 +69,16 @@ type Spec struct {
 	// Symbol is the function name, "" when Offset is a file offset (or,
 	// in a kernel probe, when Addr is the target).
 	Symbol string
+	// SrcFile and SrcLine are the source line of a PATH:FILE:LINE
+	// target: every statement address the debug information gives the
+	// line (resolve expands it, docs/DESIGN.md §10). Symbol and Offset
+	// are then unset.
+	SrcFile string
+	SrcLine int
+	// SrcFunc is the FUNC of a PATH:FUNC:+N target: line N of the
+	// function, counted from the line it is declared on (SrcLine),
+	// in that function only.
+	SrcFunc string
 	// Offset is the file offset (Symbol == "") or the offset from the
 	// symbol's start.
 	Offset uint64
@@ -122,6 +132,10 @@ func (s *Spec) Target() string {
 		return "usdt:" + s.Path + ":" + s.Provider + ":" + s.Symbol
 	case s.Symbol == "" && s.RefCtr != 0:
 		return fmt.Sprintf("%s:0x%x(0x%x)", s.Path, s.Offset, s.RefCtr)
+	case s.SrcFile != "":
+		return fmt.Sprintf("%s:%s:%d", s.Path, s.SrcFile, s.SrcLine)
+	case s.SrcFunc != "":
+		return fmt.Sprintf("%s:%s:+%d", s.Path, s.SrcFunc, s.SrcLine)
 	case s.Symbol == "":
 		return fmt.Sprintf("%s:0x%x", s.Path, s.Offset)
 	case strings.ContainsAny(s.Symbol, " \t+%\"") || badSymbolByte(s.Symbol) >= 0:
@@ -229,6 +243,12 @@ const (
 	// OpImmString is the kernel's \"STR" fetch-arg: the constant string
 	// Sym.
 	OpImmString
+	// OpName is a name of the program's debug information, Sym: a
+	// variable path ("p->name", "s.len", "*p", "arr[3]") or "$params".
+	// It is symbolic: resolve binds it, at the probed address, to the
+	// tree of other nodes it means there, before either backend sees
+	// the probe (docs/DESIGN.md §10).
+	OpName
 )
 
 // Expr is a fetch expression: a node of the tree of a fetch-arg.
@@ -237,7 +257,7 @@ type Expr struct {
 	Reg   arch.Reg // OpReg
 	Imm   int64    // address, offset or index, see Op
 	Inner *Expr    // OpDeref
-	Sym   string   // OpSymbol
+	Sym   string   // OpSymbol, OpName
 	// User marks a kernel probe's "+u" dereference (OpDeref): the
 	// memory is the user's, not the kernel's. uprobe specs read user
 	// memory only, take "+u" as "+" and never set it.
@@ -251,6 +271,14 @@ type FetchArg struct {
 	Name string // "argN" (1-based position) when not given, as the kernel does
 	Type Type   // DefaultType when not given (String for $comm)
 	Expr *Expr
+	// Typed: the type was written (":u32"), so that a type from the
+	// debug information does not replace it.
+	Typed bool
+	// Len, set by resolve for a Go string (a pointer and a length, with
+	// no NUL), makes a String exactly Len's value bytes long (at most
+	// MaxStringLen) instead of running to a NUL. The kernel's
+	// fetch-args have no such string.
+	Len *Expr
 }
 
 // Error is a malformed spec: the whole spec, the byte position of the

@@ -39,7 +39,7 @@ func main() {
 	runs := flag.Int("runs", 5, "runs per measurement (the median is reported)")
 	calls := flag.Int("calls", 20000, "probed calls per run (slow tracers get calls/10)")
 	out := flag.String("o", "BENCH.md", "report file")
-	install := flag.Bool("install", true, "apt-get install missing peers (bpftrace, ltrace, gdb) when root")
+	install := flag.Bool("install", true, "apt-get install missing peers (bpftrace, ltrace, gdb, uftrace) when root")
 	detaches := flag.Int("detach-cycles", 200, "attach/detach cycles of the reliability section")
 	flag.Parse()
 	b, err := newBench(*runs, *calls, *install)
@@ -65,6 +65,7 @@ type bench struct {
 	floor       string // testdata/c/floor.c built
 	threads     string // testdata/c/threads.c built
 	hot         string // testdata/c/hot.c built
+	cli         string // cmd/ptprobe built, for the unprivileged rows
 	detaches    int    // attach/detach cycles of the reliability section
 	offs        map[string]uint64
 	notes       []string
@@ -91,6 +92,17 @@ func newBench(runs, calls int, install bool) (*bench, error) {
 		}
 	}
 	b.prog, b.floor, b.threads, b.hot = filepath.Join(dir, "bench"), filepath.Join(dir, "floor"), filepath.Join(dir, "threads"), filepath.Join(dir, "hot")
+	b.cli = filepath.Join(dir, "ptprobe")
+	build := exec.Command("go", "build", "-o", b.cli, "./cmd/ptprobe")
+	build.Dir = root()
+	if o, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build ./cmd/ptprobe: %v\n%s", err, o)
+	}
+	// The unprivileged rows run as nobody: the built tools and the
+	// bench program must be reachable by that user.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
 	f, err := elfsym.Open(b.prog)
 	if err != nil {
 		return nil, err
@@ -105,7 +117,7 @@ func newBench(runs, calls int, install bool) (*bench, error) {
 	}
 	if install && os.Geteuid() == 0 {
 		var need []string
-		for _, p := range []string{"bpftrace", "ltrace", "gdb"} {
+		for _, p := range []string{"bpftrace", "ltrace", "gdb", "uftrace"} {
 			if _, err := exec.LookPath(p); err != nil {
 				need = append(need, p)
 			}
@@ -208,9 +220,41 @@ func (b *bench) floorRun() runner {
 	}, func(out []byte, fn string) (int64, error) { return intAfter(regexp.MustCompile(`hits=(\d+)`), out) })
 }
 
-// engineRun runs the bench program under ptprobe's engine.
+// engineRun runs the bench program under ptprobe's engine, on the stop
+// path (engineNoStop: the no-stop path where the probe allows it).
 func (b *bench) engineRun(specText string, h uprobe.Handlers, format bool, extra []backend.Probe) runner {
-	return b.engineRunCfg(specText, h, format, extra, engine.Options{})
+	return b.engineRunCfg(specText, h, format, extra, engine.Options{StopPath: true})
+}
+
+func (b *bench) engineNoStop(specText string, format bool) runner {
+	return b.engineRunCfg(specText, uprobe.Handlers{}, format, nil, engine.Options{})
+}
+
+// cliRun runs the bench program under the ptprobe command as user nobody
+// (setpriv): an ordinary user's cost, with the command's own output.
+func (b *bench) cliRun(args ...string) runner {
+	return commandRun(func(fn string, n int) []string {
+		a := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", b.cli, "trace", "--count"} // the count on stdout: nobody may not open a root-owned /dev/stderr
+		for _, x := range args {
+			a = append(a, strings.ReplaceAll(x, "FN", "bench_"+fn))
+		}
+		return append(append(a, "--"), b.argv(fn, n)...)
+	}, func(out []byte, fn string) (int64, error) {
+		return intAfter(regexp.MustCompile(`bench/hit (\d+)`), out)
+	})
+}
+
+// uftraceRun runs the bench program under uftrace's dynamic patching of
+// one function (-P), then counts its calls in the report.
+func (b *bench) uftraceRun() runner {
+	return commandRun(func(fn string, n int) []string {
+		d := filepath.Join(b.dir, "uftrace-"+fn)
+		os.RemoveAll(d)
+		cmd := fmt.Sprintf("uftrace record -d %s -P '^bench_%s$' %s && uftrace report -d %s", d, fn, strings.Join(b.argv(fn, n), " "), d)
+		return []string{"sh", "-c", cmd}
+	}, func(out []byte, fn string) (int64, error) {
+		return intAfter(regexp.MustCompile(`(\d+)\s+bench_`+fn+`\n`), out)
+	})
 }
 
 func (b *bench) engineRunCfg(specText string, h uprobe.Handlers, format bool, extra []backend.Probe, cfg engine.Options) runner {
@@ -307,8 +351,8 @@ func (b *bench) run() []byte {
 	}
 	none := both("no probe", false, commandRun(func(fn string, n int) []string { return b.argv(fn, n) }, nil))
 	cpu := firstCPU()
-	sameCfg := engine.Options{Sched: engine.SchedOptions{SameCPU: true, CPU: &cpu}}
-	normalCfg := engine.Options{Sched: engine.SchedOptions{Priority: engine.PriorityNormal}}
+	sameCfg := engine.Options{StopPath: true, Sched: engine.SchedOptions{SameCPU: true, CPU: &cpu}}
+	normalCfg := engine.Options{StopPath: true, Sched: engine.SchedOptions{Priority: engine.PriorityNormal}}
 	probe := "p:bench/hit " + b.prog + ":FN"
 	// The floor and ptprobe's one-stop variants take turns, run by run:
 	// their ratios are the report's point.
@@ -320,20 +364,61 @@ func (b *bench) run() []byte {
 	args := both("ptprobe, 2 fetch-args (one a string)", false, b.engineRun(probe+" x=%di:s64 s=+0(%si):string", uprobe.Handlers{}, true, nil))
 	ret := both("ptprobe return probe", false, b.engineRun("r:bench/hit "+b.prog+":FN", uprobe.Handlers{}, false, nil))
 	rows = append(rows, none, floor, one, normal, same, post, args, ret)
-	var kern, kret row
-	if os.Geteuid() == 0 {
-		kern = both("kernel uprobe (tracefs)", false, b.kernelRun(false))
-		kret = both("kernel uretprobe (tracefs)", false, b.kernelRun(true))
-		rows = append(rows, kern, kret)
+	// The no-stop path and its peers take turns too: the ratio to the
+	// kernel uprobe is the no-stop path's target.
+	names = []string{"ptprobe no-stop"}
+	runners = []runner{b.engineNoStop(probe, false)}
+	isRoot := os.Geteuid() == 0
+	if isRoot {
+		names = append(names, "kernel uprobe (tracefs)")
+		runners = append(runners, b.kernelRun(false))
 	} else {
-		b.notes = append(b.notes, "kernel uprobes, bpftrace: skipped, not root")
+		b.notes = append(b.notes, "kernel uprobes, bpftrace and the unprivileged rows: skipped, not root")
 	}
-	if _, err := exec.LookPath("bpftrace"); err == nil && os.Geteuid() == 0 {
-		rows = append(rows, both("bpftrace uprobe { @ = count() }", false, commandRun(func(fn string, n int) []string {
+	_, errSetpriv := exec.LookPath("setpriv")
+	user := isRoot && errSetpriv == nil
+	if user {
+		names = append(names, "ptprobe no-stop, unprivileged (ptprobe trace as nobody)")
+		runners = append(runners, b.cliRun("-e", probe))
+	}
+	if _, err := exec.LookPath("bpftrace"); err == nil && isRoot {
+		names = append(names, "bpftrace uprobe { @ = count() }")
+		runners = append(runners, commandRun(func(fn string, n int) []string {
 			return []string{"bpftrace", "-q", "-e", fmt.Sprintf("uprobe:%s:bench_%s { @ = count(); }", b.prog, fn), "-c", strings.Join(b.argv(fn, n), " ")}
-		}, func(out []byte, fn string) (int64, error) { return intAfter(regexp.MustCompile(`@: (\d+)`), out) })))
+		}, func(out []byte, fn string) (int64, error) { return intAfter(regexp.MustCompile(`@: (\d+)`), out) }))
+	} else if isRoot {
+		b.notes = append(b.notes, "bpftrace: skipped, not installed")
+	}
+	if _, err := exec.LookPath("uftrace"); err == nil {
+		names = append(names, "uftrace record -P (entry and exit)")
+		runners = append(runners, b.uftraceRun())
+		b.notes = append(b.notes, "uftrace records each call's entry and its exit (it has no entry-only mode): its row is two events a call, its hits are read from `uftrace report`")
 	} else {
-		b.notes = append(b.notes, "bpftrace: skipped (not installed or not root)")
+		b.notes = append(b.notes, "uftrace: skipped, not installed")
+	}
+	pushes, rips = b.interleaved("push", false, names, runners), b.interleaved("rip", false, names, runners)
+	peer := func(name string) row {
+		for i, n := range names {
+			if n == name {
+				return row{pushes[i], rips[i]}
+			}
+		}
+		return row{}
+	}
+	noStop, kern, noStopUser := peer(names[0]), peer("kernel uprobe (tracefs)"), peer("ptprobe no-stop, unprivileged (ptprobe trace as nobody)")
+	for i := range names {
+		rows = append(rows, row{pushes[i], rips[i]})
+	}
+	noStopArgs := both("ptprobe no-stop, 2 fetch-args (one a string)", false, b.engineNoStop(probe+" x=%di:s64 s=+0(%si):string", true))
+	rows = append(rows, noStopArgs)
+	var stopUser, kret row
+	if user {
+		stopUser = both("ptprobe one-stop, unprivileged (ptprobe trace --no-fast as nobody)", false, b.cliRun("--no-fast", "-e", probe))
+		rows = append(rows, stopUser)
+	}
+	if isRoot {
+		kret = both("kernel uretprobe (tracefs)", false, b.kernelRun(true))
+		rows = append(rows, kret)
 	}
 	var ltrace, gdb row
 	if _, err := exec.LookPath("ltrace"); err == nil {
@@ -388,6 +473,16 @@ func (b *bench) run() []byte {
 	if kern.push != nil {
 		fmt.Fprintf(&rep, "| ptprobe one-stop / kernel uprobe (target on rip ≤ 1.1×) | %s | %s |\n", ratio(one.push, kern.push), ratio(one.rip, kern.rip))
 	}
+	fmt.Fprintf(&rep, "| ptprobe no-stop, µs a hit (target ≤ 0.2) | %s | %s |\n", cell(noStop.push), cell(noStop.rip))
+	if kern.push != nil {
+		fmt.Fprintf(&rep, "| ptprobe no-stop / kernel uprobe (target ≤ 0.25×) | %s | %s |\n", ratio(noStop.push, kern.push), ratio(noStop.rip, kern.rip))
+	}
+	if noStopUser.push != nil && kern.push != nil {
+		fmt.Fprintf(&rep, "| ptprobe no-stop unprivileged / kernel uprobe (target ≤ 0.25×) | %s | %s |\n", ratio(noStopUser.push, kern.push), ratio(noStopUser.rip, kern.rip))
+	}
+	if stopUser.push != nil && noStopUser.push != nil {
+		fmt.Fprintf(&rep, "| ptprobe unprivileged: one-stop / no-stop | %s | %s |\n", ratio(stopUser.push, noStopUser.push), ratio(stopUser.rip, noStopUser.rip))
+	}
 	if ltrace.push != nil {
 		fmt.Fprintf(&rep, "| ltrace / ptprobe one-stop (target ≥ 15×) | %s | %s |\n", ratio(ltrace.push, one.push), ratio(ltrace.rip, one.rip))
 	}
@@ -398,6 +493,7 @@ func (b *bench) run() []byte {
 	rep.Write(b.busy())
 	rep.Write(b.scaling())
 	rep.Write(b.reliability())
+	rep.Write(b.questions())
 	if len(b.notes) > 0 {
 		fmt.Fprintf(&rep, "\n## Notes\n\n")
 		for _, n := range b.notes {

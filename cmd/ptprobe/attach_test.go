@@ -199,3 +199,54 @@ func TestAttachUnprivileged(t *testing.T) {
 		t.Errorf("nobody attaching to root's process: status %d, stderr %q", r.status, r.stderr)
 	}
 }
+
+// TestAttachReaderGone: `ptprobe trace -p PID | head -1`: when the reader
+// of ptprobe's output goes away, ptprobe detaches (no SIGPIPE death that
+// would leave its breakpoints in the program) and the program runs on
+// with its text equal to the file.
+func TestAttachReaderGone(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "loop", testprog.PIE...)
+	loop := startLoop(t, prog, nil)
+	pid := loop.Process.Pid
+	for _, fast := range []bool{false, true} {
+		args := []string{"trace", "-p", fmt.Sprint(pid), "-e", "p:t/tick " + prog + ":tick i=%di:s64"}
+		if !fast {
+			args = append(args, "--no-fast")
+		}
+		cmd := exec.Command(ptprobeBin, args...)
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = w, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		line := make([]byte, 1)
+		if _, err := r.Read(line); err != nil {
+			t.Fatalf("no output: %v", err)
+		}
+		r.Close() // the reader goes away, as head's after its lines
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("fast=%v: ptprobe: %v\n%s", fast, err, errb.String())
+			}
+		case <-time.After(60 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("fast=%v: ptprobe went on tracing after its reader went away\n%s", fast, errb.String())
+		}
+		if !strings.Contains(errb.String(), "text checked against the file") || !strings.Contains(errb.String(), "output lost") {
+			t.Errorf("fast=%v: stderr %q", fast, errb.String())
+		}
+		if err := loop.Process.Signal(syscall.Signal(0)); err != nil {
+			t.Fatalf("fast=%v: the loop died: %v", fast, err)
+		}
+		checkText(t, pid, prog, "tick")
+	}
+}

@@ -7,8 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/ptprobe/ptprobe/compare"
 	"github.com/ptprobe/ptprobe/internal/testprog"
 )
 
@@ -22,7 +22,7 @@ type compareJSON struct {
 	Agree bool `json:"agree"`
 }
 
-func compare(t *testing.T, args ...string) (result, compareJSON) {
+func runCompare(t *testing.T, args ...string) (result, compareJSON) {
 	t.Helper()
 	// One round: these tests are about hits and arguments, which only
 	// the first round's runs are compared on.
@@ -40,7 +40,7 @@ func compare(t *testing.T, args ...string) (result, compareJSON) {
 // multi-threaded target and real programs probed in their libraries.
 func TestCompareAgrees(t *testing.T) {
 	testprog.SystemProbes(t, true)
-	requireKernelUprobes(t)
+	testprog.KernelUprobes(t)
 	dir := t.TempDir()
 	probes := testprog.Build(t, dir, "probes", testprog.PIE...)
 	threads := testprog.Build(t, dir, "threads", testprog.PIE...)
@@ -100,7 +100,7 @@ func TestCompareAgrees(t *testing.T) {
 			for _, s := range c.specs {
 				args = append(args, "-e", s)
 			}
-			r, res := compare(t, append(append(args, "--"), c.argv...)...)
+			r, res := runCompare(t, append(append(args, "--"), c.argv...)...)
 			if r.status != 0 || !res.Agree {
 				t.Fatalf("compare status %d (want 0): %s\n%s", r.status, r.stdout, r.stderr)
 			}
@@ -118,7 +118,7 @@ func TestCompareAgrees(t *testing.T) {
 // TestCompareDiffers: two runs that really differ are reported, exit 1,
 // with the first differing events.
 func TestCompareDiffers(t *testing.T) {
-	requireKernelUprobes(t)
+	testprog.KernelUprobes(t)
 	dir := t.TempDir()
 	flip := testprog.Build(t, dir, "flip", testprog.PIE...)
 	state := filepath.Join(dir, "state")
@@ -145,7 +145,7 @@ func TestCompareDiffers(t *testing.T) {
 // either backend, or none), and which thread encodes which block too.
 func TestCompareMultithreaded(t *testing.T) {
 	testprog.SystemProbes(t, true)
-	requireKernelUprobes(t)
+	testprog.KernelUprobes(t)
 	if _, err := os.Stat("/usr/bin/xz"); err != nil {
 		t.Skip("skipped: /usr/bin/xz is not on this machine")
 	}
@@ -156,7 +156,7 @@ func TestCompareMultithreaded(t *testing.T) {
 		b.WriteString(strings.Repeat(string(rune('a'+i%26)), i%97))
 	}
 	os.WriteFile(input, []byte(b.String()), 0o644)
-	r, res := compare(t, "-e", "p:t/header liblzma:lzma_block_header_encode", "-e", "p:t/index liblzma:lzma_index_append",
+	r, res := runCompare(t, "-e", "p:t/header liblzma:lzma_block_header_encode", "-e", "p:t/index liblzma:lzma_index_append",
 		"-e", "p:t/pthread_create libc:pthread_create",
 		"--", "/usr/bin/xz", "-T2", "--block-size=256KiB", "-c", input)
 	if r.status == 2 {
@@ -172,10 +172,10 @@ func TestCompareMultithreaded(t *testing.T) {
 // TestCompareSameCPU: the ptrace run with the program on the tracer's CPU
 // agrees as well.
 func TestCompareSameCPU(t *testing.T) {
-	requireKernelUprobes(t)
+	testprog.KernelUprobes(t)
 	dir := t.TempDir()
 	prog := testprog.Build(t, dir, "threads", testprog.PIE...)
-	r, res := compare(t, "--same-cpu", "-e", "p:t/probed "+prog+":probed t=%di:s64 i=%si:s64", "--", prog, "3", "500")
+	r, res := runCompare(t, "--same-cpu", "-e", "p:t/probed "+prog+":probed t=%di:s64 i=%si:s64", "--", prog, "3", "500")
 	if r.status != 0 || !res.Agree || len(res.Probes) != 1 || res.Probes[0].PtraceHits != 1500 {
 		t.Fatalf("status %d: %s %s", r.status, r.stdout, r.stderr)
 	}
@@ -185,7 +185,7 @@ func TestCompareSameCPU(t *testing.T) {
 // backend, the median cost per hit with its spread, or that it is below
 // the noise of the unprobed runs; never a negative cost, in JSON or text.
 func TestCompareCost(t *testing.T) {
-	requireKernelUprobes(t)
+	testprog.KernelUprobes(t)
 	dir := t.TempDir()
 	prog := testprog.Build(t, dir, "probes", testprog.PIE...)
 	args := []string{"compare", "--runs", "3", "-e", "p:t/push " + prog + ":push_func", "--", prog, "500"}
@@ -193,14 +193,14 @@ func TestCompareCost(t *testing.T) {
 	if r.status != 0 {
 		t.Fatalf("status %d: %s %s", r.status, r.stdout, r.stderr)
 	}
-	var rep report
+	var rep compare.Report
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("%v: %s", err, r.stdout)
 	}
 	if rep.Runs != 3 || !(rep.BaselineMinNS <= rep.BaselineNS && rep.BaselineNS <= rep.BaselineMaxNS) || rep.BaselineMinNS <= 0 {
 		t.Errorf("runs %d, unprobed %d [%d-%d] ns", rep.Runs, rep.BaselineNS, rep.BaselineMinNS, rep.BaselineMaxNS)
 	}
-	for name, br := range map[string]backendReport{"kernel": rep.Kernel, "ptrace": rep.Ptrace} {
+	for name, br := range map[string]compare.BackendReport{"kernel": rep.Kernel, "ptrace": rep.Ptrace} {
 		if br.Hits != 500 || !(br.WallMinNS <= br.WallNS && br.WallNS <= br.WallMaxNS) {
 			t.Errorf("%s: %d hits, wall %d [%d-%d] ns", name, br.Hits, br.WallNS, br.WallMinNS, br.WallMaxNS)
 		}
@@ -219,49 +219,5 @@ func TestCompareCost(t *testing.T) {
 	cost := regexp.MustCompile(`(?m)^(kernel|ptrace) +[0-9.]+ \[[0-9.]+-[0-9.]+\] +500  (below noise \(the unprobed runs spread [0-9.]+ µs/hit\)|[0-9.]+ \[[0-9.]+-[0-9.]+\], noise [0-9.]+)$`)
 	if got := cost.FindAllString(r.stdout, -1); len(got) != 2 || !strings.Contains(r.stdout, "median of 3 runs each, interleaved") {
 		t.Errorf("text report:\n%s", r.stdout)
-	}
-}
-
-// TestCostStatistics: the cost per hit of each round is taken against the
-// unprobed run of that round; the median is reported with the spread,
-// or "below noise" when not above the unprobed runs' spread per hit, and
-// no cost below 0 is ever shown.
-func TestCostStatistics(t *testing.T) {
-	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
-	round := func(walls ...float64) []*runResult {
-		var rs []*runResult
-		for _, w := range walls {
-			rs = append(rs, &runResult{wall: ms(w), nhits: 1000})
-		}
-		return rs
-	}
-	base := round(10, 12, 11)  // spread 2 ms: 2 µs/hit of noise
-	slow := round(40, 43, 31)  // costs 30, 31, 20 µs/hit
-	quick := round(11, 11, 12) // costs 1, -1, 1: below the noise
-	noise := int64(ms(2))
-	br := backendCosts(slow, base, noise)
-	if br.UsPerHit == nil || *br.UsPerHit != 30 || br.UsPerHitMin != 20 || br.UsPerHitMax != 31 || br.NoiseUsPerHit != 2 || br.BelowNoise {
-		t.Errorf("slow backend: %+v (cost %v)", br, br.UsPerHit)
-	}
-	if br.WallNS != int64(ms(40)) || br.WallMinNS != int64(ms(31)) || br.WallMaxNS != int64(ms(43)) {
-		t.Errorf("slow backend walls: %+v", br)
-	}
-	if got := br.costText(3); got != "30.00 [20.00-31.00], noise 2.00" {
-		t.Errorf("slow backend text %q", got)
-	}
-	br = backendCosts(quick, base, noise)
-	if br.UsPerHit != nil || !br.BelowNoise || br.UsPerHitMin != 0 || br.UsPerHitMax != 1 {
-		t.Errorf("quick backend: %+v", br)
-	}
-	if got := br.costText(3); got != "below noise (the unprobed runs spread 2.00 µs/hit)" {
-		t.Errorf("quick backend text %q", got)
-	}
-	// One round: no spread to go by; a cost not above 0 is below noise.
-	br = backendCosts(round(9), round(10), 0)
-	if br.UsPerHit != nil || !br.BelowNoise || br.costText(1) != "below noise (one run: no cost above 0)" {
-		t.Errorf("one round, faster than unprobed: %+v %q", br, br.costText(1))
-	}
-	if br = backendCosts(round(12), round(10), 0); br.UsPerHit == nil || *br.UsPerHit != 2 || br.costText(1) != "2.00" {
-		t.Errorf("one round: %+v", br)
 	}
 }

@@ -16,28 +16,6 @@ import (
 	"github.com/ptprobe/ptprobe/kernel"
 )
 
-// requireKernelUprobes skips tests of the kernel backend where it cannot
-// run, saying why, and returns where tracefs is mounted.
-func requireKernelUprobes(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: kernel uprobes through tracefs need root")
-	}
-	// Where the kernel backend finds it (it mounts it at the first when
-	// nothing is there, and so do the kernel package's tests).
-	for _, root := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
-		if _, err := os.Stat(filepath.Join(root, "README")); err != nil {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(root, "uprobe_events")); err != nil {
-			t.Skipf("skipped: this kernel has no uprobe_events (CONFIG_UPROBE_EVENTS)")
-		}
-		return root
-	}
-	t.Skip("skipped: no tracefs mounted at /sys/kernel/tracing or /sys/kernel/debug/tracing")
-	return ""
-}
-
 // ourLines returns the lines of uprobe_events that belong to ptprobe run
 // pid (its group is ptprobe_<pid> or ptprobe_<pid>_<n>).
 func ourLines(t *testing.T, tfs string, pid int) []string {
@@ -56,7 +34,7 @@ func ourLines(t *testing.T, tfs string, pid int) []string {
 }
 
 func TestKernelTrace(t *testing.T) {
-	requireKernelUprobes(t)
+	testprog.KernelUprobes(t)
 	dir := t.TempDir()
 	prog := testprog.Build(t, dir, "probes", testprog.PIE...)
 	r := ptprobe(t, "trace", "--backend", "kernel", "--count", "-e", "p:my/push "+prog+":push_func a=%di:s64", "-e", "r "+prog+":mid_func", "--", prog, "500")
@@ -90,7 +68,7 @@ func TestKernelTrace(t *testing.T) {
 }
 
 func TestKernelRejectedSpec(t *testing.T) {
-	requireKernelUprobes(t)
+	testprog.KernelUprobes(t)
 	dir := t.TempDir()
 	prog := testprog.Build(t, dir, "probes", testprog.PIE...)
 	// Our grammar takes %fs_base; the kernel's fetch-args do not.
@@ -112,7 +90,7 @@ func TestKernelRejectedSpec(t *testing.T) {
 }
 
 func TestKprobeUnsupported(t *testing.T) {
-	tfs := requireKernelUprobes(t)
+	tfs := testprog.KernelUprobes(t)
 	if _, err := os.Stat(filepath.Join(tfs, "kprobe_events")); err == nil {
 		t.Skip("skipped: this kernel has kprobe_events; the unsupported path cannot be seen here")
 	}
@@ -172,7 +150,7 @@ func startKernelTrace(t *testing.T, tfs string) (*exec.Cmd, int) {
 // SIGKILL, the next run removes them.
 func TestKernelInterrupted(t *testing.T) {
 	testprog.SystemProbes(t, true)
-	tfs := requireKernelUprobes(t)
+	tfs := testprog.KernelUprobes(t)
 
 	cmd, _ := startKernelTrace(t, tfs)
 	cmd.Process.Signal(syscall.SIGINT)

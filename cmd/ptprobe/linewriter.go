@@ -27,6 +27,8 @@ type lineWriter struct {
 	w   io.Writer
 	buf []byte // output not yet written; may end in an unfinished line
 	err error
+	// onFail, if set, is called once, at the first write error.
+	onFail func()
 
 	stop chan struct{}
 	done chan struct{}
@@ -71,6 +73,10 @@ func (lw *lineWriter) writeLines(keep int) {
 		off += n
 	}
 	if lw.err != nil {
+		if lw.onFail != nil {
+			lw.onFail()
+			lw.onFail = nil
+		}
 		lw.buf = lw.buf[:0]
 		return
 	}

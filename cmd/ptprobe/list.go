@@ -28,26 +28,34 @@ found as the dynamic linker finds it) with link-time address, file offset
 mangled name beside them; then its USDT (SDT) probes with their file
 offsets, semaphores (file offsets; "-" for none) and argument specs, as
 readelf -n shows them. GLOB selects functions by name (mangled or
-demangled) and USDT probes by PROVIDER:NAME or NAME.`,
-		Example: "  ptprobe list libc 'mem*'\n  ptprobe list ./prog 'ns::*'\n  ptprobe list --usdt /usr/bin/python3.11",
+demangled) and USDT probes by PROVIDER:NAME or NAME. With --vars, the
+parameters and locals of FUNCTION line by line, from DWARF.`,
+		Example: "  ptprobe list libc 'mem*'\n  ptprobe list ./prog 'ns::*'\n  ptprobe list --usdt /usr/bin/python3.11\n  ptprobe list --vars ./prog work",
 		Args: func(cmd *cobra.Command, args []string) error {
+			if o.vars && len(args) != 2 {
+				return errors.New("list: usage: ptprobe list --vars PATH|LIB FUNCTION")
+			}
 			if len(args) < 1 || len(args) > 2 {
 				return errors.New("list: usage: ptprobe list PATH|LIB [GLOB]")
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.vars {
+				return listVarsRun(args, c.stdout)
+			}
 			return listRun(args, o, c.stdout)
 		},
 	}
 	cmd.Flags().BoolVar(&o.mangled, "mangled", false, "show C++ functions by their mangled names only")
 	cmd.Flags().BoolVar(&o.usdt, "usdt", false, "list the USDT probes only")
+	cmd.Flags().BoolVar(&o.vars, "vars", false, "list the parameters and locals of FUNCTION line by line, with where each is, from the debug information (perf probe -V)")
 	return cmd
 }
 
 // listOptions are the flags of ptprobe list.
 type listOptions struct {
-	mangled, usdt bool
+	mangled, usdt, vars bool
 }
 
 // listRun prints the functions and USDT probes of rest[0] whose names

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/ptprobe/ptprobe/kernel"
 	"github.com/ptprobe/ptprobe/uprobe"
@@ -25,6 +27,12 @@ import (
 const exitUsage = 2
 
 func main() {
+	// A write to a stdout whose reader went away (`| head`) returns EPIPE
+	// instead of killing ptprobe — which, attached with -p, would leave
+	// the program with ptprobe's breakpoints and no tracer. A handled
+	// signal (unlike an ignored one) is reset to the default in the
+	// programs ptprobe starts.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -51,6 +59,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // reportError prints err as "ptprobe: ...". A malformed spec is shown the
 // way the kernel's error_log shows it, with a caret under the problem.
 func reportError(w io.Writer, err error) {
+	if reportQuestionError(w, err) {
+		return
+	}
 	var se *uprobe.Error
 	if errors.As(err, &se) {
 		fmt.Fprintf(w, "ptprobe: bad probe spec: %s\n", se.Caret())

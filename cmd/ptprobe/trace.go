@@ -1,14 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,14 +18,17 @@ import (
 
 	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/engine"
+	"github.com/ptprobe/ptprobe/handlers"
 	"github.com/ptprobe/ptprobe/kernel"
 	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
 // traceOptions are the flags of ptprobe trace. A new trace flag is a
-// field here, its line in addFlags, its checks in check, and its use in
-// runTrace (or in a handler of package handlers it configures).
+// field here and its line in addFlags; then its checks go in check, and
+// its use in request (what the backend is asked: probes, handlers),
+// newBackend (the backend and its own options) or openOutput and
+// traceOutput (what ptprobe prints of the events and at the end).
 type traceOptions struct {
 	specs, kspecs []string // -e, -k
 	format        string
@@ -49,14 +53,20 @@ type traceOptions struct {
 	noFollow     bool
 	detachOnExit bool
 	pidFilter    []int
-	// Names (docs/DESIGN.md §9).
-	maxProbes int
+	noFast       bool // --no-fast: every probe on the stop path
+	drop         bool // --drop: a full ring counts hits missed
+	verbose      bool // --verbose: how each probe took its hits
+	maxProbes    int  // --max-probes: per spec (docs/DESIGN.md §9)
+	// Filters, aggregations, stacks, trace files (questions.go).
+	q questionOptions
+	// --stack[=DEPTH] (names.go, stack.go).
+	stack string
 }
 
 // addFlags registers the flags of trace on fs, into o.
 func (o *traceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&o.specs, "event", "e", nil, "probe `SPEC` (repeatable)")
-	fs.StringVar(&o.format, "format", "text", "output format: text (trace_pipe lines) or json (one object per line)")
+	fs.StringVar(&o.format, "format", "text", "output format: text (trace_pipe lines), json (one object per line), chrome (Chrome trace-event JSON for Perfetto and chrome://tracing) or folded (with --stack: folded stacks for flame graphs)")
 	fs.BoolVar(&o.count, "count", false, "print only the number of hits of each probe, at exit")
 	fs.StringVarP(&o.output, "output", "o", "", "write events to `FILE` instead of standard output")
 	fs.BoolVar(&o.noPin, "no-pin", false, "let the tracer thread run anywhere at normal priority instead of following the program's threads from CPU to CPU (slower stops)")
@@ -76,9 +86,14 @@ func (o *traceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.detachOnExit, "detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
 	fs.IntSliceVar(&o.pidFilter, "pid-filter", nil, "report only hits of these `PIDS` (processes of the traced tree)")
 	fs.IntVar(&o.maxProbes, "max-probes", resolve.DefaultMaxProbes, "the most probes one SPEC may expand to (a glob such as libc:str*, a USDT probe, a C++ name); more is an error")
+	fs.BoolVar(&o.noFast, "no-fast", false, "take every hit with a ptrace stop (the int3 path), not on the no-stop path (a jump to an in-process recorder) that probes without Go handlers take where the site allows it")
+	fs.BoolVar(&o.drop, "drop", false, "no-stop path: when the event ring is full, count the hit missed instead of making the program thread wait for the tracer")
+	fs.BoolVar(&o.verbose, "verbose", false, "say at the end, on stderr, how each probe took its hits (no-stop or stop path, on how many sites, and why not no-stop)")
+	o.q.addFlags(fs)
+	o.addStackFlag(fs)
 }
 
-// traceCmd is ptprobe trace: flags into traceOptions, then runTrace.
+// traceCmd is ptprobe trace: flags into traceOptions, then traceRun.
 func (c *cli) traceCmd() *cobra.Command {
 	o := &traceOptions{}
 	cmd := &cobra.Command{
@@ -97,7 +112,7 @@ own.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			o.retvalSet = cmd.Flags().Changed("set-retval")
-			status, err := traceRun(o, argv, c.stdout, c.stderr)
+			status, err := traceRun(cmd.Context(), o, argv, c.stdout, c.stderr)
 			c.status = status
 			return err
 		},
@@ -106,304 +121,381 @@ own.`,
 	// Flags after CMD are CMD's.
 	fs.SetInterspersed(false)
 	o.addFlags(fs)
-	completeWords(cmd, "format", "text", "json")
+	completeWords(cmd, "format", "text", "json", "chrome", "folded")
 	completeWords(cmd, "backend", "ptrace", "kernel")
 	completeWords(cmd, "tracer-priority", "auto", "normal", "idle")
 	return cmd
 }
 
-// traceRun runs a program under the ptrace engine. It returns the
-// program's exit status (128+signal when a signal killed it).
-func traceRun(o *traceOptions, argv []string, stdout, stderr io.Writer) (int, error) {
-	if len(argv) == 0 && o.pid == 0 {
-		return 0, errors.New("trace: no program given (ptprobe trace -e SPEC -- CMD [ARGS], or -p PID)")
+// traceRun is trace: o's checks, the request and the backend o make,
+// the run, until the program exits or ctx is done (then the backend
+// detaches), and the output. It returns the program's exit status
+// (128+N when signal N killed it; 0 when ptprobe detached; 128+N when
+// signal N interrupted a kernel run).
+func traceRun(ctx context.Context, o *traceOptions, argv []string, stdout, stderr io.Writer) (int, error) {
+	if err := o.check(argv); err != nil {
+		return 0, err
 	}
-	if len(argv) > 0 && o.pid != 0 {
-		return 0, errors.New("trace: give a program to launch or -p PID, not both")
-	}
-	if o.pid != 0 && o.backend == "kernel" {
-		return 0, errors.New("trace: -p works with the ptrace backend only")
-	}
-	if len(o.specs) == 0 && len(o.kspecs) == 0 {
-		return 0, errors.New("trace: no probe given (-e SPEC or, with --backend kernel, -k KSPEC)")
-	}
-	if o.backend != "ptrace" && o.backend != "kernel" {
-		return 0, fmt.Errorf("trace: --backend must be ptrace or kernel, not %q", o.backend)
-	}
-	if len(o.kspecs) > 0 && o.backend != "kernel" {
-		return 0, errors.New("trace: kernel probes (-k) need --backend kernel")
-	}
-	if o.format != "text" && o.format != "json" {
-		return 0, fmt.Errorf("trace: --format must be text or json, not %q", o.format)
-	}
-
-	override, err := newRetvalOverride(o.setRetval, o.retvalSet, o.every, o.probability, o.seed)
+	req, err := o.request(argv)
 	if err != nil {
 		return 0, err
 	}
-	if (o.latency || override != nil) && o.backend == "kernel" {
-		return 0, errors.New("trace: --latency and --set-retval work with the ptrace backend only")
+	req.Warn = func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }
+	b, err := o.newBackend()
+	if err != nil {
+		return 0, err
 	}
+	out, err := o.openOutput(stdout, stderr, req)
+	if err != nil {
+		return 0, err
+	}
+	defer out.close()
+	if b.Name() == "ptrace" && len(argv) > 0 {
+		// Said before the program runs: its output may differ.
+		if path, err := exec.LookPath(argv[0]); err == nil {
+			if warning := setIDWarning(path); warning != "" {
+				req.Warn(errors.New(warning))
+			}
+		}
+	}
+	if o.pid != 0 || o.detachOnExit {
+		// A reader gone (`ptprobe trace -p PID | head`) or a full disk:
+		// detach rather than trace on with nowhere to write.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		out.w.mu.Lock()
+		out.w.onFail = cancel
+		out.w.mu.Unlock()
+	}
+	res, interrupted, err := o.run(ctx, b, req)
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range res.Probes {
+		if !p.Armed {
+			fmt.Fprintf(stderr, "ptprobe: probe %s (%s) was never armed: no mapping of %s was executed\n", p.Spec.Probe(), p.Spec.Target(), p.Spec.Path)
+		}
+	}
+	out.summary(res)
+	switch {
+	case res.Detached && interrupted != 0:
+		// A kernel run ptprobe was interrupted in: the status a shell
+		// gives a command a signal ended.
+		return 128 + int(interrupted), nil
+	case res.Detached:
+		armed := 0
+		for _, p := range res.Probes {
+			if p.Armed {
+				armed++
+			}
+		}
+		fmt.Fprintf(stderr, "ptprobe: detached from %d: breakpoints removed, text checked against the file (probes armed: %d of %d)\n", res.PID, armed, len(res.Probes))
+	}
+	return res.Status(), nil
+}
 
-	if o.maxProbes < 1 {
-		return 0, fmt.Errorf("trace: --max-probes must be at least 1, not %d", o.maxProbes)
+// check refuses flags that do not go together, before anything is
+// parsed or opened.
+func (o *traceOptions) check(argv []string) error {
+	switch {
+	case len(argv) == 0 && o.pid == 0:
+		return errors.New("trace: no program given (ptprobe trace -e SPEC -- CMD [ARGS], or -p PID)")
+	case len(argv) > 0 && o.pid != 0:
+		return errors.New("trace: give a program to launch or -p PID, not both")
+	case o.pid != 0 && o.backend == "kernel":
+		return errors.New("trace: -p works with the ptrace backend only")
+	case len(o.specs) == 0 && len(o.kspecs) == 0:
+		return errors.New("trace: no probe given (-e SPEC or, with --backend kernel, -k KSPEC)")
+	case o.backend != "ptrace" && o.backend != "kernel":
+		return fmt.Errorf("trace: --backend must be ptrace or kernel, not %q", o.backend)
+	case len(o.kspecs) > 0 && o.backend != "kernel":
+		return errors.New("trace: kernel probes (-k) need --backend kernel")
+	case o.format != "text" && o.format != "json" && o.format != "chrome" && o.format != "folded":
+		return fmt.Errorf("trace: --format must be text, json, chrome or folded, not %q", o.format)
+	case !o.retvalSet && (o.every != 0 || o.probability != 0):
+		return errors.New("trace: --every and --probability go with --set-retval")
+	case o.retvalSet && o.every != 0 && o.probability != 0:
+		return errors.New("trace: give --every or --probability, not both")
+	case o.retvalSet && (o.probability < 0 || o.probability > 1 || math.IsNaN(o.probability)):
+		return fmt.Errorf("trace: --probability %v is not in (0, 1]", o.probability)
+	case (o.latency || o.retvalSet) && o.backend == "kernel":
+		return errors.New("trace: --latency and --set-retval work with the ptrace backend only")
+	case o.sameCPU && (o.noPin || o.pid != 0):
+		return errors.New("trace: --same-cpu confines a launched program; it goes with neither --no-pin nor -p")
+	case o.maxProbes < 1:
+		return fmt.Errorf("trace: --max-probes must be at least 1, not %d", o.maxProbes)
 	}
-	cfg := engine.Options{MaxProbes: o.maxProbes}
+	return nil
+}
+
+// request parses the specs (-e, -k) into the request of the run, with
+// the handlers of --set-retval.
+func (o *traceOptions) request(argv []string) (*backend.Request, error) {
+	req := &backend.Request{Argv: argv, PID: o.pid, NoFollowFork: o.noFollow, MaxProbes: o.maxProbes}
+	var retval *handlers.Retval
+	if o.retvalSet {
+		v, err := strconv.ParseInt(o.setRetval, 0, 64)
+		if err != nil {
+			u, uerr := strconv.ParseUint(o.setRetval, 0, 64)
+			if uerr != nil {
+				return nil, fmt.Errorf("trace: --set-retval %q is not an integer", o.setRetval)
+			}
+			v = int64(u)
+		}
+		retval, err = handlers.NewRetval(uint64(v), &handlers.RetvalOptions{Every: o.every, Probability: o.probability, Seed: o.seed})
+		if err != nil {
+			return nil, fmt.Errorf("trace: %w", err)
+		}
+	}
+	// Each probe's name is its own, across -e and -k: its events and
+	// counts go by it.
 	seen := make(map[string]string)
+	named := func(spec *uprobe.Spec, text string) error {
+		if prev, dup := seen[spec.Probe()]; dup {
+			return fmt.Errorf("trace: probes %q and %q have the same name %s; name one with p:GROUP/EVENT", prev, text, spec.Probe())
+		}
+		seen[spec.Probe()] = text
+		return nil
+	}
 	for _, text := range o.specs {
 		spec, err := uprobe.Parse(text)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		if prev, dup := seen[spec.Probe()]; dup {
-			return 0, fmt.Errorf("trace: probes %q and %q have the same name %s; name one with p:GROUP/EVENT", prev, text, spec.Probe())
+		if err := named(spec, text); err != nil {
+			return nil, err
 		}
-		seen[spec.Probe()] = text
-		if (o.latency || override != nil) && spec.Kind != uprobe.Return {
-			return 0, fmt.Errorf("trace: %q is an entry probe, and --latency and --set-retval take return probes (r ... or ...%%return)", text)
+		if (o.latency || retval != nil) && spec.Kind != uprobe.Return {
+			return nil, fmt.Errorf("trace: %q is an entry probe, and --latency and --set-retval take return probes (r ... or ...%%return)", text)
 		}
-		pc := backend.Probe{Spec: spec}
-		if override != nil {
-			pc.Handlers.Return = override.handler()
+		p := backend.Probe{Spec: spec}
+		if retval != nil {
+			p.Handlers = retval.Handlers()
 		}
-		cfg.Probes = append(cfg.Probes, pc)
+		req.Probes = append(req.Probes, p)
 	}
-	var kprobes []*uprobe.Spec
+	if err := expandProbes(req, argv, o.pid); err != nil {
+		return nil, err
+	}
 	for _, text := range o.kspecs {
 		k, err := uprobe.ParseKprobe(text)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		if prev, dup := seen[k.Probe()]; dup {
-			return 0, fmt.Errorf("trace: probes %q and %q have the same name %s; name one with p:GROUP/EVENT", prev, text, k.Probe())
+		if err := named(k, text); err != nil {
+			return nil, err
 		}
-		seen[k.Probe()] = text
-		kprobes = append(kprobes, k)
+		req.Kprobes = append(req.Kprobes, k)
 	}
+	return req, nil
+}
 
+// newBackend is the backend --backend names, with its options.
+func (o *traceOptions) newBackend() (backend.Backend, error) {
+	if o.backend == "kernel" {
+		return kernel.Backend{}, nil
+	}
+	b := engine.Backend{Sched: engine.SchedOptions{NoFollow: o.noPin, SameCPU: o.sameCPU}, StopPath: o.noFast, DropWhenFull: o.drop}
+	switch o.priority {
+	case "auto":
+		b.Sched.Priority = engine.PriorityAuto
+	case "normal":
+		b.Sched.Priority = engine.PriorityNormal
+	case "idle":
+		b.Sched.Priority = engine.PriorityIdle
+	default:
+		return nil, fmt.Errorf("trace: --tracer-priority %q: want auto, normal or idle", o.priority)
+	}
+	if o.cpu >= 0 {
+		cpu := o.cpu
+		b.Sched.CPU = &cpu
+	}
+	return b, nil
+}
+
+// traceOutput is where trace's output goes, and what it prints at the
+// end of the run.
+type traceOutput struct {
+	o      *traceOptions
+	w      *lineWriter
+	file   *os.File // -o FILE, or nil
+	stderr io.Writer
+	qs     *questions     // --filter, the aggregations (--latency among them), --stack, chrome and folded
+	stacks *stackRecorder // --stack (stack.go)
+}
+
+// openOutput opens trace's output and sets req's OnEvent: events as text or
+// JSON lines, or into the aggregations (--latency's histograms among
+// them) or a trace file, after --filter, filtered by --pid-filter; none
+// with a plain --count. It may change req's probes (questions.go).
+func (o *traceOptions) openOutput(stdout, stderr io.Writer, req *backend.Request) (*traceOutput, error) {
+	t := &traceOutput{o: o, stderr: stderr}
 	out := stdout
 	if o.output != "" {
 		// Write-only: opened read-write, a pipe or FIFO (-o /dev/stderr) would
 		// have ptprobe as a reader of its own output and never report EPIPE.
 		f, err := os.OpenFile(o.output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
-			return 0, fmt.Errorf("trace: %w", err)
+			return nil, fmt.Errorf("trace: %w", err)
 		}
-		defer f.Close()
-		out = f
+		t.file, out = f, f
 	}
 	// Events, --count and --latency output go out in whole lines (the
-	// program may share the stream); the kernel backend's events too,
-	// through cfg.OnEvent.
-	w := newLineWriter(out, flushEvery)
-	defer func() {
-		// The program's status stays the exit status; a lost output
-		// (full disk, a reader gone) is said, not silent.
-		if err := w.Close(); err != nil {
-			fmt.Fprintf(stderr, "ptprobe: warning: output lost from the first failed write on: %v\n", err)
-		}
-	}()
-	var hists *latencies
-	switch {
-	case o.latency:
-		hists = newLatencies()
-		cfg.OnEvent = hists.add
-	case !o.count:
+	// program may share the stream).
+	t.w = newLineWriter(out, flushEvery)
+	stacks, err := o.newStackRecorder(req)
+	if err != nil {
+		t.close()
+		return nil, err
+	}
+	t.stacks = stacks
+	// Filters and aggregations (--latency among them) run on the events
+	// (questions.go, docs/DESIGN.md §11).
+	probes, qs, err := o.q.prepare(o, req.Probes, req.Kprobes, t.w)
+	if err != nil {
+		t.close()
+		return nil, err
+	}
+	req.Probes, t.qs = probes, qs
+	if !o.count || qs.needsEvents() {
 		var buf []byte
 		json := o.format == "json"
-		cfg.OnEvent = func(ev *uprobe.Event) {
+		req.OnEvent = qs.onEvent(func(ev *uprobe.Event) {
 			if json {
 				buf = ev.AppendJSON(buf[:0])
 			} else {
 				buf = ev.AppendText(buf[:0])
 			}
-			w.Write(buf)
-		}
+			buf = t.stacks.appendTo(buf, ev, json)
+			t.w.Write(buf)
+		})
 	}
-	if len(o.pidFilter) > 0 && cfg.OnEvent != nil {
+	qs.start()
+	if len(o.pidFilter) > 0 && req.OnEvent != nil {
 		keep := make(map[int]bool)
 		for _, pid := range o.pidFilter {
 			keep[pid] = true
 		}
-		report := cfg.OnEvent
-		cfg.OnEvent = func(ev *uprobe.Event) {
+		report := req.OnEvent
+		req.OnEvent = func(ev *uprobe.Event) {
 			if keep[ev.PID] {
 				report(ev)
 			}
 		}
 	}
-	cfg.Warn = func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }
-	cfg.Sched.NoFollow = o.noPin
-	switch o.priority {
-	case "auto":
-		cfg.Sched.Priority = engine.PriorityAuto
-	case "normal":
-		cfg.Sched.Priority = engine.PriorityNormal
-	case "idle":
-		cfg.Sched.Priority = engine.PriorityIdle
-	default:
-		return 0, fmt.Errorf("trace: --tracer-priority %q: want auto, normal or idle", o.priority)
-	}
-	cfg.Sched.SameCPU = o.sameCPU
-	if o.cpu >= 0 {
-		cfg.Sched.CPU = &o.cpu
-	}
-	if o.sameCPU && (o.noPin || o.pid != 0) {
-		return 0, errors.New("trace: --same-cpu confines a launched program; it goes with neither --no-pin nor -p")
-	}
-	cfg.NoFollowFork = o.noFollow
-
-	// The program is in ptprobe's process group: a terminal's Ctrl-C
-	// (and Ctrl-\\) reaches it directly; ptprobe decides what it does
-	// itself (ptraceRun, kernelRun) and otherwise goes on tracing.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
-
-	type probeCount struct {
-		name string
-		hits uint64
-	}
-	var counts []probeCount
-	var status int
-	if o.backend == "kernel" {
-		var specList []*uprobe.Spec
-		for _, pc := range cfg.Probes {
-			specList = append(specList, pc.Spec)
-		}
-		// Count from the events read back: the kernel's profile counts
-		// hits of every process, before the pid filter.
-		byProbe := make(map[string]uint64)
-		onEvent := cfg.OnEvent
-		st, _, err := kernelRun(specList, kprobes, argv, kernel.Options{Warn: cfg.Warn, MaxProbes: o.maxProbes}, nil, nil, func(ev *uprobe.Event) {
-			byProbe[ev.Probe()]++
-			if onEvent != nil {
-				onEvent(ev)
-			}
-		})
-		if err != nil {
-			return 0, err
-		}
-		status = st
-		for _, s := range specList {
-			counts = append(counts, probeCount{s.Probe(), byProbe[s.Probe()]})
-		}
-		for _, k := range kprobes {
-			counts = append(counts, probeCount{k.Probe(), byProbe[k.Probe()]})
-		}
-	} else {
-		if len(argv) > 0 {
-			// Said before the program runs: its output may differ.
-			if path, err := exec.LookPath(argv[0]); err == nil {
-				if warning := setIDWarning(path); warning != "" {
-					cfg.Warn(errors.New(warning))
-				}
-			}
-		}
-		st, probes, err := ptraceRun(cfg, argv, runOptions{pid: o.pid, duration: o.duration, detachOnExit: o.detachOnExit}, stderr)
-		if err != nil {
-			return 0, err
-		}
-		status = st
-		for _, p := range probes {
-			counts = append(counts, probeCount{p.Spec.Probe(), p.Hits()})
-		}
-	}
-	if hists != nil {
-		for _, c := range counts {
-			w.Write(hists.render(c.name))
-		}
-	}
-	if o.count {
-		var buf []byte
-		for _, p := range counts {
-			if o.format == "json" {
-				buf = append(buf, `{"probe":`...)
-				buf = strconv.AppendQuote(buf, p.name)
-				buf = append(buf, `,"hits":`...)
-				buf = strconv.AppendUint(buf, p.hits, 10)
-				buf = append(buf, "}\n"...)
-			} else {
-				buf = append(buf, p.name...)
-				buf = append(buf, ' ')
-				buf = strconv.AppendUint(buf, p.hits, 10)
-				buf = append(buf, '\n')
-			}
-		}
-		w.Write(buf)
-	}
-	return status, nil
+	return t, nil
 }
 
-// runOptions say how ptraceRun starts and stops.
-type runOptions struct {
-	pid          int           // attach to it instead of launching
-	duration     time.Duration // detach after it, if not 0
-	detachOnExit bool          // detach on SIGINT/SIGTERM/SIGHUP
-}
-
-// ptraceRun runs argv (or attaches to opts.pid) under the ptrace engine and
-// returns the exit status of the program (128+N when signal N killed it;
-// 0 when ptprobe detached first) and the session's probes.
-func ptraceRun(cfg engine.Options, argv []string, opts runOptions, stderr io.Writer) (int, []*engine.Probe, error) {
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	var sess *engine.Tracer
-	var err error
-	if opts.pid != 0 {
-		sess, err = engine.Attach(opts.pid, &cfg)
-	} else {
-		sess, err = engine.Launch(argv, &cfg)
+// summary prints what trace prints at the end of a run: the
+// aggregations (--latency's histograms among them), the end of a trace
+// file, --count's counts.
+func (t *traceOutput) summary(res *backend.Result) {
+	if err := t.qs.finish(); err != nil {
+		fmt.Fprintf(t.stderr, "ptprobe: warning: %v\n", err)
 	}
-	if err != nil {
-		return 0, nil, err
-	}
-	done := make(chan struct{})
-	defer close(done)
-	var timeout <-chan time.Time
-	if opts.duration > 0 {
-		timer := time.NewTimer(opts.duration)
-		defer timer.Stop()
-		timeout = timer.C
-	}
-	go func() {
-		for {
-			select {
-			case sig := <-sigs:
-				switch {
-				case opts.pid != 0 || opts.detachOnExit:
-					sess.Detach()
-				case sig == syscall.SIGINT:
-					// The terminal sent it to the program too.
-				default:
-					syscall.Kill(sess.Pid(), sig.(syscall.Signal))
+	if t.o.verbose {
+		for _, p := range res.Probes {
+			if s := p.Strategy(); s != "" {
+				fmt.Fprintf(t.stderr, "ptprobe: %s: %s", p.Spec.Probe(), s)
+				if p.Missed > 0 {
+					fmt.Fprintf(t.stderr, ", %d hits missed", p.Missed)
 				}
-			case <-timeout:
-				sess.Detach()
-			case <-done:
-				return
+				fmt.Fprintln(t.stderr)
 			}
 		}
-	}()
-	res, err := sess.Wait()
+	}
+	if !t.o.count || len(t.o.q.by) > 0 {
+		return
+	}
+	var buf []byte
+	for _, p := range res.Probes {
+		if t.o.format == "json" {
+			buf = append(buf, `{"probe":`...)
+			buf = strconv.AppendQuote(buf, p.Spec.Probe())
+			buf = append(buf, `,"hits":`...)
+			buf = strconv.AppendUint(buf, t.qs.hits(p.Spec, p.Hits), 10)
+			if p.Missed > 0 {
+				buf = append(buf, `,"missed":`...)
+				buf = strconv.AppendUint(buf, p.Missed, 10)
+			}
+			if s := p.Strategy(); s != "" {
+				buf = append(buf, `,"strategy":`...)
+				buf = strconv.AppendQuote(buf, s)
+			}
+			buf = append(buf, "}\n"...)
+		} else {
+			buf = append(buf, p.Spec.Probe()...)
+			buf = append(buf, ' ')
+			buf = strconv.AppendUint(buf, t.qs.hits(p.Spec, p.Hits), 10)
+			buf = append(buf, '\n')
+		}
+	}
+	t.w.Write(buf)
+}
+
+func (t *traceOutput) close() {
+	if t.qs != nil {
+		t.qs.stopTicker()
+	}
+	// The program's status stays the exit status; a lost output (full
+	// disk, a reader gone) is said, not silent.
+	if err := t.w.Close(); err != nil {
+		fmt.Fprintf(t.stderr, "ptprobe: warning: output lost from the first failed write on: %v\n", err)
+	}
+	if t.file != nil {
+		t.file.Close()
+	}
+	t.stacks.Close()
+}
+
+// run runs req on b until the program exits, or until ctx is done, the
+// --duration is over, or a signal ends the run: then b detaches and the
+// program runs on. ptprobe's signals (SIGINT, SIGTERM, SIGHUP; SIGQUIT
+// is ignored, as the terminal sends it to the program too):
+//   - kernel backend: the run ends (its events are removed), and
+//     interrupted is the signal;
+//   - -p or --detach-on-exit: ptrace detaches;
+//   - else SIGINT is left to the program, which a terminal's Ctrl-C
+//     reached as well (the program is in ptprobe's process group), and
+//     SIGTERM and SIGHUP are passed on to it: ptprobe traces it to its end.
+func (o *traceOptions) run(ctx context.Context, b backend.Backend, req *backend.Request) (res *backend.Result, interrupted syscall.Signal, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if o.duration > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, o.duration)
+		defer stop()
+	}
+	var pid atomic.Int64
+	started := req.Started
+	req.Started = func(p int) {
+		pid.Store(int64(p))
+		if started != nil {
+			started(p)
+		}
+	}
+	var caught atomic.Int32
+	kernelRun := b.Name() == "kernel"
+	stop := watchSignals(func(sig syscall.Signal) {
+		switch {
+		case sig == syscall.SIGQUIT:
+		case kernelRun:
+			caught.CompareAndSwap(0, int32(sig))
+			cancel()
+		case o.pid != 0 || o.detachOnExit:
+			cancel()
+		case sig == syscall.SIGINT:
+		default:
+			if p := pid.Load(); p != 0 {
+				syscall.Kill(int(p), sig)
+			}
+		}
+	}, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer stop()
+	res, err = b.Run(ctx, req)
 	if err != nil {
-		return 0, nil, err
+		return nil, 0, err
 	}
-	for _, p := range sess.Probes() {
-		if !p.Armed() {
-			fmt.Fprintf(stderr, "ptprobe: probe %s (%s) was never armed: no mapping of %s was executed\n", p.Spec.Probe(), p.Spec.Target(), p.Spec.Path)
-		}
-	}
-	if res.Detached {
-		if len(res.TextMismatches) > 0 {
-			return 0, nil, fmt.Errorf("detached from %d, but its text differs from the file at:\n  %s", sess.Pid(), strings.Join(res.TextMismatches, "\n  "))
-		}
-		fmt.Fprintf(stderr, "ptprobe: detached from %d: %d breakpoints removed, text checked against the file\n", sess.Pid(), res.SitesRestored)
-		return 0, sess.Probes(), nil
-	}
-	if res.ExitCode < 0 {
-		return 128 + int(res.Signal), sess.Probes(), nil
-	}
-	return res.ExitCode, sess.Probes(), nil
+	return res, syscall.Signal(caught.Load()), nil
 }

@@ -50,7 +50,7 @@ func main() {
 		args = append(args, "--defsym", fmt.Sprintf("%s=%d", asmName(id.Name), v))
 	}
 	// System call numbers of x86-64.
-	for name, nr := range map[string]int{"SYS_gettid": 186, "SYS_sched_yield": 24, "SYS_futex": 202, "SYS_process_vm_readv": 310, "FUTEX_WAKE": 1} {
+	for name, nr := range map[string]int{"SYS_gettid": 186, "SYS_sched_yield": 24, "SYS_futex": 202, "SYS_process_vm_readv": 310, "FUTEX_WAIT": 0, "FUTEX_WAKE": 1} {
 		args = append(args, "--defsym", fmt.Sprintf("%s=%d", name, nr))
 	}
 	dir, err := os.MkdirTemp("", "genrecorder")

@@ -13,18 +13,20 @@ package recorder
 // sites, then the ring's data, mapped twice in a row in the program so
 // that no record wraps.
 const (
-	AHead    = 0  // u64: bytes reserved so far (producers: lock xadd)
-	ATail    = 8  // u64: bytes consumed so far (ptprobe)
-	AMask    = 16 // u64: ring size - 1 (a power of 2)
-	ASize    = 24 // u64: ring size
-	APid     = 32 // u64: the process's ID, for process_vm_readv
-	ABeat    = 40 // u64: TSC of ptprobe's last heartbeat
-	ADead    = 48 // u64: TSC ticks without a heartbeat after which ptprobe is gone
-	AFlags   = 56 // u64: FOff, FDrop
-	AGen     = 64 // u64: copied into each record (a vfork child's ID while it runs)
-	ASleep   = 72 // u64: nonzero while ptprobe waits for the head to move (futex)
-	ADropped = 80 // u64: records the wait for room gave up on
-	AData    = 88 // u64: the program's address of the ring's data
+	AHead    = 0   // u64: bytes reserved so far (producers: lock xadd)
+	ATail    = 8   // u64: bytes consumed so far (ptprobe)
+	AMask    = 16  // u64: ring size - 1 (a power of 2)
+	ASize    = 24  // u64: ring size
+	APid     = 32  // u64: the process's ID, for process_vm_readv
+	ABeat    = 40  // u64: TSC of ptprobe's last heartbeat
+	ADead    = 48  // u64: TSC ticks without a heartbeat after which ptprobe is gone
+	AFlags   = 56  // u64: FOff, FDrop
+	AGen     = 64  // u64: copied into each record (a vfork child's ID while it runs)
+	ASleep   = 72  // u64: nonzero while ptprobe waits for the head to move (futex)
+	ADropped = 80  // u64: records the wait for room gave up on
+	AData    = 88  // u64: the program's address of the ring's data
+	ASynced  = 96  // u64: ring position up to which ptprobe has done what sync sites ask (a futex)
+	AKick    = 104 // u64: bumped by a sync site's record, which wakes ptprobe's drain on it (a futex)
 	ATids    = 4096
 	AHeader  = ATids + TCount<<TShift // the descriptors start here
 
@@ -49,6 +51,7 @@ const (
 	DSite   = 8  // u32: the site's ID in ptprobe's books
 	DRecLen = 12 // u32: bytes to reserve for a record (a multiple of 8)
 	DNPlans = 16 // u32: read plans
+	DSync   = 20 // u32: nonzero: a sync site, whose thread waits until ptprobe has handled its record (ASynced)
 	DMissed = 24 // u64: hits not recorded (drop mode, nested)
 	DPlans  = 32 // PSizeof each
 
@@ -114,5 +117,11 @@ const (
 	SDest    = -88
 	SIovL    = -112 // struct iovec, 16 bytes
 	SIovR    = -128
-	SScratch = 128
+	SEnd     = -136 // a sync site's record's end in the ring
+	STs      = -152 // struct timespec, 16 bytes
+	SScratch = 160
 )
+
+// WSync is how long, in ns, a sync site's thread sleeps on ASynced
+// between looks at ptprobe's heartbeat.
+const WSync = 2_000_000

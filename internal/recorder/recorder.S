@@ -97,42 +97,48 @@ recorder:
 	cmpq	$0, T_BUSY(%rdi)
 	setne	%r12b
 	incq	T_BUSY(%rdi)
-6:	testq	$F_DROP, A_FLAGS(%r14)
+6:	cmpl	$0, D_SYNC(%r15)	# a sync site's record is never dropped
+	jne	7f
+	testq	$F_DROP, A_FLAGS(%r14)
 	jz	7f
 	mov	$1, %r12d
-7:	test	%r12d, %r12d
-	jz	8f
-	mov	A_HEAD(%r14), %rax
-	sub	A_TAIL(%r14), %rax
-	add	%rbx, %rax
-	cmp	A_SIZE(%r14), %rax
-	jbe	8f
-	lock incq D_MISSED(%r15)
-	jmp	.Lunbusy
-8:	mov	%rbx, %rax
-	lock xadd %rax, A_HEAD(%r14)
-	mov	%rax, %r13		# the record's position in the ring
+7:
+	# The head moves by the record's length only when the ring has
+	# room for it (lock cmpxchg), so a thread that gives up holds no
+	# room: the drain never waits for a record nobody will write.
 .Lroom:
-	lea	(%r13,%rbx), %rax
-	sub	A_TAIL(%r14), %rax	# from the tail to the record's end
-	cmp	A_SIZE(%r14), %rax
-	jbe	.Lwrite
-	# Full: wait for ptprobe to drain the ring (lossless), unless it
-	# stopped reading (F_OFF) or its heartbeat is older than A_DEAD
-	# ticks: then it is gone, and so is whoever would read the ring.
+	mov	A_HEAD(%r14), %rax
+8:	lea	(%rax,%rbx), %rcx
+	mov	%rcx, %rdx
+	sub	A_TAIL(%r14), %rdx	# from the tail to the record's end
+	cmp	A_SIZE(%r14), %rdx
+	ja	.Lfull
+	lock cmpxchg %rcx, A_HEAD(%r14)	# rax: the head seen, else now
+	jne	8b
+	mov	%rax, %r13		# the record's position in the ring
+	jmp	.Lwrite
+	# Full: wait for ptprobe to drain the ring (lossless), unless the
+	# hit may not wait (nested, drop mode), ptprobe stopped reading
+	# (F_OFF), or its heartbeat is older than A_DEAD ticks (it is gone,
+	# or stopped): then the hit is counted missed. Only ptprobe sets
+	# F_OFF; a ptprobe that comes back finds the ring as it left it.
+.Lfull:
+	test	%r12d, %r12d
+	jnz	.Lmissed
 	testq	$F_OFF, A_FLAGS(%r14)
 	jnz	.Lunbusy
 	rdtsc
 	shl	$32, %rdx
 	or	%rdx, %rax
-	sub	A_BEAT(%r14), %rax
+	sub	A_BEAT(%r14), %rax	# signed: a beat newer than the rdtsc is fresh
 	cmp	A_DEAD(%r14), %rax
-	jbe	9f
-	lock orq $F_OFF, A_FLAGS(%r14)
-	jmp	.Lunbusy
-9:	mov	$SYS_sched_yield, %eax
+	jg	.Lmissed
+	mov	$SYS_sched_yield, %eax
 	syscall
 	jmp	.Lroom
+.Lmissed:
+	lock incq D_MISSED(%r15)
+	jmp	.Lunbusy
 
 .Lwrite:
 	mov	A_MASK(%r14), %r12
@@ -289,13 +295,52 @@ recorder:
 .Lcommit:
 	mov	%ebx, R_LEN(%r12)	# last: the record is complete (x86 keeps store order)
 	cmpq	$0, A_SLEEP(%r14)
-	je	.Lunbusy
+	je	.Lsync
 	lea	A_HEAD(%r14), %rdi	# ptprobe waits for the head to move
 	mov	$FUTEX_WAKE, %esi
 	mov	$1, %edx
 	xor	%r10d, %r10d
 	mov	$SYS_futex, %eax
 	syscall
+
+	# A sync site (the dynamic linker's _dl_debug_state) waits until
+	# ptprobe has handled its record (armed the probes of the libraries
+	# just mapped, before their code runs), unless ptprobe stopped
+	# reading or its heartbeat is older than A_DEAD ticks.
+.Lsync:
+	cmpl	$0, D_SYNC(%r15)
+	je	.Lunbusy
+	lea	(%r13,%rbx), %rax
+	mov	%rax, S_END(%rbp)
+	lock incq A_KICK(%r14)	# the drain, polling, waits on it: now
+	lea	A_KICK(%r14), %rdi
+	mov	$FUTEX_WAKE, %esi
+	mov	$1, %edx
+	xor	%r10d, %r10d
+	mov	$SYS_futex, %eax
+	syscall
+.Lsyncwait:
+	mov	A_SYNCED(%r14), %rax
+	cmp	S_END(%rbp), %rax
+	jae	.Lunbusy
+	mov	%rax, S_VAL(%rbp)	# the futex's value, for the wait
+	testq	$F_OFF, A_FLAGS(%r14)
+	jnz	.Lunbusy
+	rdtsc
+	shl	$32, %rdx
+	or	%rdx, %rax
+	sub	A_BEAT(%r14), %rax	# signed, as above
+	cmp	A_DEAD(%r14), %rax
+	jg	.Lunbusy		# ptprobe is gone, or stopped: go on
+	movq	$0, S_TS(%rbp)
+	movq	$W_SYNC, S_TS+8(%rbp)
+	lea	A_SYNCED(%r14), %rdi	# its low 32 bits, as the kernel compares them
+	mov	$FUTEX_WAIT, %esi
+	mov	S_VAL(%rbp), %edx
+	lea	S_TS(%rbp), %r10
+	mov	$SYS_futex, %eax
+	syscall
+	jmp	.Lsyncwait
 .Lunbusy:
 	mov	S_ENTRY(%rbp), %rdi
 	test	%rdi, %rdi

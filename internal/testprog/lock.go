@@ -48,3 +48,25 @@ func LockSystemProbes(kernel bool) (unlock func(), err error) {
 	}
 	return func() { f.Close() }, nil
 }
+
+// KernelUprobes skips tests of the kernel backend where it cannot run,
+// saying why, and returns where tracefs is mounted.
+func KernelUprobes(t testing.TB) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: kernel uprobes through tracefs need root")
+	}
+	// Where the kernel backend finds it (it mounts it at the first when
+	// nothing is there, and so do the kernel package's tests).
+	for _, root := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
+		if _, err := os.Stat(filepath.Join(root, "README")); err != nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(root, "uprobe_events")); err != nil {
+			t.Skipf("skipped: this kernel has no uprobe_events (CONFIG_UPROBE_EVENTS)")
+		}
+		return root
+	}
+	t.Skip("skipped: no tracefs mounted at /sys/kernel/tracing or /sys/kernel/debug/tracing")
+	return ""
+}

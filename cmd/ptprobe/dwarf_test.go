@@ -1,0 +1,405 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ptprobe/ptprobe/internal/testprog"
+)
+
+// jsonEvent is an event of --format json.
+type jsonEvent struct {
+	Probe string         `json:"probe"`
+	Args  map[string]any `json:"args"`
+}
+
+// traceJSON runs ptprobe trace --format json with args and returns the
+// program's output and the events, which ptprobe writes to a file of its
+// own (-o) apart from the program's.
+func traceJSON(t *testing.T, args ...string) (string, []jsonEvent) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "events")
+	r := ptprobe(t, append([]string{"trace", "--format", "json", "-o", out}, args...)...)
+	if r.status != 0 {
+		t.Fatalf("ptprobe %v: status %d\n%s", args, r.status, r.stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []jsonEvent
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if l == "" {
+			continue
+		}
+		var ev jsonEvent
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("event %q: %v", l, err)
+		}
+		evs = append(evs, ev)
+	}
+	return r.stdout, evs
+}
+
+// buildDWARF builds testdata/c/dwarf.c with gcc and flags.
+func buildDWARF(t *testing.T, dir, name string, flags ...string) string {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("skipped: gcc is not installed: cannot build testdata/c/dwarf.c")
+	}
+	prog := filepath.Join(dir, name)
+	args := append(append([]string{}, flags...), "-o", prog, filepath.Join(testprog.Root(), "testdata", "c", "dwarf.c"))
+	if b, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
+		t.Fatalf("gcc %v: %v\n%s", args, err, b)
+	}
+	return prog
+}
+
+var workLine = regexp.MustCompile(`^work a=(-?\d+) b=(-?\d+) s=(\S+) x=(-?\d+) y=(-?\d+) name=(\S+) tag=(\S+) c=(\d+) sum=(-?\d+)$`)
+
+// workCalls are the arguments dwarf.c says it passed to work, one map per
+// call, keyed by the fetch-arg names a probe by name gives them.
+func workCalls(t *testing.T, out string) []map[string]string {
+	t.Helper()
+	var calls []map[string]string
+	for _, l := range strings.Split(out, "\n") {
+		if m := workLine.FindStringSubmatch(l); m != nil {
+			calls = append(calls, map[string]string{"a": m[1], "b": m[2], "s": m[3], "p_x": m[4], "p_y": m[5], "p_name": m[6], "p_tag": m[7], "c": m[8], "sum": m[9]})
+		}
+	}
+	if len(calls) == 0 {
+		t.Fatalf("dwarf printed no work line:\n%s", out)
+	}
+	return calls
+}
+
+// argString is a fetched value as the program prints it.
+func argString(v any) string {
+	switch v := v.(type) {
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case string:
+		return v
+	}
+	return fmt.Sprint(v)
+}
+
+// TestDWARFArgs: parameters, a string parameter and members through a
+// pointer, by name, equal what the program passed on every call, with
+// gcc -O0 (stack slots, the probe past the prologue) and -O2 (registers
+// from the location lists at the exact entry address); a source-line
+// probe fetches a local computed on the line before; a line of an inlined
+// function is probed in each copy; $retval is typed by the function's
+// DWARF result (docs/DESIGN.md §10).
+func TestDWARFArgs(t *testing.T) {
+	dir := t.TempDir()
+	for _, opt := range []string{"-O0", "-O2"} {
+		t.Run(opt, func(t *testing.T) {
+			prog := buildDWARF(t, dir, "dwarf"+opt, opt, "-g")
+			const n = 5
+			out, evs := traceJSON(t,
+				"-e", "p:t/work "+prog+":work a b s p->x p->y p->name p->tag c",
+				"-e", "p:t/sum "+prog+":dwarf.c:30 sum",
+				"-e", "p:t/rel "+prog+":work:+3 sum", // dwarf.c:30 again, from work's line
+				"-e", "p:t/twice "+prog+":dwarf.c:22",
+				"-e", "r:t/ret "+prog+":work $retval",
+				"--", prog, strconv.Itoa(n))
+			calls := workCalls(t, out)
+			var works, sums, rels, rets []jsonEvent
+			twice := 0
+			for _, ev := range evs {
+				switch {
+				case ev.Probe == "t/work":
+					works = append(works, ev)
+				case ev.Probe == "t/sum":
+					sums = append(sums, ev)
+				case ev.Probe == "t/rel":
+					rels = append(rels, ev)
+				case ev.Probe == "t/ret":
+					rets = append(rets, ev)
+				case strings.HasPrefix(ev.Probe, "t/twice"):
+					twice++
+				}
+			}
+			if len(works) != len(calls) || len(sums) != len(calls) || len(rels) != len(calls) || len(rets) != len(calls) {
+				t.Fatalf("%d calls, %d work, %d sum, %d work:+3, %d ret events", len(calls), len(works), len(sums), len(rels), len(rets))
+			}
+			for i, c := range calls {
+				for _, k := range []string{"a", "b", "s", "p_x", "p_y", "p_name", "p_tag", "c"} {
+					if got := argString(works[i].Args[k]); got != c[k] {
+						t.Errorf("call %d: %s = %q, the program passed %q", i, k, got, c[k])
+					}
+				}
+				if got := argString(sums[i].Args["sum"]); got != c["sum"] {
+					t.Errorf("call %d: sum at dwarf.c:30 = %q, the program computed %q", i, got, c["sum"])
+				}
+				if got := argString(rels[i].Args["sum"]); got != c["sum"] {
+					t.Errorf("call %d: sum at work:+3 = %q, the program computed %q", i, got, c["sum"])
+				}
+				sum, _ := strconv.Atoi(c["sum"])
+				if got := argString(rets[i].Args["arg1"]); got != strconv.Itoa(3*sum) {
+					t.Errorf("call %d: $retval = %q, want %d (a signed int)", i, got, 3*sum)
+				}
+			}
+			// twice runs n times in the loop and once more after it.
+			if twice != n+1 {
+				t.Errorf("dwarf.c:22 fired %d times, twice ran %d times", twice, n+1)
+			}
+		})
+	}
+}
+
+var goWorkLine = regexp.MustCompile(`^work goid=(\d+) s=(\S+) n=(\d+) len=(\d+) cap=(\d+) xs0=(\d+)$`)
+
+// TestDWARFGo: a Go function's string, int and slice arguments by name
+// (the register ABI), a method named as Go names it, and the goroutine id
+// of every event, equal what the program printed.
+func TestDWARFGo(t *testing.T) {
+	prog := testprog.BuildGo(t, t.TempDir(), "dwarfargs")
+	out, evs := traceJSON(t,
+		"-e", "p:t/work "+prog+":main.work s n xs xs[0]",
+		"-e", "p:t/add "+prog+":main.(*T).Add n t.name t.count",
+		"--", prog, "4")
+	var want [][]string
+	for _, l := range strings.Split(out, "\n") {
+		if m := goWorkLine.FindStringSubmatch(l); m != nil {
+			want = append(want, m[1:])
+		}
+	}
+	var works, adds []jsonEvent
+	for _, ev := range evs {
+		switch ev.Probe {
+		case "t/work":
+			works = append(works, ev)
+		case "t/add":
+			adds = append(adds, ev)
+		}
+	}
+	if len(want) != 4 || len(works) != 4 || len(adds) != 4 {
+		t.Fatalf("%d calls printed, %d work and %d Add events\n%s", len(want), len(works), len(adds), out)
+	}
+	count := 0
+	for i, w := range want {
+		got := []string{argString(works[i].Args["goid"]), argString(works[i].Args["s"]), argString(works[i].Args["n"]),
+			argString(works[i].Args["xs_len"]), argString(works[i].Args["xs_cap"]), argString(works[i].Args["xs_0"])}
+		if strings.Join(got, " ") != strings.Join(w, " ") {
+			t.Errorf("call %d: goid s n len cap xs[0] = %v, the program printed %v", i, got, w)
+		}
+		a := adds[i].Args
+		if argString(a["n"]) != w[2] || argString(a["t_name"]) != "tee" || argString(a["t_count"]) != strconv.Itoa(count) || argString(a["goid"]) != w[0] {
+			t.Errorf("call %d: (*T).Add args %v, want n=%s t.name=tee t.count=%d goid=%s", i, a, w[2], count, w[0])
+		}
+		n, _ := strconv.Atoi(w[2])
+		count += n
+	}
+}
+
+// TestDWARFLibc: libc's malloc by its parameter's name, from Debian's
+// libc6-dbg (the build-id file under /usr/lib/debug), equal to the
+// requested sizes of a program that prints them.
+func TestDWARFLibc(t *testing.T) {
+	testprog.SystemProbes(t, false) // libc: not while a kernel test probes it
+	r := ptprobe(t, "list", "--vars", "libc", "malloc")
+	if r.status != 0 || !strings.Contains(r.stdout, "bytes") {
+		t.Skipf("skipped: libc has no debug information here (install libc6-dbg): %s", r.stderr)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "m.c")
+	os.WriteFile(src, []byte(`#include <stdio.h>
+#include <stdlib.h>
+int main(void) { for (int i = 1; i <= 5; i++) { size_t n = 1000 * i + 7; printf("%zu\n", n); fflush(stdout); free(malloc(n)); } return 0; }
+`), 0o644)
+	prog := filepath.Join(dir, "m")
+	if b, err := exec.Command("gcc", "-O0", "-o", prog, src).CombinedOutput(); err != nil {
+		t.Skipf("skipped: gcc: %v %s", err, b)
+	}
+	out, evs := traceJSON(t, "-e", "p:t/malloc libc:malloc bytes", "--", prog)
+	seen := make(map[string]bool)
+	for _, ev := range evs {
+		seen[argString(ev.Args["bytes"])] = true
+	}
+	for _, l := range strings.Fields(out) {
+		if !seen[l] {
+			t.Errorf("malloc(%s) was called, no event has bytes=%s", l, l)
+		}
+	}
+}
+
+// TestDWARFErrors: an unknown variable (with the visible ones), a member
+// of a non-struct, a file without DWARF (with the build-id path looked
+// at), split DWARF: exit 2 and the program never runs.
+func TestDWARFErrors(t *testing.T) {
+	dir := t.TempDir()
+	prog := buildDWARF(t, dir, "dwarf", "-O2", "-g")
+	nodbg := buildDWARF(t, dir, "nodbg", "-O2", "-g0", "-Wl,--build-id")
+	split := buildDWARF(t, dir, "split", "-O2", "-g", "-gsplit-dwarf")
+	for _, c := range []struct {
+		spec string
+		argv string
+		want []string
+	}{
+		{prog + ":work nope", prog, []string{"no variable nope here", "visible: a, b, c, p, s", "work+0x0"}},
+		{prog + ":work a->x", prog, []string{"->x: a int is not a pointer"}},
+		{prog + ":work p->nope", prog, []string{"has no member nope", "its members: x, y, name, tag"}},
+		{prog + ":nope.c:3", prog, []string{"no source file nope.c"}},
+		{nodbg + ":work a", nodbg, []string{"no DWARF debug information", "/usr/lib/debug/.build-id/"}},
+		{split + ":work a", split, []string{"split DWARF (.dwo) is not supported"}},
+	} {
+		r := ptprobe(t, "trace", "-e", c.spec, "--", c.argv, "1")
+		if r.status != 2 {
+			t.Errorf("%s: status %d, want 2", c.spec, r.status)
+		}
+		if strings.Contains(r.stdout, "work a=") {
+			t.Errorf("%s: the program ran", c.spec)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("%s: %q does not say %q", c.spec, r.stderr, w)
+			}
+		}
+	}
+}
+
+// TestDWARFCompare: both backends give the same values for names
+// (compare agrees), on C at -O2 and on a Go program's integer arguments.
+// The kernel reads no Go string (it has no counted string): it says so.
+func TestDWARFCompare(t *testing.T) {
+	testprog.KernelUprobes(t)
+	dir := t.TempDir()
+	prog := buildDWARF(t, dir, "dwarf", "-O2", "-g")
+	r, res := runCompare(t, "-e", "p:t/work "+prog+":work a b s p->x p->name p->tag c", "-e", "p:t/sum "+prog+":dwarf.c:30 sum", "--", prog, "20")
+	if r.status != 0 || !res.Agree {
+		t.Fatalf("compare status %d (want 0): %s\n%s", r.status, r.stdout, r.stderr)
+	}
+	for _, p := range res.Probes {
+		if p.KernelHits != 20 {
+			t.Errorf("%s: %d kernel hits, want 20", p.Probe, p.KernelHits)
+		}
+	}
+	gprog := testprog.BuildGo(t, dir, "dwarfargs")
+	out, evs := traceJSON(t, "--backend", "kernel", "-e", "p:t/work "+gprog+":main.work n xs.len", "--", gprog, "3")
+	var want [][]string
+	for _, l := range strings.Split(out, "\n") {
+		if m := goWorkLine.FindStringSubmatch(l); m != nil {
+			want = append(want, m[1:])
+		}
+	}
+	if len(evs) != 3 || len(want) != 3 {
+		t.Fatalf("%d events, %d calls printed", len(evs), len(want))
+	}
+	for i, w := range want {
+		got := []string{argString(evs[i].Args["goid"]), argString(evs[i].Args["n"]), argString(evs[i].Args["xs_len"])}
+		if strings.Join(got, " ") != w[0]+" "+w[2]+" "+w[3] {
+			t.Errorf("kernel, call %d: goid n len = %v, the program printed %v", i, got, w)
+		}
+	}
+	r = ptprobe(t, "trace", "--backend", "kernel", "-e", gprog+":main.work s", "--", gprog, "1")
+	if r.status != 2 || !strings.Contains(r.stderr, "is a Go string") {
+		t.Errorf("a Go string on the kernel: status %d, %s", r.status, r.stderr)
+	}
+}
+
+// TestStack: --stack names the callers up to main, through frame
+// pointers (gcc -O0), through the CFI alone (gcc -O2
+// -fomit-frame-pointer), and in Go (main.main's goroutine), in text under
+// the event and as the JSON event's "stack" array.
+func TestStack(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name  string
+		flags []string
+	}{
+		// No CFI for dwarf.c's functions: the frame pointers only.
+		{"fp", []string{"-O0", "-g0", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables"}},
+		{"nofp", []string{"-O2", "-g", "-fomit-frame-pointer"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			prog := buildDWARF(t, dir, "dwarf-"+c.name, c.flags...)
+			// At work+4, past push %rbp; mov %rsp,%rbp with -O0: the
+			// frame pointer chain is set up.
+			at := "work"
+			if c.name == "fp" {
+				at = "work+4"
+			}
+			_, evs := traceJSONRaw(t, "--stack", "-e", "p:t/work "+prog+":"+at, "--", prog, "2")
+			if len(evs) != 2 {
+				t.Fatalf("%d events, want 2", len(evs))
+			}
+			for _, ev := range evs {
+				if len(ev.Stack) < 2 || !strings.HasPrefix(ev.Stack[0].Func, "work+0x") || !strings.HasPrefix(ev.Stack[1].Func, "main+0x") {
+					t.Errorf("stack %+v: want work, then main", ev.Stack)
+				}
+				if c.name == "nofp" && (!strings.HasSuffix(ev.Stack[1].File, "dwarf.c") || ev.Stack[1].Line != 50) {
+					t.Errorf("stack %+v: want main at dwarf.c:50", ev.Stack)
+				}
+			}
+			if c.name == "fp" {
+				return
+			}
+			r := ptprobe(t, "trace", "--stack=2", "-e", "p:t/work "+prog+":work", "--", prog, "1")
+			lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+			var frames []string
+			for _, l := range lines {
+				if strings.HasPrefix(l, " => ") {
+					frames = append(frames, l)
+				}
+			}
+			if len(frames) != 2 || !strings.HasPrefix(frames[1], " => main+0x") || !strings.HasSuffix(frames[1], "dwarf.c:50)") {
+				t.Errorf("text stack %q: want 2 frames, work and main (dwarf.c:50)", frames)
+			}
+		})
+	}
+	t.Run("go", func(t *testing.T) {
+		prog := testprog.BuildGo(t, dir, "dwarfargs")
+		_, evs := traceJSONRaw(t, "--stack", "-e", "p:t/work "+prog+":main.work n", "--", prog, "2")
+		if len(evs) != 2 {
+			t.Fatalf("%d events, want 2", len(evs))
+		}
+		for _, ev := range evs {
+			if len(ev.Stack) < 2 || ev.Stack[0].Func != "main.work+0x0" || !strings.HasPrefix(ev.Stack[1].Func, "main.main.func1+0x") {
+				t.Errorf("stack %+v: want main.work, then main.main.func1", ev.Stack)
+			}
+		}
+	})
+}
+
+type stackEvent struct {
+	Probe string `json:"probe"`
+	Stack []struct {
+		PC   string `json:"pc"`
+		Func string `json:"func"`
+		File string `json:"file"`
+		Line int    `json:"line"`
+	} `json:"stack"`
+}
+
+// traceJSONRaw is traceJSON keeping the events' stacks.
+func traceJSONRaw(t *testing.T, args ...string) (string, []stackEvent) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "events")
+	r := ptprobe(t, append([]string{"trace", "--format", "json", "-o", out}, args...)...)
+	if r.status != 0 {
+		t.Fatalf("ptprobe %v: status %d\n%s", args, r.status, r.stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []stackEvent
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var ev stackEvent
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("event %q: %v", l, err)
+		}
+		evs = append(evs, ev)
+	}
+	return r.stdout, evs
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+
+	"github.com/ptprobe/ptprobe/backend"
+	"github.com/ptprobe/ptprobe/resolve"
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+// expandSpecs binds the names of the specs (variable paths, $params,
+// source lines, a typed $retval, a Go program's goid) once, for both
+// backends, as perf probe rewrites a probe before the kernel sees it
+// (docs/DESIGN.md §10). The program is argv[0], or the process pid.
+// A USDT probe, glob or C++ name that also asks for names is expanded
+// first (resolve.Expand, docs/DESIGN.md §9, at most maxProbes probes;
+// 0 is the default), so that each probe it means gets its own names.
+func expandSpecs(specs []*uprobe.Spec, argv []string, pid, maxProbes int, warn func(error)) ([]*uprobe.Spec, error) {
+	res := namesResolver(argv, pid)
+	defer res.Close()
+	var out []*uprobe.Spec
+	for _, s := range specs {
+		ex, err := bindNames(res, s, maxProbes, warn)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ex...)
+	}
+	return out, nil
+}
+
+// bindNames expands s (resolve.Expand) when it names several probes or
+// asks for names, then binds the names of each probe (resolve.BindNames).
+func bindNames(res *resolve.Resolver, s *uprobe.Spec, maxProbes int, warn func(error)) ([]*uprobe.Spec, error) {
+	pre := []*uprobe.Spec{s}
+	if s.USDT || s.IsGlob() || resolve.NeedsNames(s) {
+		var err error
+		if pre, err = res.Expand(s, &resolve.ExpandOptions{MaxProbes: maxProbes, Warn: warn}); err != nil {
+			return nil, err
+		}
+	}
+	var out []*uprobe.Spec
+	for _, p := range pre {
+		ex, err := res.BindNames(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ex...)
+	}
+	return out, nil
+}
+
+// namesResolver is a Resolver for the program argv[0], or the process pid.
+func namesResolver(argv []string, pid int) *resolve.Resolver {
+	opts := &resolve.Options{}
+	switch {
+	case pid != 0:
+		if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil {
+			opts.Program = exe
+		}
+	case len(argv) > 0:
+		if path, err := exec.LookPath(argv[0]); err == nil {
+			opts.Program = path
+		}
+	}
+	return resolve.New(opts)
+}
+
+// expandProbes expands the specs of req's probes in place; an expanded
+// probe keeps its handlers.
+func expandProbes(req *backend.Request, argv []string, pid int) error {
+	res := namesResolver(argv, pid)
+	defer res.Close()
+	var probes []backend.Probe
+	for _, p := range req.Probes {
+		ex, err := bindNames(res, p.Spec, req.MaxProbes, req.Warn)
+		if err != nil {
+			return err
+		}
+		for _, s := range ex {
+			q := p
+			q.Spec = s
+			probes = append(probes, q)
+		}
+	}
+	req.Probes = probes
+	return nil
+}

@@ -1,0 +1,26 @@
+package uprobe
+
+import "strconv"
+
+// AppendJSONString appends s as a JSON string literal, as AppendJSON
+// writes strings (for other writers of events: aggregations, trace files).
+func AppendJSONString(b []byte, s string) []byte { return appendJSONString(b, s) }
+
+// AppendJSON appends the value as AppendJSON writes it in "args": u and s
+// types as numbers, x types as "0x.." strings, strings as JSON strings,
+// a faulted fetch as null.
+func (v *Value) AppendJSON(b []byte) []byte {
+	switch {
+	case v.Fault:
+		return append(b, "null"...)
+	case v.Type.Kind == String:
+		return appendJSONString(b, v.S)
+	case v.Type.Kind == Signed:
+		return strconv.AppendInt(b, int64(signExtend(v.U, v.Type.Size)), 10)
+	case v.Type.Kind == Hex:
+		b = append(b, `"0x`...)
+		b = strconv.AppendUint(b, v.U&sizeMask(v.Type.Size), 16)
+		return append(b, '"')
+	}
+	return strconv.AppendUint(b, v.U&sizeMask(v.Type.Size), 10)
+}
