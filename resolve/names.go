@@ -154,6 +154,11 @@ func (r *Resolver) BindNames(spec *uprobe.Spec) ([]*uprobe.Spec, error) {
 		return []*uprobe.Spec{spec}, nil
 	}
 	need := NeedsNames(spec)
+	if !need && (spec.USDT || spec.IsGlob()) {
+		// Many probes: the backends expand it (Expand) and bind
+		// nothing (docs/DESIGN.md §9).
+		return []*uprobe.Spec{spec}, nil
+	}
 	f, err := r.File(spec)
 	if err != nil {
 		if need {

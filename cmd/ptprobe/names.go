@@ -14,7 +14,7 @@ import (
 // source lines, a typed $retval, a Go program's goid) once, for both
 // backends, as perf probe rewrites a probe before the kernel sees it
 // (docs/DESIGN.md §10). The program is argv[0], or the process pid.
-// A USDT probe, glob or C++ name that also asks for names is expanded
+// A USDT probe, glob or C++ name that asks for names is expanded
 // first (resolve.Expand, docs/DESIGN.md §9, at most maxProbes probes;
 // 0 is the default), so that each probe it means gets its own names.
 func expandSpecs(specs []*uprobe.Spec, argv []string, pid, maxProbes int, warn func(error)) ([]*uprobe.Spec, error) {
@@ -31,11 +31,12 @@ func expandSpecs(specs []*uprobe.Spec, argv []string, pid, maxProbes int, warn f
 	return out, nil
 }
 
-// bindNames expands s (resolve.Expand) when it names several probes or
-// asks for names, then binds the names of each probe (resolve.BindNames).
+// bindNames expands s (resolve.Expand) when it asks for names, then binds
+// the names of each probe (resolve.BindNames). Other globs, USDT probes
+// and C++ names the backends expand, checking the names across specs.
 func bindNames(res *resolve.Resolver, s *uprobe.Spec, maxProbes int, warn func(error)) ([]*uprobe.Spec, error) {
 	pre := []*uprobe.Spec{s}
-	if s.USDT || s.IsGlob() || resolve.NeedsNames(s) {
+	if resolve.NeedsNames(s) {
 		var err error
 		if pre, err = res.Expand(s, &resolve.ExpandOptions{MaxProbes: maxProbes, Warn: warn}); err != nil {
 			return nil, err
