@@ -36,6 +36,10 @@ type Request struct {
 	// Probes are the user-space probes, with their Go handlers (the
 	// kernel backend refuses handlers).
 	Probes []Probe
+	// MaxProbes bounds how many probes one spec of Probes may expand
+	// to (a glob, a USDT probe, a C++ name); 0 is the resolver's default
+	// (10000).
+	MaxProbes int
 	// Kprobes are kernel probes (kprobe_events specs), for the kernel
 	// backend only.
 	Kprobes []*uprobe.Spec

@@ -44,6 +44,10 @@ type Options struct {
 	// Warn receives problems that do not stop a run (the backends'
 	// Request.Warn); nil discards them.
 	Warn func(error)
+	// MaxProbes is the most probes one spec may expand to (a glob, a
+	// USDT probe, a C++ name: resolve.Expand); 0 is
+	// resolve.DefaultMaxProbes.
+	MaxProbes int
 }
 
 // defaultRuns is Options.Runs when 0.
@@ -80,7 +84,8 @@ func Run(ctx context.Context, specs []*uprobe.Spec, argv []string, opts *Options
 		return nil, fmt.Errorf("compare: %w", err)
 	}
 	argv = append([]string{path}, argv[1:]...)
-	if err := checkSpecs(specs, path); err != nil {
+	specs, err = o.checkSpecs(specs, path)
+	if err != nil {
 		return nil, err
 	}
 
@@ -109,17 +114,24 @@ func Run(ctx context.Context, specs []*uprobe.Spec, argv []string, opts *Options
 	return buildReport(specs, argv, base, kern, ptr), nil
 }
 
-// checkSpecs resolves every spec the way the backends will for the
-// program at path, so that a bad probe is an error before any run.
-func checkSpecs(specs []*uprobe.Spec, path string) error {
+// checkSpecs expands the specs that name several probe points (globs,
+// USDT probes, C++ names: resolve.Expand) and resolves every probe the
+// way the backends will for the program at path, so that a bad probe is
+// an error before any run; it returns the probes, which both backends
+// then run alike (docs/DESIGN.md §9).
+func (o *Options) checkSpecs(specs []*uprobe.Spec, path string) ([]*uprobe.Spec, error) {
 	res := resolve.New(&resolve.Options{Program: path})
 	defer res.Close()
+	specs, err := res.ExpandAll(specs, &resolve.ExpandOptions{MaxProbes: o.MaxProbes, Warn: o.Warn})
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range specs {
 		if _, err := res.Resolve(s); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return specs, nil
 }
 
 // runResult is what one run of the program gave.

@@ -35,6 +35,9 @@ type addrSpace struct {
 	users   int // processes using this address space
 	// area is the no-stop path's, nil until a site needs it.
 	area *area
+	// sems are the USDT semaphores the engine raised here, by counter,
+	// with their address (0: not mapped yet), see semaphore.go.
+	sems map[semKey]uint64
 }
 
 // mapKey identifies one mapping of one file.
@@ -87,6 +90,13 @@ func (as *addrSpace) fork(pid int) (*addrSpace, error) {
 		c.slots = append(c.slots, &cp)
 	}
 	c.stub, c.retTramp, c.dlState, c.area = as.stub, as.retTramp, as.dlState, as.area
+	if len(as.sems) > 0 {
+		// The child's memory is a copy: so are the raised counters.
+		c.sems = make(map[semKey]uint64, len(as.sems))
+		for k, a := range as.sems {
+			c.sems[k] = a
+		}
+	}
 	return c, nil
 }
 

@@ -72,6 +72,7 @@ func (s *Tracer) armNew(t *thread) error {
 			s.forgetSites(as, k.start, end)
 		}
 	}
+	s.raisePending(t.proc)
 	return firstErr
 }
 
@@ -104,6 +105,7 @@ func (s *Tracer) armMapping(t *thread, m elfsym.Mapping, probes []*Probe) error 
 		return pl
 	}
 	var armed []*Probe
+	var refCtrs []*resolve.Location
 	hijacks := false
 	for _, p := range probes {
 		if !p.active() {
@@ -147,6 +149,9 @@ func (s *Tracer) armMapping(t *thread, m elfsym.Mapping, probes []*Probe) error 
 			}
 		}
 		armed = append(armed, p)
+		if loc.RefCtr != 0 {
+			refCtrs = append(refCtrs, loc)
+		}
 	}
 	// Arm in address order so slot regions fill predictably.
 	addrs := make([]uint64, 0, len(plans))
@@ -165,6 +170,9 @@ func (s *Tracer) armMapping(t *thread, m elfsym.Mapping, probes []*Probe) error 
 	}
 	for _, p := range armed {
 		p.armed.Add(1)
+	}
+	for _, loc := range refCtrs {
+		s.wantSemaphore(t.proc, m.ID(), loc.RefCtr, loc.Offset)
 	}
 	if hijacks || (s.hijacks && newMapping) {
 		s.hijacks = true

@@ -26,7 +26,7 @@ func (Backend) Name() string { return "ptrace" }
 // files (a difference is an error wrapping ErrTextMismatch). OnEvent,
 // Warn and the handlers run on the ptrace thread.
 func (b Backend) Run(ctx context.Context, req *backend.Request) (*backend.Result, error) {
-	opts := &Options{Probes: req.Probes, OnEvent: req.OnEvent, Warn: req.Warn, Process: req.Process,
+	opts := &Options{Probes: req.Probes, MaxProbes: req.MaxProbes, OnEvent: req.OnEvent, Warn: req.Warn, Process: req.Process,
 		NoFollowFork: req.NoFollowFork, Sched: b.Sched, StopPath: b.StopPath, DropWhenFull: b.DropWhenFull}
 	var tr *Tracer
 	var err error

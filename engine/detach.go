@@ -42,6 +42,7 @@ func (s *Tracer) detachAll() {
 		if as.area != nil {
 			as.area.off()
 		}
+		s.lowerSemaphores(as, p.pid)
 		n, mismatches := as.restore(s.warn)
 		s.result.SitesRestored += n
 		s.result.TextMismatches = append(s.result.TextMismatches, mismatches...)

@@ -49,6 +49,10 @@ type Options struct {
 	// fetch-arg the function cannot have) are returned before anything
 	// starts.
 	Probes []backend.Probe
+	// MaxProbes bounds how many probes one spec of Probes may expand
+	// to (a glob, a USDT probe, a C++ name: resolve.Expand); 0 is
+	// resolve.DefaultMaxProbes.
+	MaxProbes int
 	// OnEvent receives an event for each hit of each probe, after the
 	// pre handler (return probes: after the return handler), on the
 	// ptrace thread while the hitting thread is stopped. The event and
@@ -248,14 +252,36 @@ func newTracer(opts *Options, ropts *resolve.Options) (*Tracer, error) {
 		done:    make(chan struct{}),
 		res:     resolve.New(ropts),
 	}
+	// The names of the probes a spec expands to must be unique (those
+	// of plain specs are the caller's to choose).
+	type namedBy struct {
+		text     string
+		expanded bool
+	}
+	named := make(map[string]namedBy)
 	for _, bp := range s.opts.Probes {
-		p, err := s.newProbe(bp.Spec, bp.Handlers)
+		// A name of several probe points is the probes it names
+		// (docs/DESIGN.md §9).
+		specs, err := s.res.Expand(bp.Spec, &resolve.ExpandOptions{MaxProbes: s.opts.MaxProbes, Warn: s.warn})
 		if err != nil {
 			s.closeFiles()
 			return nil, err
 		}
-		s.probes = append(s.probes, p)
-		s.hijacks = s.hijacks || p.Spec.Kind == uprobe.Return
+		for _, spec := range specs {
+			expanded := len(specs) > 1 || spec != bp.Spec
+			if prev, ok := named[spec.Probe()]; ok && (expanded || prev.expanded) {
+				s.closeFiles()
+				return nil, fmt.Errorf("probe %q: %w: it names %s, as %q does (name the probes with p:GROUP/EVENT)", bp.Spec.Text, ErrDuplicateName, spec.Probe(), prev.text)
+			}
+			named[spec.Probe()] = namedBy{bp.Spec.Text, expanded}
+			p, err := s.newProbe(spec, bp.Handlers)
+			if err != nil {
+				s.closeFiles()
+				return nil, err
+			}
+			s.probes = append(s.probes, p)
+			s.hijacks = s.hijacks || p.Spec.Kind == uprobe.Return
+		}
 	}
 	return s, nil
 }

@@ -154,8 +154,13 @@ func (s *Tracer) Uprobe(spec *uprobe.Spec, h uprobe.Handlers) (*Probe, error) {
 				return fmt.Errorf("probe %q: %w: %s", spec.Text, ErrDuplicateName, spec.Probe())
 			}
 		}
-		var err error
-		if p, err = s.newProbe(spec, h); err != nil {
+		// A USDT spec, a glob or a C++ name that names one probe is
+		// that probe (docs/DESIGN.md §9).
+		specs, err := s.res.Expand(spec, &resolve.ExpandOptions{MaxProbes: 1, Warn: s.warn})
+		if err != nil {
+			return err
+		}
+		if p, err = s.newProbe(specs[0], h); err != nil {
 			return err
 		}
 		s.probes = append(s.probes, p)
@@ -266,7 +271,9 @@ func (s *Tracer) disarmProbe(p *Probe) error {
 			}
 			if err := pr.as.disarm(st); err != nil {
 				errs = append(errs, err)
+				continue
 			}
+			s.siteGone(pr, st.loc)
 		}
 	}, &errs)
 	p.armed.Store(0)

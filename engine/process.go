@@ -165,6 +165,7 @@ func (s *Tracer) releaseChild(t *thread) error {
 	if err := t.returns.restore(as); err != nil {
 		return fmt.Errorf("child %d: %w", t.tid, err)
 	}
+	s.lowerSemaphores(as, t.proc.pid)
 	if _, mismatches := as.restore(s.warn); len(mismatches) > 0 {
 		return fmt.Errorf("child %d: %w after removing the probes: %s", t.tid, ErrTextMismatch, mismatches[0])
 	}

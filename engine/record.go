@@ -57,6 +57,10 @@ func plansFor(args []uprobe.FetchArg, fileBase uint64) ([]readPlan, error) {
 		}
 		var p readPlan
 		switch {
+		case a.Type.Len > 0:
+			// A record holds one value of each read: an array
+			// (docs/DESIGN.md §9) takes the stop path.
+			return nil, fmt.Errorf("%s: an array: %w", a.Text, errNotRecordable)
 		case a.Len != nil:
 			// A counted string (a Go string, docs/DESIGN.md §10): the
 			// recorder reads strings to their NUL.

@@ -64,7 +64,7 @@ func (b Backend) Run(ctx context.Context, req *backend.Request) (*backend.Result
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
 	s, err := NewSession(&Options{BufferKB: b.BufferKB, KeepStale: b.KeepStale, Warn: req.Warn,
-		Resolve: &resolve.Options{Program: path, Env: req.Process.Env}})
+		Resolve: &resolve.Options{Program: path, Env: req.Process.Env}, MaxProbes: req.MaxProbes})
 	if err != nil {
 		return nil, err
 	}

@@ -42,6 +42,9 @@ type Options struct {
 	// through its own DT_RUNPATH or LD_LIBRARY_PATH is found too. nil:
 	// the system's (resolve.Options' zero value).
 	Resolve *resolve.Options
+	// MaxProbes bounds how many probes one spec of AddUprobe may expand
+	// to (resolve.Expand); 0 is resolve.DefaultMaxProbes.
+	MaxProbes int
 }
 
 // Session is one run's probes on the kernel backend: a tracefs instance
@@ -211,6 +214,23 @@ func (s *Session) AddUprobe(spec *uprobe.Spec) error {
 	if !s.tfs.Features.UprobeEvents {
 		return fmt.Errorf("kernel: probe %q: %w", spec.Text, ErrUprobesUnsupported)
 	}
+	// A glob, a USDT probe or a C++ name is the probes it names
+	// (docs/DESIGN.md §9).
+	s.resMu.Lock()
+	specs, err := s.res.Expand(spec, &resolve.ExpandOptions{MaxProbes: s.opts.MaxProbes, Warn: s.warn})
+	s.resMu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, c := range specs {
+		if err := s.addUprobe(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Session) addUprobe(spec *uprobe.Spec) error {
 	s.resMu.Lock()
 	loc, err := resolveUprobe(s.res, spec)
 	s.resMu.Unlock()
@@ -219,7 +239,7 @@ func (s *Session) AddUprobe(spec *uprobe.Spec) error {
 	}
 	args, comm := s.withComm(loc.Args)
 	return s.add(tracefs.UprobeEvents, spec, args, comm, func(kname string) string {
-		return tracefs.UprobeLine(spec.Kind, s.inst.Name, kname, loc.Path, loc.Offset, args)
+		return tracefs.UprobeLine(spec.Kind, s.inst.Name, kname, loc.Path, loc.Offset, loc.RefCtr, args)
 	})
 }
 

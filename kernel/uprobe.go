@@ -22,6 +22,9 @@ type location struct {
 	Args []uprobe.FetchArg
 	// Go: the file was built by Go.
 	Go bool
+	// RefCtr is the file offset of the probe's reference counter (a
+	// USDT semaphore), 0 for none: the kernel raises it.
+	RefCtr uint64
 }
 
 // resolveUprobe finds the file and the file offset spec probes with res
@@ -58,7 +61,14 @@ func resolveUprobe(res *resolve.Resolver, spec *uprobe.Spec) (location, error) {
 			return location{}, fmt.Errorf("kernel: probe %q: the kernel cannot probe %q: its path contains white space", spec.Text, abs)
 		}
 	}
-	loc := location{Path: abs, Offset: rl.Offset, Function: rl.Function, ABI: rl.ABI, Args: rl.Args, Go: rl.Go}
+	loc := location{Path: abs, Offset: rl.Offset, Function: rl.Function, ABI: rl.ABI, Args: rl.Args, Go: rl.Go, RefCtr: rl.RefCtr}
+	for i := range loc.Args {
+		if e := findOp(loc.Args[i].Expr, uprobe.OpIndexed); e != nil {
+			// uprobe_events has no index register: a USDT argument
+			// with a SIB operand ("8@(%rax,%rdx,8)").
+			return loc, fmt.Errorf("kernel: probe %q: argument %s is memory at a base plus an index register %s, which kernel fetch-args cannot compute (the ptrace backend does)", spec.Text, loc.Args[i].Name, e)
+		}
+	}
 	if spec.Kind == uprobe.Return && loc.Go {
 		// A uretprobe replaces the return address on the stack; the
 		// Go runtime copies goroutine stacks to grow them, follows
@@ -83,6 +93,16 @@ func resolveUprobe(res *resolve.Resolver, spec *uprobe.Spec) (location, error) {
 		}
 	}
 	return loc, nil
+}
+
+// findOp returns the first node of e with the operation op, or nil.
+func findOp(e *uprobe.Expr, op uprobe.Op) *uprobe.Expr {
+	for ; e != nil; e = e.Inner {
+		if e.Op == op {
+			return e
+		}
+	}
+	return nil
 }
 
 // entryReg returns the OpEntryReg node of e, or nil.

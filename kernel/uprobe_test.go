@@ -42,7 +42,7 @@ func TestBindForKernel(t *testing.T) {
 	res := resolve.New(nil)
 	defer res.Close()
 	loc, err := resolveUprobe(res, mustParse(t, "p "+c+":recurse n=$arg1"))
-	if err != nil || loc.ABI != uprobe.SysV || !strings.Contains(tracefs.UprobeLine(uprobe.Entry, "G", "E", loc.Path, loc.Offset, loc.Args), " n=%di:x64") {
+	if err != nil || loc.ABI != uprobe.SysV || !strings.Contains(tracefs.UprobeLine(uprobe.Entry, "G", "E", loc.Path, loc.Offset, 0, loc.Args), " n=%di:x64") {
 		t.Errorf("C entry probe: %+v, %v; want $arg1 as %%di", loc, err)
 	}
 	loc, err = resolveUprobe(res, mustParse(t, "p "+goProg+":main.leaf x=$arg1"))

@@ -46,6 +46,10 @@ type Location struct {
 	// (link-time addresses; FuncEnd 0 when its size is unknown), and
 	// FuncOffset the file offset of its start.
 	FuncStart, FuncEnd, FuncOffset uint64
+	// RefCtr is the file offset of the probe's reference counter (a
+	// USDT semaphore, PATH:OFFSET(REF_CTR_OFFSET)), 0 for none: in a
+	// writable segment of the file.
+	RefCtr uint64
 	// LSDA: the file has C++ exception tables (.gcc_except_table), so a
 	// landing pad may be anywhere in a function.
 	LSDA bool
@@ -198,6 +202,12 @@ func resolve(f *elfsym.File, spec *uprobe.Spec) (Location, error) {
 	loc.FuncStart, loc.FuncOffset = start, startOff
 	if end > start {
 		loc.FuncEnd = end
+	}
+	if spec.RefCtr != 0 {
+		if !f.Writable(spec.RefCtr, 2) {
+			return loc, fmt.Errorf("reference counter at file offset 0x%x: not in a writable, non-executable segment of the file", spec.RefCtr)
+		}
+		loc.RefCtr = spec.RefCtr
 	}
 	loc.LSDA = f.HasSection(".gcc_except_table")
 	loc.Go = f.IsGo()

@@ -123,9 +123,9 @@ func (r *Resolver) names(f *elfsym.File) (Names, error) {
 	return n, err
 }
 
-// needsNames reports whether a spec has a name only debug information
+// NeedsNames reports whether a spec has a name only debug information
 // can bind: a source line, a variable path, $params.
-func needsNames(spec *uprobe.Spec) bool {
+func NeedsNames(spec *uprobe.Spec) bool {
 	if spec.SrcFile != "" || spec.SrcFunc != "" {
 		return true
 	}
@@ -139,7 +139,7 @@ func needsNames(spec *uprobe.Spec) bool {
 	return false
 }
 
-// Expand binds the names of spec, once, to the fetch-arg trees they mean
+// BindNames binds the names of spec, once, to the fetch-arg trees they mean
 // at the probed address, and returns the specs both backends take: a
 // PATH:FILE:LINE target gives one spec per address of the line (its
 // events named EVENT, EVENT_1, ...), each variable path and $params the
@@ -149,11 +149,16 @@ func needsNames(spec *uprobe.Spec) bool {
 // (docs/DESIGN.md §10). A spec without such names comes back as it is,
 // and a file without debug information is an error only when the spec
 // asks for a name. Errors are *Error.
-func (r *Resolver) Expand(spec *uprobe.Spec) ([]*uprobe.Spec, error) {
+func (r *Resolver) BindNames(spec *uprobe.Spec) ([]*uprobe.Spec, error) {
 	if spec.Kernel {
 		return []*uprobe.Spec{spec}, nil
 	}
-	need := needsNames(spec)
+	need := NeedsNames(spec)
+	if !need && (spec.USDT || spec.IsGlob()) {
+		// Many probes: the backends expand it (Expand) and bind
+		// nothing (docs/DESIGN.md §9).
+		return []*uprobe.Spec{spec}, nil
+	}
 	f, err := r.File(spec)
 	if err != nil {
 		if need {

@@ -16,7 +16,7 @@ import (
 // +0(+16(%di)):string), so that the kernel backend gets text that means
 // the same as the tree the ptrace engine runs; a source line becomes one
 // spec per address; a spec without names is left as it is.
-func TestExpand(t *testing.T) {
+func TestBindNames(t *testing.T) {
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
 		t.Skip("skipped: gcc is not installed: cannot build testdata/c/dwarf.c")
@@ -33,9 +33,9 @@ func TestExpand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := r.Expand(spec)
+		out, err := r.BindNames(spec)
 		if err != nil {
-			t.Fatalf("Expand(%q): %v", text, err)
+			t.Fatalf("BindNames(%q): %v", text, err)
 		}
 		return out
 	}
@@ -66,12 +66,12 @@ func TestExpand(t *testing.T) {
 	}
 
 	spec, _ := uprobe.Parse("p:t/plain " + prog + ":work %di")
-	if out, err := r.Expand(spec); err != nil || len(out) != 1 || out[0] != spec {
+	if out, err := r.BindNames(spec); err != nil || len(out) != 1 || out[0] != spec {
 		t.Errorf("a spec without names: %v %v", out, err)
 	}
 
 	spec, _ = uprobe.Parse("r:t/bad " + prog + ":work a")
-	if _, err := r.Expand(spec); err == nil || !strings.Contains(err.Error(), "no location at the return") {
+	if _, err := r.BindNames(spec); err == nil || !strings.Contains(err.Error(), "no location at the return") {
 		t.Errorf("a variable in a return probe: %v", err)
 	}
 }
@@ -79,7 +79,7 @@ func TestExpand(t *testing.T) {
 // BenchmarkExpand is what binding names adds to a probe's start: a new
 // Resolver each time, so the DWARF is opened each time, as at a start
 // of ptprobe (docs/DESIGN.md §10).
-func BenchmarkExpand(b *testing.B) {
+func BenchmarkBindNames(b *testing.B) {
 	prog := testprog.BuildGo(b, b.TempDir(), "dwarfargs")
 	for name, text := range map[string]string{"go": prog + ":main.work n", "libc": "libc:malloc bytes"} {
 		spec, err := uprobe.Parse(text)
@@ -89,7 +89,7 @@ func BenchmarkExpand(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
 				r := resolve.New(nil)
-				if _, err := r.Expand(spec); err != nil {
+				if _, err := r.BindNames(spec); err != nil {
 					b.Fatal(err)
 				}
 				r.Close()

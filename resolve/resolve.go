@@ -13,6 +13,8 @@ package resolve
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/ptprobe/ptprobe/elfsym"
@@ -42,6 +44,7 @@ type Options struct {
 // has (a probe on every function of libc opens libc once). It is not safe
 // for concurrent use.
 type Resolver struct {
+	prog      string // Options.Program
 	libs      *elfsym.Libraries
 	byPath    map[string]*elfsym.File
 	openNames NamesOpener
@@ -62,8 +65,26 @@ func New(opts *Options) *Resolver {
 		}
 		libs = elfsym.NewLibraries(elfsym.LibraryEnv{Program: opts.Program, LDLibraryPath: Getenv(env, "LD_LIBRARY_PATH")})
 	}
-	return &Resolver{libs: libs, byPath: make(map[string]*elfsym.File), openNames: opts.Names,
+	return &Resolver{prog: opts.Program, libs: libs, byPath: make(map[string]*elfsym.File), openNames: opts.Names,
 		namesOf: make(map[string]Names), namesErr: make(map[string]error)}
+}
+
+// program finds the ELF program called name (a base name): the traced
+// program when it is called so, else the one of that name in PATH.
+func (r *Resolver) program(name string) (string, error) {
+	if r.prog != "" && filepath.Base(r.prog) == name {
+		if f, err := r.Open(r.prog); err == nil && f.Type != 0 {
+			return r.prog, nil
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", err
+	}
+	if _, err := r.Open(p); err != nil {
+		return "", err
+	}
+	return p, nil
 }
 
 // Getenv returns the value of the last entry for key in env (the one
@@ -122,7 +143,13 @@ func (r *Resolver) File(spec *uprobe.Spec) (*elfsym.File, error) {
 	if spec.IsLibrary() {
 		found, err := r.libs.Find(spec.Path)
 		if err != nil {
-			return nil, fmt.Errorf("probe %q: %w", spec.Text, err)
+			// A program's name ("usdt:python3.11:python:line"): the
+			// traced program, or the one PATH has.
+			prog, perr := r.program(spec.Path)
+			if perr != nil {
+				return nil, fmt.Errorf("probe %q: %w", spec.Text, err)
+			}
+			found = prog
 		}
 		path = found
 	}

@@ -16,6 +16,9 @@ type Value struct {
 	// Truncated reports a String longer than MaxStringLen bytes, cut to
 	// them: printed with "..." after its closing quote.
 	Truncated bool
+	// Elems are the elements of an array (Type.Len > 0), each as U
+	// would be.
+	Elems []uint64
 }
 
 // Event is one probe hit, the same for every backend.

@@ -235,6 +235,10 @@ func (f *fetcher) fetch(a *FetchArg) Value {
 			v.S = f.ctx.Comm()
 			return v
 		}
+		if e.Op == OpImmString {
+			v.S = e.Sym
+			return v
+		}
 		addr, ok := f.addr(e, 0)
 		switch {
 		case ok && a.Len != nil:
@@ -250,6 +254,24 @@ func (f *fetcher) fetch(a *FetchArg) Value {
 	}
 
 	size := typeSize(a.Type)
+	if a.Type.Len > 0 {
+		// An array: Len elements of the type at the address.
+		addr, ok := f.addr(e, 0)
+		if !ok {
+			v.Fault = true
+			return v
+		}
+		v.Elems = make([]uint64, a.Type.Len)
+		for i := range v.Elems {
+			u, ok := f.readUint(addr+uint64(i*size), size)
+			if !ok {
+				v.Fault, v.Elems = true, nil
+				return v
+			}
+			v.Elems[i] = convert(u, a.Type, size)
+		}
+		return v
+	}
 	var u uint64
 	var ok bool
 	if e.Op.isMemory() {
@@ -264,12 +286,20 @@ func (f *fetcher) fetch(a *FetchArg) Value {
 		v.Fault = true
 		return v
 	}
-	if a.Type.Kind == Signed {
-		v.U = signExtend(u, size)
-	} else {
-		v.U = u & sizeMask(size)
-	}
+	v.U = convert(u, a.Type, size)
 	return v
+}
+
+// convert truncates u to the type's size (sign-extended for Signed) and
+// takes a bitfield's bits out of it.
+func convert(u uint64, t Type, size int) uint64 {
+	switch {
+	case t.Kind == Signed:
+		return signExtend(u, size)
+	case t.BitWidth > 0:
+		return u >> uint(t.BitOffset) & (1<<uint(t.BitWidth) - 1)
+	}
+	return u & sizeMask(size)
 }
 
 // value is the 64-bit value of e.
@@ -278,6 +308,8 @@ func (f *fetcher) value(e *Expr, depth int) (uint64, bool) {
 		return 0, false
 	}
 	switch e.Op {
+	case OpImm:
+		return uint64(e.Imm), true
 	case OpAddr, OpFileOffset, OpDeref:
 		addr, ok := f.addr(e, depth)
 		if !ok {
@@ -300,6 +332,16 @@ func (f *fetcher) value(e *Expr, depth int) (uint64, bool) {
 		return e.Reg.Get(regs), true
 	case OpStack:
 		return regs.Rsp, true
+	case OpIndexed:
+		var base uint64
+		if e.Inner != nil {
+			v, ok := f.value(e.Inner, depth+1)
+			if !ok {
+				return 0, false
+			}
+			base = v
+		}
+		return base + e.Reg.Get(regs)*uint64(e.Imm), true
 	case OpRetval:
 		return regs.Rax, true
 	case OpArgN:

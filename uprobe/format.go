@@ -17,6 +17,17 @@ func (v Value) AppendText(b []byte) []byte {
 	if v.Fault {
 		return append(b, "(fault)"...)
 	}
+	if v.Type.Len > 0 {
+		// As the kernel prints an array: {a,b,c}.
+		b = append(b, '{')
+		for i, u := range v.Elems {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendScalar(b, u, v.Type)
+		}
+		return append(b, '}')
+	}
 	switch v.Type.Kind {
 	case String:
 		b = append(b, '"')
@@ -26,12 +37,22 @@ func (v Value) AppendText(b []byte) []byte {
 			b = append(b, "..."...)
 		}
 		return b
-	case Signed:
-		return strconv.AppendInt(b, int64(signExtend(v.U, v.Type.Size)), 10)
-	case Hex:
-		return strconv.AppendUint(append(b, "0x"...), v.U&sizeMask(v.Type.Size), 16)
 	}
-	return strconv.AppendUint(b, v.U&sizeMask(v.Type.Size), 10)
+	return appendScalar(b, v.U, v.Type)
+}
+
+// appendScalar appends an integer of type t as trace_pipe prints it; a
+// char is its byte in single quotes, as the kernel's '%c' prints it.
+func appendScalar(b []byte, u uint64, t Type) []byte {
+	switch t.Kind {
+	case Signed:
+		return strconv.AppendInt(b, int64(signExtend(u, t.Size)), 10)
+	case Hex:
+		return strconv.AppendUint(append(b, "0x"...), u&sizeMask(t.Size), 16)
+	case Char:
+		return append(b, '\'', byte(u), '\'')
+	}
+	return strconv.AppendUint(b, u&sizeMask(t.Size), 10)
 }
 
 // AppendText appends the event as one trace_pipe line with its newline:
@@ -141,6 +162,17 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		switch {
 		case v.Fault:
 			b = append(b, "null"...)
+		case v.Type.Len > 0:
+			b = append(b, '[')
+			for i, u := range v.Elems {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONScalar(b, u, v.Type)
+			}
+			b = append(b, ']')
+		case v.Type.Kind == Char:
+			b = appendJSONScalar(b, v.U, v.Type)
 		case v.Type.Kind == String:
 			b = appendJSONString(b, v.S)
 		case v.Type.Kind == Signed:
@@ -233,4 +265,20 @@ func appendJSONChars(b []byte, s string) []byte {
 		i += size
 	}
 	return append(b, s[start:]...)
+}
+
+// appendJSONScalar appends an integer of type t as JSON: a number, a
+// "0x..." string for hex types, a one-byte string for a char.
+func appendJSONScalar(b []byte, u uint64, t Type) []byte {
+	switch t.Kind {
+	case Signed:
+		return strconv.AppendInt(b, int64(signExtend(u, t.Size)), 10)
+	case Hex:
+		b = append(b, `"0x`...)
+		b = strconv.AppendUint(b, u&sizeMask(t.Size), 16)
+		return append(b, '"')
+	case Char:
+		return appendJSONString(b, string([]byte{byte(u)}))
+	}
+	return strconv.AppendUint(b, u&sizeMask(t.Size), 10)
 }

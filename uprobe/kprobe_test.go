@@ -202,7 +202,7 @@ func TestParseKprobeErrors(t *testing.T) {
 		{"p vfs_read x=$retval", errRetvalOnProbe, 13},
 		{"p vfs_read x=+0(@jiffies):u9", errBadType, 26},
 		{"p vfs_read x=%di y=%si x=%dx", errUsedArgName, 23},
-		{"p vfs_read x=%di:b1@x/8", errBadType, 17},
+		{"p vfs_read x=%di:b1@x/8", errBadBitfield, 17},
 		{"p vfs_read x=%di:symbol", errBadType, 17},
 		{"p vfs_read x=%di:ustring", errBadString, 17},
 		{"p vfs_read" + strings.Repeat(" %di", maxArgs+1), errTooManyArgs, 10 + 4*maxArgs + 1},

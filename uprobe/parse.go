@@ -22,6 +22,8 @@ const (
 	// FETCH_INSN_MAX (16) instructions, of which the base fetch and the
 	// terminator take two.
 	maxDeref = 14
+	// maxArrayLen is MAX_ARRAY_LEN.
+	maxArrayLen = 64
 	// maxStackN is PARAM_MAX_STACK on x86-64 (THREAD_SIZE / 8).
 	maxStackN = 2048
 	// maxArgN bounds $argN as the kernel does (PARAM_MAX_STACK); which
@@ -49,7 +51,14 @@ const (
 	errNoFile        = "File name is not specified"
 	errBadLibrary    = "Invalid library name (give the path of other files)"
 	errBadSuffix     = "Invalid probed address suffix"
-	errRefCtr        = "Reference counter offset is not supported"
+	errRefCtr        = "A reference counter offset follows a file offset, not a symbol"
+	errBadRefCtr     = "Invalid reference counter offset"
+	errRefCtrBrace   = "Reference counter brace is not closed"
+	errRefCtrSuffix  = "Reference counter has wrong suffix"
+	errUSDTForm      = "USDT probe point must be usdt:PATH|LIB:PROVIDER:NAME"
+	errUSDTReturn    = "A USDT probe has no return"
+	errBadUSDTName   = "Invalid USDT provider or probe name"
+	errQuote         = "Unterminated quote"
 	errBadOffs       = "Invalid uprobe offset"
 	errNoSymbol      = "Symbol is not specified"
 	errBadSymbol     = "Unknown symbol syntax"
@@ -78,6 +87,13 @@ const (
 	errDerefOpen     = "Dereference brace is not closed"
 	errCommDeref     = "$comm can not be dereferenced"
 	errBadFetchArg   = "Invalid fetch argument"
+	errBadImm        = "Invalid immediate value"
+	errArrayOpen     = "Array is not closed"
+	errArraySuffix   = "Array has wrong suffix"
+	errBadArrayNum   = "Invalid array size"
+	errArrayTooBig   = "Array number is too big"
+	errBadBitfield   = "Invalid bitfield"
+	errImmStrOpen    = "String is not closed with '\"'"
 	errBadLine       = "Invalid source line number"
 
 	// Of kernel probe specs only.
@@ -184,7 +200,13 @@ func tokenize(text string) []token {
 			i++
 		}
 		start := i
-		for i < len(text) && !isSpace(text[i]) {
+		quoted := false
+		for i < len(text) && (quoted || !isSpace(text[i])) {
+			// A quoted symbol (PATH:"ns::f(int, char)") may hold
+			// white space; a quote opens only after a ':'.
+			if text[i] == '"' && (quoted || i > 0 && text[i-1] == ':') {
+				quoted = !quoted
+			}
 			i++
 		}
 		if i > start {
@@ -346,24 +368,42 @@ func (p *parser) eventName(s *Spec, w string, pos int) *Error {
 	return nil
 }
 
-// target parses PATH:OFFSET, PATH:SYMBOL[+OFFS], LIB:OFFSET or
-// LIB:SYMBOL[+OFFS], any of them with "%return".
+// target parses PATH:OFFSET[(REF_CTR_OFFSET)], PATH:SYMBOL[+OFFS],
+// LIB:OFFSET[(REF_CTR_OFFSET)] or LIB:SYMBOL[+OFFS], any of them with
+// "%return", or a USDT probe usdt:PATH|LIB:PROVIDER:NAME.
 //
-// A PATH (a '/' before the last ':') is split from its target at the
-// last ':', as the kernel splits it, and may hold any byte: it names a
-// file, whose existence is checked later. A LIB has no '/' and ends at
-// the first ':' (so that a ':' later, as in a garbled spec, is refused in
-// the target, and C++-like targets with "::" stay possible); it may only
-// hold the bytes library file names are made of.
+// A PATH (a '/' before the target) is split from an offset at the last
+// ':', as the kernel splits it, and from a symbol at the first ':' after
+// its last '/' (so that C++ names keep their "::"); it may hold any byte:
+// it names a file, whose existence is checked later. A LIB has no '/'
+// and ends at the first ':' (so that a ':' later, as in a garbled spec,
+// is refused in the target); it may only hold the bytes library file
+// names are made of. A symbol may be a C++ name ("ns::Foo::bar",
+// "over(int)"), quoted when it holds white space or bytes of the
+// grammar ('"ns::f(int, char)"'), and a glob ("str*"), which
+// resolve.Expand turns into one probe per match (docs/DESIGN.md §9).
 func (p *parser) target(s *Spec, t token) *Error {
+	if rest, ok := strings.CutPrefix(t.s, "usdt:"); ok {
+		return p.usdtTarget(s, rest, t.pos+len("usdt:"))
+	}
 	last := strings.LastIndexByte(t.s, ':')
 	if last < 0 {
 		return p.err(t.pos, errNoColon)
 	}
 	colon := last
-	isPath := strings.IndexByte(t.s[:last], '/') >= 0
-	if !isPath {
+	slash := strings.LastIndexByte(t.s[:last], '/')
+	if q := strings.Index(t.s, ":\""); q >= 0 {
+		// PATH:"SYMBOL": the symbol is what the quotes hold.
+		colon = q
+		slash = strings.LastIndexByte(t.s[:q], '/')
+	}
+	isPath := slash >= 0
+	switch {
+	case !isPath:
 		colon = strings.IndexByte(t.s, ':')
+	case colon == last && (last+1 >= len(t.s) || !isDigit(t.s[last+1])):
+		// A symbol: the first ':' after the path's last '/'.
+		colon = slash + strings.IndexByte(t.s[slash:], ':')
 	}
 	if file, line, ok := srcLine(t.s, colon, last, isPath); ok {
 		// PATH:FILE:LINE, a source line, or PATH:FUNC:+N, a line of
@@ -400,23 +440,93 @@ func (p *parser) target(s *Spec, t token) *Error {
 		}
 	}
 	rest, pos := t.s[colon+1:], t.pos+colon+1
-	if rest != "" && !isDigit(rest[0]) {
-		// SYMBOL[+OFFS]: the symbol's bytes are checked first, so that
-		// a garbled name is refused at its first bad byte rather than
-		// at a '(' or '%' inside it.
+	if rest != "" && isDigit(rest[0]) {
+		return p.offsetTarget(s, rest, pos)
+	}
+	// SYMBOL[+OFFS][%return], the symbol perhaps quoted.
+	var sym, tail string
+	tpos := pos
+	if rest != "" && rest[0] == '"' {
+		end := strings.IndexByte(rest[1:], '"')
+		if end < 0 {
+			return p.err(pos, errQuote)
+		}
+		sym, tail, tpos = rest[1:end+1], rest[end+2:], pos+end+2
+		if sym == "" {
+			return p.err(pos, errNoSymbol)
+		}
+		if tail != "" && tail[0] != '+' && tail[0] != '%' {
+			return p.err(tpos, errBadSymbol)
+		}
+	} else {
+		// The symbol's bytes are checked first, so that a garbled name
+		// is refused at its first bad byte rather than at a '(' or '%'
+		// inside it.
 		n := strings.IndexAny(rest, "+%")
 		if n < 0 {
 			n = len(rest)
 		}
 		if i := badSymbolByte(rest[:n]); i >= 0 {
-			if rest[i] == '(' && isRefCtr(rest[i:]) {
+			if rest[i] == '(' && isRefCtr(rest[i:n]) {
 				return p.err(pos+i, errRefCtr)
 			}
 			return p.err(pos+i, errBadSymbol)
 		}
+		if i := strings.LastIndexByte(rest[:n], '('); i >= 0 && isRefCtr(rest[i:n]) {
+			return p.err(pos+i, errRefCtr)
+		}
+		if i := strings.IndexByte(rest[n:], '('); i >= 0 {
+			return p.err(pos+n+i, errRefCtr)
+		}
+		sym, tail, tpos = rest[:n], rest[n:], pos+n
 	}
-	if i := strings.IndexByte(rest, '('); i >= 0 && !isGoMethod(rest, i) {
-		return p.err(pos+i, errRefCtr)
+	if i := strings.IndexByte(tail, '%'); i >= 0 {
+		if tail[i:] != "%return" {
+			return p.err(tpos+i, errBadSuffix)
+		}
+		s.Kind = Return
+		tail = tail[:i]
+	}
+	if sym == "" {
+		if tail == "" {
+			return p.err(pos, errBadOffs)
+		}
+		return p.err(pos, errNoSymbol)
+	}
+	s.Symbol = sym
+	if tail != "" { // "+OFFS"
+		off, ok := parseUint(tail[1:])
+		if !ok {
+			return p.err(tpos+1, errSymOffs)
+		}
+		if off != 0 && s.Kind == Return {
+			// A return probe hooks the return address pushed by the
+			// call; only a function's first instruction has it at (%sp).
+			return p.err(tpos+1, errBadRetprobe)
+		}
+		s.Offset = off
+	}
+	return nil
+}
+
+// offsetTarget parses OFFSET[%return][(REF_CTR_OFFSET)] at pos, with the
+// kernel's checks in the kernel's order (trace_uprobe.c): the reference
+// counter's braces first, then the suffix, then the offset.
+func (p *parser) offsetTarget(s *Spec, rest string, pos int) *Error {
+	if lp := strings.IndexByte(rest, '('); lp >= 0 {
+		rp := strings.IndexByte(rest[lp:], ')')
+		switch {
+		case rp < 0:
+			return p.err(pos+len(rest), errRefCtrBrace)
+		case lp+rp+1 != len(rest):
+			return p.err(pos+lp+rp+1, errRefCtrSuffix)
+		}
+		ref, ok := parseUint(rest[lp+1 : lp+rp])
+		if !ok {
+			return p.err(pos+lp+1, errBadRefCtr)
+		}
+		s.RefCtr = ref
+		rest = rest[:lp]
 	}
 	if i := strings.IndexByte(rest, '%'); i >= 0 {
 		if rest[i:] != "%return" {
@@ -425,39 +535,59 @@ func (p *parser) target(s *Spec, t token) *Error {
 		s.Kind = Return
 		rest = rest[:i]
 	}
-	if rest == "" {
+	off, ok := parseUint(rest)
+	if !ok {
 		return p.err(pos, errBadOffs)
 	}
-	if isDigit(rest[0]) {
-		off, ok := parseUint(rest)
-		if !ok {
-			return p.err(pos, errBadOffs)
-		}
-		s.Offset = off
-		return nil
+	s.Offset = off
+	return nil
+}
+
+// usdtTarget parses the PATH|LIB:PROVIDER:NAME of a USDT target at pos.
+// PROVIDER and NAME may be globs; PATH is split from them at the last two
+// ':'.
+func (p *parser) usdtTarget(s *Spec, rest string, pos int) *Error {
+	if s.Kind == Return {
+		return p.err(pos, errUSDTReturn)
 	}
-	sym := rest
-	plus := strings.IndexByte(rest, '+')
-	if plus >= 0 {
-		sym = rest[:plus]
+	n := strings.LastIndexByte(rest, ':')
+	if n < 0 {
+		return p.err(pos, errUSDTForm)
 	}
-	if sym == "" {
-		return p.err(pos, errNoSymbol)
+	pr := strings.LastIndexByte(rest[:n], ':')
+	if pr <= 0 {
+		return p.err(pos, errUSDTForm)
 	}
-	s.Symbol = sym
-	if plus >= 0 {
-		off, ok := parseUint(rest[plus+1:])
-		if !ok {
-			return p.err(pos+plus+1, errSymOffs)
+	s.USDT = true
+	s.Path, s.Provider, s.Symbol = rest[:pr], rest[pr+1:n], rest[n+1:]
+	if strings.IndexByte(s.Path, '/') < 0 {
+		if i := badLibraryByte(s.Path); i >= 0 {
+			return p.err(pos+i, errBadLibrary)
 		}
-		if off != 0 && s.Kind == Return {
-			// A return probe hooks the return address pushed by the
-			// call; only a function's first instruction has it at (%sp).
-			return p.err(pos+plus+1, errBadRetprobe)
+	}
+	for _, w := range []struct {
+		s   string
+		pos int
+	}{{s.Provider, pos + pr + 1}, {s.Symbol, pos + n + 1}} {
+		if w.s == "" {
+			return p.err(w.pos, errUSDTForm)
 		}
-		s.Offset = off
+		for i := 0; i < len(w.s); i++ {
+			if c := w.s[i]; !isAlpha(c) && !isDigit(c) && c != '_' && !isGlobByte(c) {
+				return p.err(w.pos+i, errBadUSDTName)
+			}
+		}
 	}
 	return nil
+}
+
+// isGlobByte reports whether c is a glob metacharacter (path.Match's).
+func isGlobByte(c byte) bool { return c == '*' || c == '?' || c == '[' || c == ']' }
+
+// IsGlob reports whether the spec's symbol (or USDT provider or name) is a
+// pattern that resolve.Expand expands into the probes it matches.
+func (s *Spec) IsGlob() bool {
+	return strings.ContainsAny(s.Symbol, "*?[") || strings.ContainsAny(s.Provider, "*?[")
 }
 
 // srcLine splits a PATH:FILE:LINE target whose first colon, after the
@@ -569,6 +699,9 @@ func isKsym(w string) bool {
 // isRefCtr reports whether w is the kernel's "(REF_CTR_OFFSET)" suffix: a
 // number in parentheses, ending the target.
 func isRefCtr(w string) bool {
+	if w == "" {
+		return false
+	}
 	inner, ok := strings.CutSuffix(w[1:], ")")
 	if !ok {
 		return false
@@ -595,19 +728,48 @@ func badLibraryByte(lib string) int {
 }
 
 // badSymbolByte returns the index of the first byte of sym that cannot be
-// in a symbol name, or -1. Symbols are C-like names that may also contain
-// '.' and '$' (compiler-generated "foo.cold", "foo$plt") and '@' after the
-// first byte (versioned "memcpy@GLIBC_2.2.5", as elfsym.Lookup takes).
+// in an unquoted symbol name, or -1. Symbols are C-like names that may
+// also contain '.' and '$' (compiler-generated "foo.cold", "foo$plt"),
+// '@' after the first byte (versioned "memcpy@GLIBC_2.2.5", as
+// elfsym.Lookup takes), glob bytes ("str*"), and what C++ names are made
+// of: "::" (a single ':' is refused: a garbled target), a balanced
+// parameter list of type names ("over(int)", "f(char const*, long)" when
+// quoted), template brackets, '~'. A '(' that opens something else (a
+// fetch-arg's "(%di)") is the bad byte.
 func badSymbolByte(sym string) int {
+	depth, angle, open := 0, 0, -1
 	for i := 0; i < len(sym); i++ {
 		c := sym[i]
 		switch {
-		case isAlpha(c) || c == '_' || c == '.' || c == '$':
+		case isAlpha(c) || c == '_' || c == '.' || c == '$' || isGlobByte(c) || c == '~':
 		case i > 0 && (isDigit(c) || c == '@'):
 		case (c == '(' || c == '*' || c == ')') && isGoMethod(sym, i):
+		case c == ':' && i+1 < len(sym) && sym[i+1] == ':':
+			i++
+		case c == '<':
+			angle++
+		case c == '>' && angle > 0:
+			angle--
+		case c == ',' || c == '&':
+			if depth == 0 && angle == 0 {
+				return i
+			}
+		case c == '(' && i > 0:
+			if depth == 0 {
+				open = i
+			}
+			depth++
+		case c == ')' && depth > 0:
+			depth--
 		default:
+			if depth > 0 {
+				return open
+			}
 			return i
 		}
+	}
+	if depth > 0 {
+		return open
 	}
 	return -1
 }
@@ -649,9 +811,9 @@ func (p *parser) fetchArg(s *Spec, i int, t token) (FetchArg, *Error) {
 	expr, typ, tpos := body, "", -1
 	if c := strings.IndexByte(body, ':'); c >= 0 {
 		expr, typ, tpos = body[:c], body[c+1:], bpos+c+1
-		tt, ok := p.parseType(typ)
-		if !ok {
-			return a, p.err(tpos, errBadType)
+		tt, err := p.parseFullType(typ, tpos)
+		if err != nil {
+			return a, err
 		}
 		a.Type, a.Typed = tt, true
 	}
@@ -674,14 +836,83 @@ func (p *parser) fetchArg(s *Spec, i int, t token) (FetchArg, *Error) {
 		}
 	}
 	switch {
-	case e.Op == OpComm && tpos < 0:
+	case (e.Op == OpComm || e.Op == OpImmString) && tpos < 0:
 		a.Type = Type{Kind: String}
-	case e.Op == OpComm && a.Type.Kind != String:
+	case (e.Op == OpComm || e.Op == OpImmString) && a.Type.Kind != String:
 		return a, p.err(tpos, errCommType)
-	case a.Type.Kind == String && !e.Op.isMemory() && e.Op != OpComm && e.Op != OpName:
+	case a.Type.Len > 0 && !e.Op.isMemory() && e.Op != OpName && !(s.USDT && e.Op == OpArgN):
+		// The kernel's check and words: an array is read from memory.
+		return a, p.err(tpos, errBadString)
+	case a.Type.Kind == String && !e.Op.isMemory() && e.Op != OpComm && e.Op != OpImmString && e.Op != OpName && !(s.USDT && e.Op == OpArgN):
+		// A USDT probe's $argN:string is the string its argument
+		// points to (resolve.Expand).
 		return a, p.err(tpos, errBadString)
 	}
 	return a, nil
+}
+
+// parseFullType parses a fetch type at pos: a type name, a bitfield
+// b<width>@<offset>/<container>, or either as an array TYPE[N], with the
+// kernel's checks and messages (traceprobe_parse_probe_arg_body).
+func (p *parser) parseFullType(t string, pos int) (Type, *Error) {
+	n := 0
+	if lb := strings.IndexByte(t, '['); lb >= 0 {
+		rb := strings.IndexByte(t[lb:], ']')
+		switch {
+		case rb < 0:
+			return Type{}, p.err(pos+len(t), errArrayOpen)
+		case lb+rb+1 != len(t):
+			return Type{}, p.err(pos+lb+rb+1, errArraySuffix)
+		}
+		v, ok := parseUint(t[lb+1 : lb+rb])
+		switch {
+		case !ok || v == 0:
+			return Type{}, p.err(pos+lb+1, errBadArrayNum)
+		case v > maxArrayLen:
+			return Type{}, p.err(pos+lb+1, errArrayTooBig)
+		}
+		n, t = int(v), t[:lb]
+	}
+	var tt Type
+	if strings.HasPrefix(t, "b") && len(t) > 1 && isDigit(t[1]) {
+		// The kernel looks the container up first ("/24" is an
+		// unknown type), then checks the field.
+		sl := strings.LastIndexByte(t, '/')
+		if c := t[sl+1:]; sl < 0 || c != "8" && c != "16" && c != "32" && c != "64" {
+			return Type{}, p.err(pos, errBadType)
+		}
+		var ok bool
+		if tt, ok = parseBitfield(t); !ok {
+			return Type{}, p.err(pos, errBadBitfield)
+		}
+	} else {
+		var ok bool
+		if tt, ok = p.parseType(t); !ok {
+			return Type{}, p.err(pos, errBadType)
+		}
+	}
+	if n > 0 && tt.Kind == String {
+		return Type{}, p.err(pos, "ptprobe does not support string arrays yet")
+	}
+	tt.Len = n
+	return tt, nil
+}
+
+// parseBitfield parses b<width>@<offset>/<container>, the container 8, 16,
+// 32 or 64 bits and the field inside it (the kernel's parse_probe_bitfield).
+func parseBitfield(t string) (Type, bool) {
+	at := strings.IndexByte(t, '@')
+	sl := strings.IndexByte(t, '/')
+	if at < 0 || sl < at {
+		return Type{}, false
+	}
+	w, ok1 := parseDecimal(t[1:at])
+	o, ok2 := parseDecimal(t[at+1 : sl])
+	c, ok3 := parseDecimal(t[sl+1:])
+	if !ok1 || !ok2 || !ok3 || c != 8 && c != 16 && c != 32 && c != 64 || w == 0 || w+o > c {
+		return Type{}, false
+	}
+	return Type{Kind: Unsigned, Size: int(c / 8), BitWidth: int(w), BitOffset: int(o)}, true
 }
 
 // parseType parses a fetch type name. "ustring" is the kernel's name for a
@@ -693,6 +924,8 @@ func (p *parser) parseType(t string) (Type, bool) {
 		return Type{Kind: String}, true
 	case "ustring":
 		return Type{Kind: String, User: p.kernel}, true
+	case "char":
+		return Type{Kind: Char, Size: 1}, true
 	}
 	if len(t) < 2 {
 		return Type{}, false
@@ -768,6 +1001,30 @@ func (p *parser) expr(s *Spec, w string, pos, depth int) (*Expr, *Error) {
 
 	case '$':
 		return p.variable(s, w[1:], pos)
+
+	case '\\':
+		// \IMM and \"STR", as the kernel's str_to_immediate and
+		// parse_probe_arg read them.
+		if len(w) > 1 && w[1] == '"' {
+			if len(w) < 3 || w[len(w)-1] != '"' {
+				return nil, p.err(pos+len(w), errImmStrOpen)
+			}
+			str := w[2 : len(w)-1]
+			if strings.IndexByte(str, '"') >= 0 {
+				return nil, p.err(pos+1+strings.IndexByte(str, '"'), errImmStrOpen)
+			}
+			return &Expr{Op: OpImmString, Sym: str}, nil
+		}
+		neg := len(w) > 1 && w[1] == '-'
+		num := w[1:]
+		if neg {
+			num = w[2:]
+		}
+		v, ok := parseSigned(neg, num)
+		if !ok {
+			return nil, p.err(pos+1, errBadImm)
+		}
+		return &Expr{Op: OpImm, Imm: v}, nil
 
 	case '+', '-':
 		if depth >= maxDeref {
@@ -1050,6 +1307,11 @@ func defaultEvent(s *Spec) string {
 	return name
 }
 
+// DefaultEvent is the event name Parse gives spec when it names none
+// (see Parse); resolve.Expand names the probes a pattern expands to with
+// it.
+func DefaultEvent(spec *Spec) string { return defaultEvent(spec) }
+
 // defaultKprobeEvent names a kernel probe as the kernel does
 // (trace_kprobe.c): "%c_%s_%ld" with ':' and '.' made '_', cut to the name
 // buffer.
@@ -1197,6 +1459,17 @@ func (e *Expr) appendText(b []byte) []byte {
 		return append(b, "$comm"...)
 	case OpArgN, OpEntryReg:
 		return strconv.AppendInt(append(b, "$arg"...), e.Imm, 10)
+	case OpImm:
+		return strconv.AppendInt(append(b, '\\'), e.Imm, 10)
+	case OpImmString:
+		return append(append(append(b, '\\', '"'), e.Sym...), '"')
+	case OpIndexed:
+		b = append(b, '(')
+		if e.Inner != nil {
+			b = e.Inner.appendText(b)
+		}
+		b = append(append(b, ",%"...), e.Reg.KernelName()...)
+		return append(strconv.AppendInt(append(b, ','), e.Imm, 10), ')')
 	case OpSymbol:
 		b = append(append(b, '@'), e.Sym...)
 		if e.Imm > 0 {
@@ -1220,7 +1493,7 @@ func (s *Spec) Equal(t *Spec) bool {
 		s.Kernel != t.Kernel || s.Path != t.Path || s.Module != t.Module ||
 		s.Symbol != t.Symbol || s.Offset != t.Offset || s.Addr != t.Addr ||
 		s.SrcFile != t.SrcFile || s.SrcLine != t.SrcLine || s.SrcFunc != t.SrcFunc ||
-		s.MaxActive != t.MaxActive || len(s.Args) != len(t.Args) {
+		s.MaxActive != t.MaxActive || s.RefCtr != t.RefCtr || s.USDT != t.USDT || s.Provider != t.Provider || len(s.Args) != len(t.Args) {
 		return false
 	}
 	for i := range s.Args {
@@ -1236,7 +1509,7 @@ func (s *Spec) Equal(t *Spec) bool {
 func (e *Expr) Equal(f *Expr) bool {
 	for e != nil && f != nil {
 		if e.Op != f.Op || e.Imm != f.Imm || e.Sym != f.Sym || e.User != f.User ||
-			((e.Op == OpReg || e.Op == OpEntryReg) && e.Reg != f.Reg) {
+			((e.Op == OpReg || e.Op == OpEntryReg || e.Op == OpIndexed) && e.Reg != f.Reg) {
 			return false
 		}
 		e, f = e.Inner, f.Inner

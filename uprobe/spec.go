@@ -10,6 +10,7 @@ package uprobe
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/ptprobe/ptprobe/arch"
 )
@@ -81,6 +82,18 @@ type Spec struct {
 	// Offset is the file offset (Symbol == "") or the offset from the
 	// symbol's start.
 	Offset uint64
+	// RefCtr is the kernel's REF_CTR_OFFSET of PATH:OFFSET(REF_CTR_OFFSET):
+	// the file offset of a 16-bit counter that the tracer raises by one
+	// in each process while the probe is armed (a USDT semaphore), 0 for
+	// none.
+	RefCtr uint64
+	// USDT marks a usdt:PATH|LIB:PROVIDER:NAME spec: Provider and
+	// Symbol are the SDT probe's provider and name (globs allowed), and
+	// $argN are the probe's own arguments. resolve.Expand turns it into
+	// one PATH:OFFSET(REF_CTR_OFFSET) spec per location
+	// (docs/DESIGN.md §9).
+	USDT     bool
+	Provider string
 	// Addr is a kernel probe's KADDR, when Symbol is "".
 	Addr uint64
 	// MaxActive is the r[MAXACTIVE] of a kernel return probe: how many
@@ -115,12 +128,22 @@ func (s *Spec) Target() string {
 		return s.kprobeTarget()
 	}
 	switch {
+	case s.USDT:
+		return "usdt:" + s.Path + ":" + s.Provider + ":" + s.Symbol
+	case s.Symbol == "" && s.RefCtr != 0:
+		return fmt.Sprintf("%s:0x%x(0x%x)", s.Path, s.Offset, s.RefCtr)
 	case s.SrcFile != "":
 		return fmt.Sprintf("%s:%s:%d", s.Path, s.SrcFile, s.SrcLine)
 	case s.SrcFunc != "":
 		return fmt.Sprintf("%s:%s:+%d", s.Path, s.SrcFunc, s.SrcLine)
 	case s.Symbol == "":
 		return fmt.Sprintf("%s:0x%x", s.Path, s.Offset)
+	case strings.ContainsAny(s.Symbol, " \t+%\"") || badSymbolByte(s.Symbol) >= 0:
+		sym := `"` + s.Symbol + `"`
+		if s.Offset != 0 {
+			return fmt.Sprintf("%s:%s+0x%x", s.Path, sym, s.Offset)
+		}
+		return s.Path + ":" + sym
 	case s.Offset != 0:
 		return fmt.Sprintf("%s:%s+0x%x", s.Path, s.Symbol, s.Offset)
 	}
@@ -135,6 +158,7 @@ const (
 	Signed                   // s8..s64, printed in decimal
 	Hex                      // x8..x64, printed as 0x%x
 	String                   // string: NUL-terminated, printed quoted
+	Char                     // char: one byte, printed as the kernel does, '%c'
 )
 
 // Type is a fetch type: kind and size in bytes (1, 2, 4, 8; 0 for String).
@@ -146,13 +170,31 @@ type Type struct {
 	// user memory only, so uprobe specs take "ustring" as String and
 	// never set User.
 	User bool
+	// BitWidth and BitOffset make an Unsigned type of Size bytes (the
+	// container) the kernel's bitfield b<BitWidth>@<BitOffset>/<Size*8>:
+	// BitWidth bits from bit BitOffset (0: the lowest) of the container.
+	// BitWidth 0: not a bitfield.
+	BitWidth, BitOffset int
+	// Len makes the type an array of Len elements (the kernel's
+	// TYPE[Len]), read from consecutive memory; 0: not an array.
+	Len int
 }
 
 // DefaultType is the kernel's default fetch type on x86-64.
 var DefaultType = Type{Kind: Hex, Size: 8}
 
 func (t Type) String() string {
+	if t.Len > 0 {
+		e := t
+		e.Len = 0
+		return fmt.Sprintf("%s[%d]", e, t.Len)
+	}
+	if t.BitWidth > 0 {
+		return fmt.Sprintf("b%d@%d/%d", t.BitWidth, t.BitOffset, t.Size*8)
+	}
 	switch t.Kind {
+	case Char:
+		return "char"
 	case Unsigned:
 		return fmt.Sprintf("u%d", t.Size*8)
 	case Signed:
@@ -189,6 +231,18 @@ const (
 	// ptprobe writes it back as it is (docs/DESIGN.md §2). uprobe specs
 	// refuse it, as the kernel does.
 	OpSymbol
+	// OpImm is the constant Imm: the kernel's \IMM fetch-arg, and a USDT
+	// argument "N@$imm".
+	OpImm
+	// OpIndexed is Inner's value (0 when Inner is nil) plus register Reg
+	// times Imm: the base and index of a USDT argument's SIB operand
+	// ("8@16(%rax,%rdx,8)" is +16(OpIndexed{%ax, %dx, 8})). It has no
+	// text in the kernel's grammar: the ptrace backend evaluates it, the
+	// kernel backend refuses it (docs/DESIGN.md §9).
+	OpIndexed
+	// OpImmString is the kernel's \"STR" fetch-arg: the constant string
+	// Sym.
+	OpImmString
 	// OpName is a name of the program's debug information, Sym: a
 	// variable path ("p->name", "s.len", "*p", "arr[3]") or "$params".
 	// It is symbolic: resolve binds it, at the probed address, to the

@@ -83,7 +83,7 @@ func compareRun(ctx context.Context, o *compareOptions, argv []string, stdout, s
 		}
 		specs = append(specs, spec)
 	}
-	specs, err := expandSpecs(specs, argv, 0)
+	specs, err := expandSpecs(specs, argv, 0, 0, nil)
 	if err != nil {
 		return 0, err
 	}

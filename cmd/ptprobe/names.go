@@ -14,12 +14,37 @@ import (
 // source lines, a typed $retval, a Go program's goid) once, for both
 // backends, as perf probe rewrites a probe before the kernel sees it
 // (docs/DESIGN.md §10). The program is argv[0], or the process pid.
-func expandSpecs(specs []*uprobe.Spec, argv []string, pid int) ([]*uprobe.Spec, error) {
+// A USDT probe, glob or C++ name that asks for names is expanded
+// first (resolve.Expand, docs/DESIGN.md §9, at most maxProbes probes;
+// 0 is the default), so that each probe it means gets its own names.
+func expandSpecs(specs []*uprobe.Spec, argv []string, pid, maxProbes int, warn func(error)) ([]*uprobe.Spec, error) {
 	res := namesResolver(argv, pid)
 	defer res.Close()
 	var out []*uprobe.Spec
 	for _, s := range specs {
-		ex, err := res.Expand(s)
+		ex, err := bindNames(res, s, maxProbes, warn)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ex...)
+	}
+	return out, nil
+}
+
+// bindNames expands s (resolve.Expand) when it asks for names, then binds
+// the names of each probe (resolve.BindNames). Other globs, USDT probes
+// and C++ names the backends expand, checking the names across specs.
+func bindNames(res *resolve.Resolver, s *uprobe.Spec, maxProbes int, warn func(error)) ([]*uprobe.Spec, error) {
+	pre := []*uprobe.Spec{s}
+	if resolve.NeedsNames(s) {
+		var err error
+		if pre, err = res.Expand(s, &resolve.ExpandOptions{MaxProbes: maxProbes, Warn: warn}); err != nil {
+			return nil, err
+		}
+	}
+	var out []*uprobe.Spec
+	for _, p := range pre {
+		ex, err := res.BindNames(p)
 		if err != nil {
 			return nil, err
 		}
@@ -51,7 +76,7 @@ func expandProbes(req *backend.Request, argv []string, pid int) error {
 	defer res.Close()
 	var probes []backend.Probe
 	for _, p := range req.Probes {
-		ex, err := res.Expand(p.Spec)
+		ex, err := bindNames(res, p.Spec, req.MaxProbes, req.Warn)
 		if err != nil {
 			return err
 		}

@@ -20,12 +20,14 @@ const rootLong = `ptprobe traces probes on unmodified programs from an ordinary 
 through ptrace (no root, no BPF), or through the kernel's tracefs.
 
 Probe specs use the kernel's uprobe_events grammar:
-  p[:[GRP/]EVENT] PATH:OFFSET|PATH:SYMBOL[+OFFS]|LIB:SYMBOL [FETCHARGS]
+  p[:[GRP/]EVENT] PATH:OFFSET[(REF_CTR_OFFSET)]|PATH:SYMBOL[+OFFS]|LIB:SYMBOL [FETCHARGS]
   r[:[GRP/]EVENT] PATH:SYMBOL [FETCHARGS]       (or PATH:SYMBOL%return)
+  p[:[GRP/]EVENT] usdt:PATH|LIB:PROVIDER:NAME [FETCHARGS]   (USDT probes)
   p[:[GRP/]EVENT] PATH:FILE:LINE|PATH:FUNC:+N [FETCHARGS]   (source lines, from DWARF)
-FETCHARGS: [NAME=]%REG|@ADDR|@+OFFSET|$stack|$stackN|$comm|$retval|$argN|+|-OFFS(FETCHARG)[:TYPE]
+SYMBOL may be a glob (libc:str*) or a C++ name (./prog:ns::Foo::bar).
+FETCHARGS: [NAME=]%REG|@ADDR|@+OFFSET|$stack|$stackN|$comm|$retval|$argN|\IMM|\"STR"|+|-OFFS(FETCHARG)[:TYPE]
   or, from DWARF, a variable path: VAR, p->f, s.f, *p, a[N], or $params
-TYPE: u8 u16 u32 u64 s8 s16 s32 s64 x8 x16 x32 x64 string`
+TYPE: u8 u16 u32 u64 s8 s16 s32 s64 x8 x16 x32 x64 string char b<WIDTH>@<OFFSET>/<CONTAINER> TYPE[N]`
 
 const rootExample = `  ptprobe trace -e 'libc:malloc size=%di:u64' -- ls /usr/bin
   ptprobe trace --count -e 'r libc:malloc' -p 1234 --duration 10s

@@ -20,6 +20,7 @@ import (
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/handlers"
 	"github.com/ptprobe/ptprobe/kernel"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -55,6 +56,7 @@ type traceOptions struct {
 	noFast       bool // --no-fast: every probe on the stop path
 	drop         bool // --drop: a full ring counts hits missed
 	verbose      bool // --verbose: how each probe took its hits
+	maxProbes    int  // --max-probes: per spec (docs/DESIGN.md §9)
 	// Filters, aggregations, stacks, trace files (questions.go).
 	q questionOptions
 	// --stack[=DEPTH] (names.go, stack.go).
@@ -83,6 +85,7 @@ func (o *traceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.noFollow, "no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
 	fs.BoolVar(&o.detachOnExit, "detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")
 	fs.IntSliceVar(&o.pidFilter, "pid-filter", nil, "report only hits of these `PIDS` (processes of the traced tree)")
+	fs.IntVar(&o.maxProbes, "max-probes", resolve.DefaultMaxProbes, "the most probes one SPEC may expand to (a glob such as libc:str*, a USDT probe, a C++ name); more is an error")
 	fs.BoolVar(&o.noFast, "no-fast", false, "take every hit with a ptrace stop (the int3 path), not on the no-stop path (a jump to an in-process recorder) that probes without Go handlers take where the site allows it")
 	fs.BoolVar(&o.drop, "drop", false, "no-stop path: when the event ring is full, count the hit missed instead of making the program thread wait for the tracer")
 	fs.BoolVar(&o.verbose, "verbose", false, "say at the end, on stderr, how each probe took its hits (no-stop or stop path, on how many sites, and why not no-stop)")
@@ -220,6 +223,8 @@ func (o *traceOptions) check(argv []string) error {
 		return errors.New("trace: --latency and --set-retval work with the ptrace backend only")
 	case o.sameCPU && (o.noPin || o.pid != 0):
 		return errors.New("trace: --same-cpu confines a launched program; it goes with neither --no-pin nor -p")
+	case o.maxProbes < 1:
+		return fmt.Errorf("trace: --max-probes must be at least 1, not %d", o.maxProbes)
 	}
 	return nil
 }
@@ -227,7 +232,7 @@ func (o *traceOptions) check(argv []string) error {
 // request parses the specs (-e, -k) into the request of the run, with
 // the handlers of --set-retval.
 func (o *traceOptions) request(argv []string) (*backend.Request, error) {
-	req := &backend.Request{Argv: argv, PID: o.pid, NoFollowFork: o.noFollow}
+	req := &backend.Request{Argv: argv, PID: o.pid, NoFollowFork: o.noFollow, MaxProbes: o.maxProbes}
 	var retval *handlers.Retval
 	if o.retvalSet {
 		v, err := strconv.ParseInt(o.setRetval, 0, 64)

@@ -16,6 +16,7 @@ type formatField struct {
 	name   string
 	size   int // bytes
 	signed bool
+	array  bool // "u32 name[]": size is all the elements'
 }
 
 // parseFormat returns the fields of a format file after the common_*
@@ -35,6 +36,10 @@ func parseFormat(text string) ([]formatField, error) {
 			return nil, fmt.Errorf("bad format field %q", l)
 		}
 		f := formatField{typ: strings.TrimSpace(decl[:sp]), name: decl[sp+1:]}
+		if n, ok := strings.CutSuffix(f.name, "[]"); ok {
+			// An array: "u8 arr[]", its size all of its elements'.
+			f.name, f.array = n, true
+		}
 		for _, a := range strings.Split(attrs, ";") {
 			k, v, _ := strings.Cut(strings.TrimSpace(a), ":")
 			switch k {
@@ -79,7 +84,11 @@ func checkFields(fields []formatField, args []ArgInfo) error {
 			}
 			continue
 		}
-		if f.size != a.Type.Size || f.signed != (a.Type.Kind == uprobe.Signed) {
+		size := a.Type.Size
+		if a.Type.Len > 0 {
+			size *= a.Type.Len
+		}
+		if f.size != size || f.array != (a.Type.Len > 0) || f.signed != (a.Type.Kind == uprobe.Signed) {
 			return fmt.Errorf("field %s is %q (size %d, signed %v), the fetch-arg's type %s", f.name, f.typ, f.size, f.signed, a.Type)
 		}
 	}

@@ -29,7 +29,12 @@ const (
 // out with its name and type, registers by their kernel names (%di,
 // %ax...); registers the kernel does not know (%ds, %fs_base...) are
 // written as they are, for the kernel to refuse with its own message.
-func UprobeLine(kind uprobe.Kind, group, event, path string, offset uint64, args []uprobe.FetchArg) string {
+//
+// refCtr, when not 0, is the probe's REF_CTR_OFFSET, written as
+// "PATH:0xOFFSET(0xREF_CTR_OFFSET)": the kernel then raises the counter at
+// that file offset in each process where it installs the probe (a USDT
+// semaphore, docs/DESIGN.md §9).
+func UprobeLine(kind uprobe.Kind, group, event, path string, offset, refCtr uint64, args []uprobe.FetchArg) string {
 	b := []byte("p:")
 	if kind == uprobe.Return {
 		b[0] = 'r'
@@ -41,6 +46,11 @@ func UprobeLine(kind uprobe.Kind, group, event, path string, offset uint64, args
 	b = append(b, path...)
 	b = append(b, ":0x"...)
 	b = strconv.AppendUint(b, offset, 16)
+	if refCtr != 0 {
+		b = append(b, "(0x"...)
+		b = strconv.AppendUint(b, refCtr, 16)
+		b = append(b, ')')
+	}
 	return string(appendArgs(b, args))
 }
 

@@ -46,7 +46,7 @@ func TestUprobeLine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := UprobeLine(s.Kind, "G", "E", "/abs/x", 0x1139, args); got != tc.want {
+		if got := UprobeLine(s.Kind, "G", "E", "/abs/x", 0x1139, 0, args); got != tc.want {
 			t.Errorf("UprobeLine(%q):\n got %q\nwant %q", tc.spec, got, tc.want)
 		}
 	}

@@ -374,6 +374,40 @@ func parseArgs(s string, args []ArgInfo, vals []uprobe.Value) ([]uprobe.Value, e
 		return nil, firstErr
 	}
 
+	if a.Type.Len > 0 {
+		// {e1,e2,...}: no white space inside, chars are '%c' bytes.
+		if !strings.HasPrefix(v, "{") {
+			return nil, fmt.Errorf("argument %s: array without its '{'", a.Name)
+		}
+		val.Elems = make([]uint64, 0, a.Type.Len)
+		k := 1
+		for i := 0; i < a.Type.Len; i++ {
+			if i > 0 {
+				if k >= len(v) || v[k] != ',' {
+					return nil, errIncomplete
+				}
+				k++
+			}
+			n, u, err := parseElem(v[k:], a.Type)
+			if err != nil {
+				return nil, fmt.Errorf("argument %s element %d: %v", a.Name, i, err)
+			}
+			val.Elems = append(val.Elems, u)
+			k += n
+		}
+		if k >= len(v) || v[k] != '}' {
+			return nil, errIncomplete
+		}
+		return continueAt(k + 1)
+	}
+	if a.Type.Kind == uprobe.Char {
+		// '%c': the byte itself, whatever it is.
+		if len(v) < 3 || v[0] != '\'' || v[2] != '\'' {
+			return nil, fmt.Errorf("argument %s: char %q is not 'c'", a.Name, v)
+		}
+		val.U = uint64(v[1])
+		return continueAt(3)
+	}
 	k := strings.IndexByte(v, ' ')
 	if k < 0 {
 		k = len(v)
@@ -384,6 +418,23 @@ func parseArgs(s string, args []ArgInfo, vals []uprobe.Value) ([]uprobe.Value, e
 	}
 	val.U = u
 	return continueAt(k)
+}
+
+// parseElem parses one element of an array at the start of s, returning
+// its length in s and its value.
+func parseElem(s string, t uprobe.Type) (int, uint64, error) {
+	if t.Kind == uprobe.Char {
+		if len(s) < 3 || s[0] != '\'' || s[2] != '\'' {
+			return 0, 0, fmt.Errorf("char %q is not 'c'", s)
+		}
+		return 3, uint64(s[1]), nil
+	}
+	k := strings.IndexAny(s, ",}")
+	if k < 0 {
+		return 0, 0, errIncomplete
+	}
+	u, err := parseValue(s[:k], t)
+	return k, u, err
 }
 
 // parseValue parses an integer as the kernel prints its type: u in

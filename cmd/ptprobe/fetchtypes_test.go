@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ptprobe/ptprobe/internal/testprog"
+)
+
+// fetchTypesSpec reads testdata/c/fetchtypes.c's struct with the kernel's
+// bitfields, char, arrays and an immediate.
+const fetchTypesSpec = ":take fl=+0(%di):b4@4/32 lo=+0(%di):b4@0/32 c=+4(%di):char tag=+4(%di):char[3] v=+8(%di):s16[3] imm=\\-3:s32"
+
+// TestFetchTypes: the values print as the kernel prints them ('h',
+// {1,-1,7}), and, where this machine lets the kernel probe, both backends
+// read the same values (compare).
+func TestFetchTypes(t *testing.T) {
+	prog := testprog.Build(t, t.TempDir(), "fetchtypes", testprog.PIE...)
+	const n = 4
+	r := ptprobe(t, "trace", "-e", prog+fetchTypesSpec, "-e", `p:t/s `+prog+`:take s=\"hey":string`, "--", prog, fmt.Sprint(n))
+	if r.status != 0 {
+		t.Fatalf("trace: %d %s", r.status, r.stderr)
+	}
+	for i := range n {
+		want := fmt.Sprintf(`take: \(0x[0-9a-f]+\) fl=%d lo=5 c='h' tag=\{'h','i','%d'\} v=\{%d,%d,7\} imm=-3\n`, i, i, i, -i)
+		if k := len(regexp.MustCompile(want).FindAllString(r.stdout, -1)); k != 1 {
+			t.Errorf("%d lines of %q in:\n%s", k, want, r.stdout)
+		}
+	}
+	if k := strings.Count(r.stdout, ` s: `); k != n || strings.Count(r.stdout, `s="hey"`) != n {
+		t.Errorf("immediate string: %d events:\n%s", k, r.stdout)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel half needs root (tracefs uprobe_events)")
+	}
+	if _, err := os.Stat("/sys/kernel/tracing/uprobe_events"); err != nil {
+		t.Skipf("the kernel half needs uprobe_events: %v", err)
+	}
+	testprog.SystemProbes(t, true)
+	r = ptprobe(t, "compare", "-e", prog+fetchTypesSpec, "--", prog, fmt.Sprint(n))
+	if r.status != 0 || !strings.Contains(r.stdout, "hits and arguments agree") {
+		t.Errorf("compare: status %d\n%s\n%s", r.status, r.stdout, r.stderr)
+	}
+}
