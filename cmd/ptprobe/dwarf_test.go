@@ -25,6 +25,12 @@ type jsonEvent struct {
 // own (-o) apart from the program's.
 func traceJSON(t *testing.T, args ...string) (string, []jsonEvent) {
 	t.Helper()
+	return traceEvents[jsonEvent](t, args...)
+}
+
+// traceEvents is traceJSON with the events decoded into E.
+func traceEvents[E any](t *testing.T, args ...string) (string, []E) {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "events")
 	r := ptprobe(t, append([]string{"trace", "--format", "json", "-o", out}, args...)...)
 	if r.status != 0 {
@@ -34,12 +40,12 @@ func traceJSON(t *testing.T, args ...string) (string, []jsonEvent) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var evs []jsonEvent
+	var evs []E
 	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		if l == "" {
 			continue
 		}
-		var ev jsonEvent
+		var ev E
 		if err := json.Unmarshal([]byte(l), &ev); err != nil {
 			t.Fatalf("event %q: %v", l, err)
 		}
@@ -384,22 +390,5 @@ type stackEvent struct {
 // traceJSONRaw is traceJSON keeping the events' stacks.
 func traceJSONRaw(t *testing.T, args ...string) (string, []stackEvent) {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "events")
-	r := ptprobe(t, append([]string{"trace", "--format", "json", "-o", out}, args...)...)
-	if r.status != 0 {
-		t.Fatalf("ptprobe %v: status %d\n%s", args, r.status, r.stderr)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var evs []stackEvent
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var ev stackEvent
-		if err := json.Unmarshal([]byte(l), &ev); err != nil {
-			t.Fatalf("event %q: %v", l, err)
-		}
-		evs = append(evs, ev)
-	}
-	return r.stdout, evs
+	return traceEvents[stackEvent](t, args...)
 }
