@@ -447,6 +447,19 @@ func (d *Data) FuncAt(pc uint64) (*Func, bool) {
 	return nil, false
 }
 
+// funcTreeAt returns the function containing pc and its DIE tree.
+func (d *Data) funcTreeAt(pc uint64) (*Func, *godwarf.Tree, error) {
+	f, ok := d.FuncAt(pc)
+	if !ok {
+		return nil, nil, fmt.Errorf("no function of the debug information of %s contains 0x%x", d.Path, pc)
+	}
+	t, err := d.tree(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, t, nil
+}
+
 // tree loads the DIE tree of f: its parameters, blocks, inlined copies.
 func (d *Data) tree(f *Func) (*godwarf.Tree, error) {
 	t, err := godwarf.LoadTree(f.off, d.dw, 0)
@@ -653,11 +666,7 @@ func (c *CFI) Frame(pc uint64) (*frame.FrameContext, error) {
 // containing pc, counted from the line the function is declared on (0:
 // that line), in that function only: perf probe's FUNC:+N.
 func (d *Data) FuncLinePCs(pc uint64, rel int) ([]uint64, error) {
-	f, ok := d.FuncAt(pc)
-	if !ok {
-		return nil, fmt.Errorf("no function of the debug information of %s contains 0x%x", d.Path, pc)
-	}
-	t, err := d.tree(f)
+	f, t, err := d.funcTreeAt(pc)
 	if err != nil {
 		return nil, err
 	}

@@ -299,11 +299,7 @@ type scope struct {
 }
 
 func (d *Data) scopeAt(pc uint64) (*scope, error) {
-	f, ok := d.FuncAt(pc)
-	if !ok {
-		return nil, fmt.Errorf("no function of the debug information of %s contains 0x%x", d.Path, pc)
-	}
-	t, err := d.tree(f)
+	f, t, err := d.funcTreeAt(pc)
 	if err != nil {
 		return nil, err
 	}
