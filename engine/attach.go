@@ -123,23 +123,21 @@ func (s *Tracer) attach(pid int) error {
 	if len(s.threads) == 0 {
 		return fmt.Errorf("attach to %d: every thread exited", pid)
 	}
-	// Only now: a SCHED_IDLE tracer would have waited for the time
+	// Only now: pinned before, the tracer would have waited for the time
 	// slices of the threads that still ran.
 	if !s.opts.Sched.NoFollow {
 		s.sched = startFollower(s.opts.Sched.Priority, s.warn)
 	}
-	main := s.armingThread(pid)
-	if main == nil {
-		// Every thread is inside a vfork or an exec, from which it
-		// cannot run the system calls that arming injects: it will
-		// be out of it in a moment.
-		s.detachAll()
-		return fmt.Errorf("attach to %d: %w", pid, errInSyscall)
-	}
-	if err := s.newImage(main); err != nil {
+	if main := s.armingThread(pid); main != nil {
+		if err := s.newImage(main); err != nil {
+			s.detachAll()
+			return err
+		}
+	} else if err := s.armAfterSyscall(pid); err != nil {
 		s.detachAll()
 		return err
 	}
+	s.sched.armed()
 	s.started = s.t0
 	// Let each thread go on from the stop it was in.
 	ids := make([]int, 0, len(stops))
@@ -153,6 +151,24 @@ func (s *Tracer) attach(pid int) error {
 		}
 	}
 	return nil
+}
+
+// armAfterSyscall prepares a process none of whose threads can run the
+// system calls that arming injects (see armingThread) to be armed as soon
+// as it can. A process seized in the middle of an execve (a program
+// attached to right after it was started) reports the exec first, its
+// other threads gone: handle steps it out of execve and arms the new image
+// there, as for a traced exec. A thread stopped at the start of a vfork is
+// refused: it would wait for the child with the process unarmed.
+func (s *Tracer) armAfterSyscall(pid int) error {
+	if len(s.threads) == 1 {
+		for _, t := range s.threads {
+			if stopEvent(t.stop) == unix.PTRACE_EVENT_EXEC {
+				return nil // handle arms it, after the step out of execve
+			}
+		}
+	}
+	return fmt.Errorf("attach to %d: %w", pid, errInSyscall)
 }
 
 // armingThread is the thread to arm the probes from: the main thread if it

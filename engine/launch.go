@@ -46,6 +46,7 @@ func (s *Tracer) start(path string, argv []string) error {
 		wait4(s.pid, &ws)
 		return err
 	}
+	s.sched.armed()
 	s.started = time.Now()
 	unix.Kill(s.pid, unix.SIGCONT) // ends the SIGSTOP of the seizing
 	if err := cont(s.pid, 0); err != nil {

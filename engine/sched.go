@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -27,13 +29,19 @@ import (
 //
 // The price is that a SCHED_IDLE thread gets almost no CPU while normal
 // threads are runnable where it runs: on a machine whose CPUs are all
-// busy, hits would wait milliseconds for the tracer. So the tracer is
-// SCHED_IDLE only while some CPU is free, and only if it may return to
-// SCHED_OTHER (CAP_SYS_NICE, or an RLIMIT_NICE that allows nice 0: the
-// kernel treats leaving SCHED_IDLE as raising the priority from nice 20).
-// Otherwise it stays SCHED_OTHER and still follows the program, which
-// is then woken on another CPU whenever one idles. Config.Priority
-// chooses otherwise.
+// busy, hits would wait for the tracer, a time slice of 0.2% of a CPU
+// coming once in hundreds of milliseconds. So the tracer is SCHED_IDLE
+// only while some CPU is free, and only if it may return to SCHED_OTHER
+// (CAP_SYS_NICE, or an RLIMIT_NICE that allows nice 0: the kernel treats
+// leaving SCHED_IDLE as raising the priority from nice 20). Otherwise it
+// stays SCHED_OTHER and still follows the program, which is then woken on
+// another CPU whenever one idles. Config.Priority chooses otherwise.
+//
+// Who notices that the CPUs became busy cannot be the tracer itself: a
+// starved SCHED_IDLE thread runs too seldom to look. A watcher goroutine,
+// on the runtime's ordinary threads, reads the machine's runnable count
+// every watchEvery and sets the ptrace thread's policy from outside
+// (sched_setattr takes any thread of the process).
 //
 // Following: the program thread may move (the load balancer pulls it to
 // an idle CPU). A SCHED_IDLE tracer on its CPU would have found the next
@@ -43,6 +51,8 @@ import (
 //
 // All methods run on the ptrace thread, except where said.
 type cpuFollower struct {
+	// tid is the ptrace thread's.
+	tid int
 	// cpu is the CPU the ptrace thread is confined to, -1 when none.
 	cpu int
 	// follow: move to the CPU of the stopped program thread.
@@ -50,13 +60,21 @@ type cpuFollower struct {
 	// allowed is the ptrace thread's affinity before any pinning.
 	allowed unix.CPUSet
 
-	// idle: the ptrace thread's policy is SCHED_IDLE now.
-	idle bool
-	// mayIdle: SCHED_IDLE is wanted and can be left again.
+	// policyMu orders the policy changes of the ptrace thread and the
+	// watcher; idle is the ptrace thread's policy (SCHED_IDLE) now, read
+	// without the lock by waitMissed.
+	policyMu sync.Mutex
+	idle     atomic.Bool
+	// mayIdle: SCHED_IDLE is wanted and can be left again; set before
+	// the watcher starts, cleared under policyMu.
 	mayIdle bool
-	// busyChecks and freeChecks count the consecutive checks that found
-	// every CPU busy, and some CPU free.
-	busyChecks, freeChecks int
+	// forceIdle: SCHED_IDLE for good (PriorityIdle), from armed on.
+	forceIdle bool
+	// stopWatch ends the watcher, which closes watchDone (nil: none).
+	stopWatch, watchDone chan struct{}
+	// stuck is the watcher's failure to leave SCHED_IDLE, for stopped
+	// to warn of (Options.Warn runs on the ptrace thread).
+	stuck atomic.Pointer[error]
 
 	// last is the session-clock time (ns) of the last check.
 	last   uint64
@@ -70,9 +88,15 @@ type cpuFollower struct {
 }
 
 const (
-	// checkEvery spaces the periodic checks: a check (one or two small
-	// /proc reads, ~5 µs) every 2 ms costs 0.25%.
+	// checkEvery spaces the ptrace thread's periodic checks of the CPU
+	// the program thread runs on: a check (a small /proc read, ~5 µs)
+	// every 2 ms costs 0.25%.
 	checkEvery = 2 * time.Millisecond
+	// watchEvery spaces the watcher's reads of the machine's load: each
+	// wakes a thread of the runtime, on a CPU the program could have used,
+	// so not too often; two of them (busyToNormal) make the reaction to
+	// busy CPUs 20 ms.
+	watchEvery = 10 * time.Millisecond
 	// missGap spaces the checks after missed waits, which a program
 	// thread that sleeps between hits misses every time.
 	missGap = 200 * time.Microsecond
@@ -84,9 +108,9 @@ const (
 )
 
 // startFollower confines the calling (ptrace) thread to the CPU it runs
-// on and sets its policy as prio says.
+// on and chooses its policy as prio says; armed sets it.
 func startFollower(prio TracerPriority, warn func(error)) *cpuFollower {
-	f := &cpuFollower{cpu: currentCPU(), follow: true, loadavg: -1, warn: warn}
+	f := &cpuFollower{tid: unix.Gettid(), cpu: currentCPU(), follow: true, loadavg: -1, warn: warn}
 	if attr, err := unix.SchedGetAttr(0, 0); err == nil {
 		f.nice = int(attr.Nice) // kept across policy changes
 	}
@@ -101,9 +125,7 @@ func startFollower(prio TracerPriority, warn func(error)) *cpuFollower {
 	}
 	switch {
 	case prio == PriorityIdle:
-		if err := f.setIdle(true); err != nil {
-			warn(fmt.Errorf("make the tracer SCHED_IDLE: %w", err))
-		}
+		f.forceIdle = true
 		return f
 	case prio != PriorityAuto || !canLeaveIdle(f.nice):
 		return f
@@ -113,10 +135,82 @@ func startFollower(prio TracerPriority, warn func(error)) *cpuFollower {
 		return f // without it, busy CPUs would go unnoticed
 	}
 	f.loadavg, f.mayIdle = fd, true
-	if f.setIdle(true) != nil {
-		f.mayIdle = false
-	}
 	return f
+}
+
+// armed is called once the session's first arming is done, before the
+// program runs on: the tracer takes the policy its priority chose. Not
+// before: arming is work (system calls injected and waited for, text
+// written), not the hit ping-pong SCHED_IDLE is for, and a SCHED_IDLE
+// tracer on a machine whose CPUs are busy would take seconds for it while
+// the program waits stopped (see serving).
+func (f *cpuFollower) armed() {
+	switch {
+	case f == nil:
+	case f.forceIdle:
+		if err := f.setIdle(true); err != nil {
+			f.warn(fmt.Errorf("make the tracer SCHED_IDLE: %w", err))
+		}
+	case f.mayIdle:
+		if f.setIdle(true) != nil {
+			f.mayIdle = false
+			return
+		}
+		f.stopWatch, f.watchDone = make(chan struct{}), make(chan struct{})
+		go f.watch()
+	}
+}
+
+// watch chooses the ptrace thread's policy while the session follows: it
+// makes the tracer SCHED_OTHER while every CPU is busy and SCHED_IDLE
+// again once one has been free for a while. It runs on a goroutine of its
+// own.
+func (f *cpuFollower) watch() {
+	defer close(f.watchDone)
+	tick := time.NewTicker(watchEvery)
+	defer tick.Stop()
+	var buf [128]byte
+	busyChecks, freeChecks := 0, 0
+	for {
+		select {
+		case <-f.stopWatch:
+			return
+		case <-tick.C:
+		}
+		running, ok := runnable(f.loadavg, buf[:])
+		if !ok {
+			continue
+		}
+		// running counts this goroutine's thread, and the tracer when
+		// it is runnable (a starved tracer is); the program's stopped
+		// threads are not runnable.
+		if running-2 >= f.allowed.Count() {
+			busyChecks, freeChecks = busyChecks+1, 0
+		} else {
+			busyChecks, freeChecks = 0, freeChecks+1
+		}
+		f.policyMu.Lock()
+		switch idle := f.idle.Load(); {
+		case !f.mayIdle:
+		case idle && busyChecks >= busyToNormal:
+			if err := f.setIdle(false); err != nil {
+				f.mayIdle = false   // stuck at SCHED_IDLE: nothing to choose
+				f.stuck.Store(&err) // warned on the ptrace thread, by stopped
+			}
+		case !idle && freeChecks >= freeToIdle:
+			f.setIdle(true)
+		}
+		f.policyMu.Unlock()
+	}
+}
+
+// stopWatching ends the watcher, if one runs.
+func (f *cpuFollower) stopWatching() {
+	if f.stopWatch != nil {
+		close(f.stopWatch)
+		<-f.watchDone
+		f.stopWatch = nil
+	}
 }
 
 // pinnedFollower confines the calling thread to cpu for good (SameCPU):
@@ -169,8 +263,9 @@ func (f *cpuFollower) quit() {
 	if f == nil {
 		return
 	}
+	f.stopWatching()
 	f.follow, f.mayIdle = false, false
-	if f.idle {
+	if f.idle.Load() {
 		f.setIdle(false) // stays SCHED_IDLE where it may not leave it
 	}
 	if f.cpu >= 0 && unix.SchedSetaffinity(0, &f.allowed) == nil {
@@ -180,22 +275,27 @@ func (f *cpuFollower) quit() {
 
 // close releases the follower's file.
 func (f *cpuFollower) close() {
-	if f != nil && f.loadavg >= 0 {
+	if f == nil {
+		return
+	}
+	f.stopWatching()
+	if f.loadavg >= 0 {
 		unix.Close(f.loadavg)
 		f.loadavg = -1
 	}
 }
 
 // setIdle switches the ptrace thread between SCHED_IDLE and SCHED_OTHER.
+// Once the watcher runs, callers hold policyMu.
 func (f *cpuFollower) setIdle(idle bool) error {
 	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL, Nice: int32(f.nice)}
 	if idle {
 		attr.Policy = unix.SCHED_IDLE
 	}
-	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+	if err := unix.SchedSetAttr(f.tid, &attr, 0); err != nil {
 		return err
 	}
-	f.idle = idle
+	f.idle.Store(idle)
 	return nil
 }
 
@@ -209,12 +309,14 @@ func (f *cpuFollower) setIdle(idle bool) error {
 // heartbeat of the no-stop path's recorders included). The tracer goes
 // back to SCHED_OTHER; the stops that follow choose again.
 func (f *cpuFollower) serving() {
-	if f == nil || !f.idle || !f.mayIdle {
+	if f == nil || !f.idle.Load() {
 		return
 	}
-	if f.setIdle(false) == nil {
-		f.busyChecks, f.freeChecks = 0, 0
+	f.policyMu.Lock()
+	if f.mayIdle {
+		f.setIdle(false) // the watcher makes it SCHED_IDLE again
 	}
+	f.policyMu.Unlock()
 }
 
 // waitMissed records that a wait for the next stop found none ready. For
@@ -223,7 +325,7 @@ func (f *cpuFollower) serving() {
 // until its next stop first. A SCHED_OTHER tracer usually goes on running
 // after PTRACE_CONT, so its misses say nothing and are not counted.
 func (f *cpuFollower) waitMissed() {
-	if f.idle {
+	if f.idle.Load() {
 		f.missed = true
 	}
 }
@@ -237,8 +339,8 @@ func (f *cpuFollower) stopped(tid int, now uint64) {
 		return
 	}
 	f.last = now
-	if f.mayIdle {
-		f.choosePolicy()
+	if err := f.stuck.Swap(nil); err != nil {
+		f.warn(fmt.Errorf("the tracer cannot leave SCHED_IDLE (%w) while every CPU is busy: hits may wait for the other threads' time slices", *err))
 	}
 	cpu, ok := f.threadCPU(tid)
 	if !ok || cpu == f.cpu || !f.allowed.IsSet(cpu) {
@@ -249,39 +351,14 @@ func (f *cpuFollower) stopped(tid int, now uint64) {
 	}
 }
 
-// choosePolicy makes the tracer SCHED_OTHER while every CPU is busy and
-// SCHED_IDLE again once one has been free for a while.
-func (f *cpuFollower) choosePolicy() {
-	running, ok := f.runnable()
-	if !ok {
-		return
-	}
-	// running counts this thread; the program's stopped threads are
-	// not runnable.
-	if running-1 >= f.allowed.Count() {
-		f.busyChecks, f.freeChecks = f.busyChecks+1, 0
-	} else {
-		f.busyChecks, f.freeChecks = 0, f.freeChecks+1
-	}
-	switch {
-	case f.idle && f.busyChecks >= busyToNormal:
-		if err := f.setIdle(false); err != nil {
-			f.mayIdle = false // stuck at SCHED_IDLE: nothing to choose
-			f.warn(fmt.Errorf("the tracer cannot leave SCHED_IDLE (%w) while every CPU is busy: hits may wait for the other threads' time slices", err))
-		}
-	case !f.idle && f.freeChecks >= freeToIdle:
-		f.setIdle(true)
-	}
-}
-
 // runnable reads the number of runnable threads of the machine, the
-// fourth field of /proc/loadavg ("R/T").
-func (f *cpuFollower) runnable() (int, bool) {
-	n, err := unix.Pread(f.loadavg, f.buf[:], 0)
+// fourth field of /proc/loadavg ("R/T"), from its open file fd into buf.
+func runnable(fd int, buf []byte) (int, bool) {
+	n, err := unix.Pread(fd, buf, 0)
 	if err != nil || n <= 0 {
 		return 0, false
 	}
-	b := f.buf[:n]
+	b := buf[:n]
 	for field := 0; field < 3; field++ {
 		for len(b) > 0 && b[0] != ' ' {
 			b = b[1:]

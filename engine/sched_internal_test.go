@@ -38,7 +38,7 @@ func TestFollowerReads(t *testing.T) {
 	}
 	f.loadavg = fd
 	defer f.close()
-	if n, ok := f.runnable(); !ok || n < 1 {
+	if n, ok := runnable(fd, f.buf[:]); !ok || n < 1 {
 		t.Errorf("runnable threads: %d, %v; want at least this one", n, ok)
 	}
 }
