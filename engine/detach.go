@@ -48,10 +48,47 @@ func (s *Tracer) detachAll() {
 		s.result.TextMismatches = append(s.result.TextMismatches, mismatches...)
 	}
 
+	lingering := make(map[int]bool)
+	for _, tid := range s.inVfork {
+		lingering[tid] = true
+	}
 	for tid := range s.threads {
-		detach(tid, pending[tid])
+		if !lingering[tid] {
+			detach(tid, pending[tid])
+		}
 	}
 	s.result.Detached = true
+}
+
+// lingerInVfork detaches the threads the detach left inside vfork
+// (settleAll), as each stops on its way out. An attached program would be
+// detached by the kernel if the tracer ended first, so for it this runs
+// after Wait has returned (afterWait), the detach done as far as the
+// caller can tell. A launched program is killed when its tracer ends
+// (PTRACE_O_EXITKILL, so that a dying ptprobe leaves no int3 behind), and
+// a caller that exits once Wait returns would kill it: for it Wait returns
+// only once the vfork is over.
+func (s *Tracer) lingerInVfork(afterWait bool) {
+	if afterWait != s.attached {
+		return
+	}
+	for _, tid := range s.inVfork {
+		for {
+			var ws unix.WaitStatus
+			if _, err := unix.Wait4(tid, &ws, unix.WALL, nil); err == unix.EINTR {
+				continue
+			} else if err != nil || ws.Exited() || ws.Signaled() {
+				break
+			}
+			sig := ws.StopSignal()
+			if stopEvent(ws) != 0 {
+				sig = 0 // the interrupt's stop, or an event: nothing to deliver
+			}
+			if detach(tid, sig) == nil {
+				break
+			}
+		}
+	}
 }
 
 // settleAll stops every traced thread where nothing of the engine's is
@@ -61,10 +98,24 @@ func (s *Tracer) detachAll() {
 func (s *Tracer) settleAll() map[int]unix.Signal {
 	want := make(map[int]bool)
 	var ready []*thread
+	inVfork := s.waitingInVfork()
 	for tid, t := range s.threads {
 		switch {
 		case t.stopped:
 			ready = append(ready, t)
+		case inVfork[t]:
+			// Its wait for the child is not interruptible: it would
+			// stop only once the child execs or exits, and the
+			// detach would wait as long. It runs no code of its own
+			// meanwhile, so the text can be restored under it; the
+			// interrupt stops it when it comes out, and
+			// lingerInVfork detaches it then.
+			if len(t.returns.shadow) > 0 {
+				s.warn(fmt.Errorf("thread %d waits inside vfork: its return addresses taken by return probes cannot be put back", tid))
+			}
+			if unix.PtraceInterrupt(tid) == nil {
+				s.inVfork = append(s.inVfork, tid)
+			}
 		case unix.PtraceInterrupt(tid) == nil:
 			want[tid] = true
 		}
@@ -95,6 +146,18 @@ func (s *Tracer) settleAll() map[int]unix.Signal {
 		s.settle(t, ws, want, pending)
 	}
 	return pending
+}
+
+// waitingInVfork is the set of threads that wait inside vfork for a child
+// that has not exec'd or exited yet.
+func (s *Tracer) waitingInVfork() map[*thread]bool {
+	in := make(map[*thread]bool)
+	for _, p := range s.procs {
+		if t := p.vforkedBy; t != nil && p.nthreads > 0 && s.threads[t.tid] == t {
+			in[t] = true
+		}
+	}
+	return in
 }
 
 // settle undoes what a stop of t (status ws) left under way before the

@@ -8,10 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/engine"
@@ -136,15 +139,7 @@ func TestAttachInVfork(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	children := fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if b, _ := os.ReadFile(children); len(bytes.TrimSpace(b)) > 0 {
-			break // the child exists: the parent is inside vfork
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the program made no child in 5 s")
-		}
-	}
+	waitChild(t, cmd.Process.Pid) // the parent is inside vfork
 	tr, err := engine.Attach(cmd.Process.Pid, &engine.Options{
 		Probes: specs(t, "p:t/tick "+prog+":tick"),
 		Warn:   func(err error) { t.Errorf("engine warning: %v", err) },
@@ -160,4 +155,101 @@ func TestAttachInVfork(t *testing.T) {
 	if st := procState(cmd.Process.Pid); st != 'S' && st != 'R' {
 		t.Errorf("after the detach the program is in state %c", st)
 	}
+}
+
+// TestDetachDuringVfork detaches while the program's only thread waits
+// inside vfork for a child that sleeps before it execs. The wait cannot
+// be interrupted: the detach restores the text under it and detaches the
+// thread when it comes out. An attached program's Close does not wait for
+// that; a launched one's does (a launched program dies with its tracer).
+// Either way the program ticks on afterwards, untraced, with its text the
+// file's.
+func TestDetachDuringVfork(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "vforkwait", testprog.PIE...)
+	probes := specs(t, "p:t/tick "+prog+":tick")
+	warn := func(err error) { t.Errorf("engine warning: %v", err) }
+	check := func(t *testing.T, pid int) {
+		for deadline := time.Now().Add(5 * time.Second); len(childrenOf(pid)) > 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the vfork child is still there after 5 s")
+			}
+		}
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			if bytes.Contains(b, []byte("TracerPid:\t0\n")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the program is still traced 5 s after the detach:\n%s", b)
+			}
+		}
+		checkText(t, pid, prog, "tick", true)
+		time.Sleep(20 * time.Millisecond)
+		if st := procState(pid); st != 'S' && st != 'R' {
+			t.Errorf("after the vfork the program is in state %c", st)
+		}
+	}
+	t.Run("attached", func(t *testing.T) {
+		cmd := exec.Command(prog, "2000", "500") // the vfork 0.5 s after the start
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		tr, err := engine.Attach(cmd.Process.Pid, &engine.Options{Probes: probes, Warn: warn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(childrenOf(cmd.Process.Pid)) > 0 {
+			tr.Close()
+			t.Skip("skipped: the attach took longer than the program's 0.5 s before its vfork")
+		}
+		child := waitChild(t, cmd.Process.Pid)
+		if err := tr.Close(); err != nil {
+			t.Fatalf("detach: %v", err)
+		}
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", child)); exe != prog {
+			t.Errorf("when the detach returned the vfork child runs %q: the detach waited for the vfork to end", exe)
+		}
+		if res, _ := tr.Wait(); !res.Detached || len(res.TextMismatches) > 0 {
+			t.Errorf("detach result %+v", res)
+		}
+		check(t, cmd.Process.Pid)
+	})
+	t.Run("launched", func(t *testing.T) {
+		tr, err := engine.Launch([]string{prog, "1000"}, &engine.Options{Probes: probes, Warn: warn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid := tr.Pid()
+		defer func() { unix.Kill(pid, unix.SIGKILL); var ws unix.WaitStatus; unix.Wait4(pid, &ws, 0, nil) }()
+		waitChild(t, pid)
+		if err := tr.Close(); err != nil {
+			t.Fatalf("detach: %v", err)
+		}
+		if res, _ := tr.Wait(); !res.Detached || len(res.TextMismatches) > 0 {
+			t.Errorf("detach result %+v", res)
+		}
+		check(t, pid)
+	})
+}
+
+// childrenOf lists the children of process pid's main thread.
+func childrenOf(pid int) []string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	return strings.Fields(string(b))
+}
+
+// waitChild waits until process pid has a child, at most 5 s, and returns
+// its process ID.
+func waitChild(t *testing.T, pid int) int {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if c := childrenOf(pid); len(c) > 0 {
+			n, _ := strconv.Atoi(c[0])
+			return n
+		}
+	}
+	t.Fatalf("process %d made no child in 5 s", pid)
+	return 0
 }

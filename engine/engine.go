@@ -164,6 +164,10 @@ type Tracer struct {
 	early map[int]unix.WaitStatus
 	// exits holds exits seen while waiting for one thread.
 	exits map[int]unix.WaitStatus
+	// inVfork holds the threads a detach could not stop, waiting inside
+	// vfork for a child: the ptrace thread detaches them once they come
+	// out, after Wait has returned (see lingerInVfork).
+	inVfork []int
 
 	// hijacks: some probe rewrites return addresses, so the C++
 	// unwinder must be watched (see armUnwindHooks).

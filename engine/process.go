@@ -23,6 +23,9 @@ type process struct {
 	// gen is, for a vfork child running in its parent's address space,
 	// the AGen its records carry there (0: none).
 	gen uint32
+	// vforkedBy is, for a vfork child that has not exec'd or exited, the
+	// parent thread that waits for it inside vfork (see settleAll).
+	vforkedBy *thread
 }
 
 // ptraceEvent handles PTRACE_EVENT_* stops.
@@ -74,6 +77,9 @@ func (s *Tracer) newTask(t *thread, id, cause int) error {
 		// Shares the parent's memory: same sites, same slots, same
 		// area, where its records carry its own AGen.
 		p = &process{pid: id, as: parent.as, nthreads: 1, unfollowed: s.opts.NoFollowFork}
+		if cause == unix.PTRACE_EVENT_VFORK {
+			p.vforkedBy = t
+		}
 		parent.as.users++
 		s.procs[id] = p
 		if ar := parent.as.area; ar != nil {
@@ -128,6 +134,7 @@ func (s *Tracer) execed(t *thread) {
 		s.threads[p.pid] = t
 	}
 	p.nthreads = 1
+	p.vforkedBy = nil // its parent's vfork has ended
 	p.returns = processReturns{}
 	t.comm = ""
 	t.returns = threadReturns{}

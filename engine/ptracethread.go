@@ -52,8 +52,10 @@ func (s *Tracer) run(first func() error, started chan<- error, tries int, locked
 		s.warn(fmt.Errorf("no thread free of children for the tracer (main thread %v): other children of this process may be reaped by it", mainThread))
 	}
 	s.tracerTID = unix.Gettid()
+	defer s.lingerInVfork(true) // attached programs: after Wait returns
 	defer close(s.done)
-	defer s.stopDrain() // every record read before Wait returns
+	defer s.lingerInVfork(false) // launched programs: before
+	defer s.stopDrain()          // every record read before Wait returns
 	defer s.closeFiles()
 	defer func() { s.sched.close() }()
 	defer s.requests.close()

@@ -1,9 +1,10 @@
 /* vforkwait.c: vforks a child that sleeps DELAY milliseconds before it
  * execs /bin/true, so that the parent waits inside vfork all that time;
- * then calls tick() every millisecond until killed. For attaching to a
- * process whose only thread cannot run an injected system call.
+ * then calls tick() every millisecond until killed. For attaching to and
+ * detaching from a process whose only thread waits inside vfork.
  *
- *   vforkwait [DELAY]   (default 300)
+ *   vforkwait [DELAY [BEFORE]]   (defaults 300 and 0): BEFORE milliseconds
+ *                                pass before the vfork
  */
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -16,6 +17,9 @@ __attribute__((noinline, noipa)) long tick(long i) { return ticks = i; }
 
 int main(int argc, char **argv) {
     long delay = argc > 1 ? atol(argv[1]) : 300;
+    long before = argc > 2 ? atol(argv[2]) : 0;
+    struct timespec pause = {before / 1000, before % 1000 * 1000000};
+    nanosleep(&pause, NULL);
     pid_t child = vfork();
     if (child == 0) {
         /* Only async-signal-safe system calls in a vfork child. */
