@@ -111,30 +111,39 @@ type tramp struct {
 	err   error // first exit that could not reach its target
 }
 
-func (t *tramp) exitLen() int {
-	if t.stop {
-		return 1
-	}
-	return 5
-}
+// Every exit is 5 bytes: a jmp rel32, or a stop exit's int3 followed by
+// four more (int3s, never run), room for the jmp that ExitJump makes of it
+// once no tracer handles the int3: a thread that reaches the exit after a
+// detach (back from a signal handler that interrupted it in the
+// trampoline) then jumps back by itself instead of taking a SIGTRAP.
+func (t *tramp) exitLen() int { return 5 }
 
 // exit appends a way back to the original program at resume.
 func (t *tramp) exit(resume uint64) {
 	off := len(t.code)
 	t.exits = append(t.exits, Exit{Offset: off, Resume: resume})
 	if t.stop {
-		t.code = append(t.code, 0xCC)
+		t.code = append(t.code, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC)
 		return
 	}
-	// Wrapping arithmetic is the processor's: rip+rel32 is computed mod 2^64.
-	rel := int64(resume - (t.slot + uint64(off) + 5))
-	if rel < math.MinInt32 || rel > math.MaxInt32 {
-		if t.err == nil {
-			t.err = fmt.Errorf("%w: jmp at slot offset %d cannot reach %#x (%+#x bytes away)", ErrFarData, off, resume, rel)
-		}
+	jmp, err := ExitJump(t.slot+uint64(off), resume)
+	if err != nil && t.err == nil {
+		t.err = fmt.Errorf("%w (slot offset %d)", err, off)
 	}
-	t.code = append(t.code, 0xE9)
-	t.code = binary.LittleEndian.AppendUint32(t.code, uint32(int32(rel)))
+	t.code = append(t.code, jmp...)
+}
+
+// ExitJump is the jmp rel32 at address at to resume: an exit of a
+// trampoline, and what a stop exit becomes when its int3 is no longer
+// handled. It fails (ErrFarData) when resume is out of its reach.
+func ExitJump(at, resume uint64) ([]byte, error) {
+	// Wrapping arithmetic is the processor's: rip+rel32 is computed mod 2^64.
+	rel := int64(resume - (at + 5))
+	var err error
+	if rel < math.MinInt32 || rel > math.MaxInt32 {
+		err = fmt.Errorf("%w: jmp at %#x cannot reach %#x (%+#x bytes away)", ErrFarData, at, resume, rel)
+	}
+	return binary.LittleEndian.AppendUint32([]byte{0xE9}, uint32(int32(rel))), err
 }
 
 // copyInst appends the instruction, its rip-relative disp32 (if any)

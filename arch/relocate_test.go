@@ -27,19 +27,23 @@ func checkTrampoline(inst *Inst, orig, slot uint64, stop bool, tr Trampoline) er
 	// instruction, and every exit must be one.
 	var insts []Inst
 	starts := map[int]int{}
+	stopAt := make(map[int]bool)
+	for _, e := range tr.Exits {
+		stopAt[e.Offset] = stop
+	}
 	for off := 0; off < len(tr.Code); {
 		d, err := Decode(tr.Code[off:])
 		if err != nil {
 			return fmt.Errorf("trampoline offset %d: %w", off, err)
 		}
+		if stopAt[off] && off+5 <= len(tr.Code) {
+			d.Len = 5 // an int3 and the room for its jmp: one exit
+		}
 		starts[off] = len(insts)
 		insts = append(insts, d)
 		off += d.Len
 	}
-	exitLen := 5
-	if stop {
-		exitLen = 1
-	}
+	exitLen := 5 // a jmp rel32, or an int3 with room for one
 	for i, e := range tr.Exits {
 		k, ok := starts[e.Offset]
 		if !ok {
@@ -47,8 +51,19 @@ func checkTrampoline(inst *Inst, orig, slot uint64, stop bool, tr Trampoline) er
 		}
 		d := insts[k]
 		if stop {
-			if !bytes.Equal(d.Bytes, []byte{0xCC}) {
-				return fmt.Errorf("stop exit %d is % x, not int3", i, d.Bytes)
+			if !bytes.Equal(tr.Code[e.Offset:e.Offset+5], []byte{0xCC, 0xCC, 0xCC, 0xCC, 0xCC}) {
+				return fmt.Errorf("stop exit %d is % x, not an int3 and four bytes of room", i, tr.Code[e.Offset:e.Offset+5])
+			}
+			jmp, err := ExitJump(slot+uint64(e.Offset), e.Resume)
+			if errors.Is(err, ErrFarData) {
+				continue // stays an int3 after a detach
+			} else if err != nil {
+				return fmt.Errorf("stop exit %d: %w", i, err)
+			}
+			if j, err := Decode(jmp); err != nil || j.Len != 5 {
+				return fmt.Errorf("stop exit %d: ExitJump made % x", i, jmp)
+			} else if to, _ := j.Target(slot + uint64(e.Offset)); to != e.Resume {
+				return fmt.Errorf("stop exit %d: its jmp goes to %#x, its Resume is %#x", i, to, e.Resume)
 			}
 			continue
 		}
@@ -220,18 +235,18 @@ func TestRelocateExact(t *testing.T) {
 		want      string
 	}{
 		{"nop", "90", false, "90 " + jmp(1, orig+1)},
-		{"nop stop", "90", true, "90 cc"},
+		{"nop stop", "90", true, "90 cc cc cc cc cc"},
 		{"mov -0x10(rip),rax", "48 8b 05 f0 ff ff ff", false, "48 8b 05 " + le32(uint64(orig-slot-0x10)) + " " + jmp(7, orig+7)},
 		{"jmp rel8", "eb 10", false, jmp(0, orig+2+0x10)},
-		{"jmp rel8 stop", "eb 10", true, "cc"},
+		{"jmp rel8 stop", "eb 10", true, "cc cc cc cc cc"},
 		{"je rel8", "74 10", false, "0f 84 05 00 00 00 " + jmp(6, orig+2) + " " + jmp(11, orig+2+0x10)},
-		{"je rel8 stop", "74 10", true, "0f 84 01 00 00 00 cc cc"},
-		{"jne rel32 backwards", "0f 85 f0 ff ff ff", true, "0f 85 01 00 00 00 cc cc"},
+		{"je rel8 stop", "74 10", true, "0f 84 05 00 00 00 cc cc cc cc cc cc cc cc cc cc"},
+		{"jne rel32 backwards", "0f 85 f0 ff ff ff", true, "0f 85 05 00 00 00 cc cc cc cc cc cc cc cc cc cc"},
 		{"loop", "e2 fe", false, "e2 05 " + jmp(2, orig+2) + " " + jmp(7, orig)},
-		{"jecxz keeps 67", "67 e3 10", true, "67 e3 01 cc cc"},
+		{"jecxz keeps 67", "67 e3 10", true, "67 e3 05 cc cc cc cc cc cc cc cc cc cc"},
 		{"call rel32", "e8 10 00 00 00", false,
 			"48 8d 64 24 f8 c7 04 24 " + le32(orig+5) + " c7 44 24 04 00 00 00 00 " + jmp(20, orig+5+0x10)},
-		{"call rel32 stop", "e8 10 00 00 00", true, "48 8d 64 24 f8 c7 04 24 " + le32(orig+5) + " c7 44 24 04 00 00 00 00 cc"},
+		{"call rel32 stop", "e8 10 00 00 00", true, "48 8d 64 24 f8 c7 04 24 " + le32(orig+5) + " c7 44 24 04 00 00 00 00 cc cc cc cc cc"},
 		{"ret", "c3", false, "c3"},
 		{"ret imm16", "c2 08 00", false, "c2 08 00"},
 		{"jmp *0x10(rip)", "ff 25 10 00 00 00", false, "ff 25 " + le32(uint64(orig-slot+0x10))},

@@ -43,6 +43,7 @@ func (s *Tracer) detachAll() {
 			as.area.off()
 		}
 		s.lowerSemaphores(as, p.pid)
+		as.releaseExits(s.warn)
 		n, mismatches := as.restore(s.warn)
 		s.result.SitesRestored += n
 		s.result.TextMismatches = append(s.result.TextMismatches, mismatches...)

@@ -20,6 +20,7 @@ import (
 	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/internal/stress"
 	"github.com/ptprobe/ptprobe/internal/testprog"
+	"github.com/ptprobe/ptprobe/uprobe"
 )
 
 // detachCycles is how many attach/detach cycles TestDetachUnderLoad runs;
@@ -252,4 +253,51 @@ func waitChild(t *testing.T, pid int) int {
 	}
 	t.Fatalf("process %d made no child in 5 s", pid)
 	return 0
+}
+
+// TestDetachInSignalHandler: a probe with a post handler on a function
+// called in a hot loop, a SIGUSR1 whose handler sleeps, a detach while it
+// sleeps. Most hits end in a trampoline, so the signal usually interrupts
+// the thread there, and the handler returns into it after the detach: its
+// exit, an int3 while traced, must then jump back by itself. Each round
+// the program must run on, neither killed by a SIGTRAP nor stopped, with
+// its text the file's.
+func TestDetachInSignalHandler(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "sighold", testprog.PIE...)
+	spec := mustParse(t, "p:t/probed "+prog+":probed")
+	const rounds = 8
+	cmd := exec.Command(prog)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	for i := 0; i < rounds; i++ {
+		posts := 0
+		tr, err := engine.Attach(pid, &engine.Options{
+			Probes: []backend.Probe{{Spec: spec, Handlers: uprobe.Handlers{Post: func(uprobe.Context) { posts++ }}}},
+			Warn:   func(err error) { t.Errorf("round %d: engine warning: %v", i, err) },
+		})
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		waitHits(t, tr.Probes()[0], 100)
+		cmd.Process.Signal(syscall.SIGUSR1)
+		time.Sleep(50 * time.Millisecond) // the handler sleeps 200 ms
+		if err := tr.Close(); err != nil {
+			t.Fatalf("round %d: detach: %v", i, err)
+		}
+		if res, _ := tr.Wait(); !res.Detached || len(res.TextMismatches) > 0 {
+			t.Errorf("round %d: detach result %+v", i, res)
+		}
+		if posts == 0 {
+			t.Errorf("round %d: the post handler never ran", i)
+		}
+		time.Sleep(250 * time.Millisecond) // the handler has returned
+		if st := procState(pid); st != 'S' && st != 'R' {
+			t.Fatalf("round %d: after the detach and the handler's return the program is in state %c", i, st)
+		}
+		checkText(t, pid, prog, "probed", true)
+	}
 }

@@ -173,6 +173,7 @@ func (s *Tracer) releaseChild(t *thread) error {
 		return fmt.Errorf("child %d: %w", t.tid, err)
 	}
 	s.lowerSemaphores(as, t.proc.pid)
+	as.releaseExits(s.warn)
 	if _, mismatches := as.restore(s.warn); len(mismatches) > 0 {
 		return fmt.Errorf("child %d: %w after removing the probes: %s", t.tid, ErrTextMismatch, mismatches[0])
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/ptprobe/ptprobe/arch"
 )
@@ -109,6 +110,23 @@ func (ts *trapStrategy) evacuate(st *site, regs *arch.Regs) bool {
 	// rewritten call) the thread finishes there: the slot region stays
 	// mapped and jumps back by itself.
 	return false
+}
+
+// releaseExits makes every stop exit of the trampolines of as a jmp to
+// where it resumes (arch.ExitJump), for when no tracer handles their int3s
+// any more: a thread can still reach one, interrupted by a signal in a
+// trampoline and returning there from its handler, or a fork child let go
+// with its copy of a trampoline it forked from.
+func (as *addrSpace) releaseExits(warn func(error)) {
+	for addr, ex := range as.exits {
+		jmp, err := arch.ExitJump(addr, ex.resume)
+		if err == nil {
+			_, err = as.mem.WriteMemory(addr, jmp)
+		}
+		if err != nil {
+			warn(fmt.Errorf("trampoline exit at %#x: %w", addr, err))
+		}
+	}
 }
 
 // trampolineOf returns the trap strategy of st, nil for another strategy.
