@@ -181,6 +181,12 @@ func (s *Tracer) settle(t *thread, ws unix.WaitStatus, want map[int]bool, pendin
 			want[t.tid] = true
 		}
 	case event == unix.PTRACE_EVENT_CLONE || event == unix.PTRACE_EVENT_FORK || event == unix.PTRACE_EVENT_VFORK:
+		if t.proc.as == nil {
+			// An attach that found the process here, before arming
+			// (armAfterSyscall): the new task has no int3 of ours;
+			// the kernel lets it go when the ptrace thread ends.
+			break
+		}
 		msg, _ := unix.PtraceGetEventMsg(t.tid)
 		if err := s.newTask(t, int(msg), event); err == nil && s.threads[int(msg)] != nil {
 			if unix.PtraceInterrupt(int(msg)) == nil {
