@@ -74,8 +74,8 @@ func (s *Tracer) attach(pid int) error {
 				continue
 			}
 			if err := seize(tid, ptraceOptions); err != nil {
-				if err == unix.ESRCH {
-					continue // exited meanwhile
+				if err == unix.ESRCH || (err == unix.EPERM && tid != pid && threadExiting(pid, tid)) {
+					continue // exited meanwhile, or exiting: the kernel refuses to trace it
 				}
 				s.detachSeized(seized)
 				if err == unix.EPERM {
@@ -118,7 +118,12 @@ func (s *Tracer) attach(pid int) error {
 			continue
 		}
 		stops[tid] = ws
-		s.threads[tid].stopped, s.threads[tid].stop = true, ws
+		t := s.threads[tid]
+		t.stoppedWith(ws)
+		switch stopEvent(ws) {
+		case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK:
+			t.forkedUnarmed = true
+		}
 	}
 	if len(s.threads) == 0 {
 		return fmt.Errorf("attach to %d: every thread exited", pid)
@@ -169,6 +174,17 @@ func (s *Tracer) armAfterSyscall(pid int) error {
 		}
 	}
 	return fmt.Errorf("attach to %d: %w", pid, errInSyscall)
+}
+
+// threadExiting reports whether thread tid of process pid is gone or a
+// zombie.
+func threadExiting(pid, tid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
 }
 
 // armingThread is the thread to arm the probes from: the main thread if it

@@ -143,7 +143,7 @@ func (s *Tracer) settleAll() map[int]unix.Signal {
 			s.threadExited(t, ws)
 			continue
 		}
-		t.stopped, t.stop = true, ws
+		t.stoppedWith(ws)
 		s.settle(t, ws, want, pending)
 	}
 	return pending
@@ -187,10 +187,9 @@ func (s *Tracer) settle(t *thread, ws unix.WaitStatus, want map[int]bool, pendin
 			// the kernel lets it go when the ptrace thread ends.
 			break
 		}
-		msg, _ := unix.PtraceGetEventMsg(t.tid)
-		if err := s.newTask(t, int(msg), event); err == nil && s.threads[int(msg)] != nil {
-			if unix.PtraceInterrupt(int(msg)) == nil {
-				want[int(msg)] = true
+		if id := t.newTaskID; id != 0 && s.newTask(t, id, event) == nil && s.threads[id] != nil {
+			if unix.PtraceInterrupt(id) == nil {
+				want[id] = true
 			}
 		}
 	case event == unix.PTRACE_EVENT_EXEC:

@@ -301,3 +301,51 @@ func TestDetachInSignalHandler(t *testing.T) {
 		checkText(t, pid, prog, "probed", true)
 	}
 }
+
+// TestAttachDetachChurn attaches to and detaches from a program that makes
+// a thread and forks a child over and over, so that attaches and detaches
+// land at clone and fork events, with new tasks half set up: each detach
+// must leave the text as the file's and the program running, and no child
+// may die (of an int3 it inherited, say).
+func TestAttachDetachChurn(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "churn", testprog.PIE...)
+	var out strings.Builder
+	cmd := exec.Command(prog)
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	const rounds = 30
+	for i := 0; i < rounds; i++ {
+		tr, err := engine.Attach(pid, &engine.Options{
+			Probes: specs(t, "p:t/probed "+prog+":probed"),
+			Warn:   func(err error) { t.Errorf("round %d: engine warning: %v", i, err) },
+		})
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		waitHits(t, tr.Probes()[0], 20)
+		if err := tr.Close(); err != nil {
+			t.Fatalf("round %d: detach: %v", i, err)
+		}
+		if res, _ := tr.Wait(); !res.Detached || len(res.TextMismatches) > 0 {
+			t.Fatalf("round %d: detach result %+v", i, res)
+		}
+		checkText(t, pid, prog, "probed", true)
+		if st := procState(pid); st != 'S' && st != 'R' {
+			t.Fatalf("round %d: after the detach the program is in state %c", i, st)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // a child forked during the last detach ends
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the program ended with %v, output %q", err, out.String())
+	}
+	if !strings.Contains(out.String(), " bad=0\n") {
+		t.Errorf("children died: %s", out.String())
+	}
+	t.Logf("%d attach/detach cycles: %s", rounds, strings.TrimSpace(out.String()))
+}

@@ -38,11 +38,10 @@ func (s *Tracer) remoteSyscall(t *thread, nr uintptr, a1, a2, a3, a4, a5, a6 uin
 		case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK:
 			// Stopped before the call returns: it returns the new
 			// task's ID to this thread.
-			msg, err := unix.PtraceGetEventMsg(t.tid)
-			if err != nil {
-				return 0, fmt.Errorf("thread %d inside clone: %w", t.tid, err)
+			if t.newTaskID == 0 {
+				return 0, fmt.Errorf("thread %d inside clone: the new task is not known", t.tid)
 			}
-			saved.Rax = uint64(msg)
+			saved.Rax = uint64(t.newTaskID)
 		case unix.PTRACE_EVENT_VFORK, unix.PTRACE_EVENT_VFORK_DONE, unix.PTRACE_EVENT_EXEC:
 			return 0, fmt.Errorf("thread %d is inside vfork or exec: %w", t.tid, errInSyscall)
 		}

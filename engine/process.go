@@ -32,11 +32,10 @@ type process struct {
 func (s *Tracer) ptraceEvent(t *thread, cause int) error {
 	switch cause {
 	case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK, unix.PTRACE_EVENT_VFORK:
-		msg, err := unix.PtraceGetEventMsg(t.tid)
-		if err != nil {
-			return fmt.Errorf("new task of thread %d: %w", t.tid, err)
+		if t.newTaskID == 0 {
+			return fmt.Errorf("new task of thread %d: not known", t.tid)
 		}
-		if err := s.newTask(t, int(msg), cause); err != nil {
+		if err := s.newTask(t, t.newTaskID, cause); err != nil {
 			return err
 		}
 	case unix.PTRACE_EVENT_EXEC:
@@ -85,6 +84,16 @@ func (s *Tracer) newTask(t *thread, id, cause int) error {
 		if ar := parent.as.area; ar != nil {
 			p.gen = s.sharedChild(ar, id, p.unfollowed)
 		}
+	case t.forkedUnarmed:
+		// Forked before the attach armed the parent: a copy of the
+		// memory without int3s or slot regions. Let it go untraced at
+		// its first stop, with nothing to restore.
+		as, err := newAddrSpace(id)
+		if err != nil {
+			return err
+		}
+		p = &process{pid: id, as: as, nthreads: 1, unfollowed: true}
+		s.procs[id] = p
 	default:
 		as, err := parent.as.fork(id)
 		if err != nil {
@@ -93,6 +102,7 @@ func (s *Tracer) newTask(t *thread, id, cause int) error {
 		p = &process{pid: id, as: as, nthreads: 1, unfollowed: s.opts.NoFollowFork}
 		s.procs[id] = p
 	}
+	t.forkedUnarmed = false
 	nt := &thread{tid: id, proc: p, state: newborn}
 	if !isThread {
 		// The child's stack is a copy: so are the hijacked returns.

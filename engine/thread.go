@@ -55,6 +55,15 @@ type thread struct {
 	// silent: the last hit fired no probe (a Go function run again after
 	// runtime.morestack), so its post handlers do not run either.
 	silent bool
+	// newTaskID is the task a clone, fork or vfork event stop reports
+	// (0: none), read when the stop is: every later stop overwrites the
+	// kernel's event message, the int3 that ends an injected system call
+	// included, and the call would then return 0 to the parent.
+	newTaskID int
+	// forkedUnarmed: the clone or fork event of the stop the thread was
+	// in when it was attached to; the task it made copied the memory of
+	// before the probes were armed (see newTask).
+	forkedUnarmed bool
 }
 
 // hitPoint is the probed address of a hit and the address of offset 0 of
@@ -63,8 +72,22 @@ type hitPoint struct{ addr, fileBase uint64 }
 
 // stopped records a stop of the thread, with its status.
 func (t *thread) stoppedWith(ws unix.WaitStatus) {
+	again := t.stopped && t.stop == ws
 	t.stopped, t.stop = true, ws
 	t.regsRead = false // regsIn is of an earlier stop
+	if again {
+		// The stop recorded before (attach records its stops, arms,
+		// then handles them): the event message may be an injected
+		// call's by now.
+		return
+	}
+	t.newTaskID = 0
+	switch stopEvent(ws) {
+	case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK, unix.PTRACE_EVENT_VFORK:
+		if msg, err := unix.PtraceGetEventMsg(t.tid); err == nil {
+			t.newTaskID = int(msg)
+		}
+	}
 }
 
 // readRegs reads the registers of the stopped thread into t.regs, and
