@@ -155,7 +155,29 @@ func (l *Libraries) Find(name string) (string, error) {
 		where = append(where, l.cacheFile)
 	}
 	where = append(where, strings.Join(l.dirs, ", "))
+	if bad := l.rejected(name); len(bad) > 0 {
+		return "", fmt.Errorf("elfsym: %w %q on this system: %s %s the name but not an x86-64 ELF file that can be opened; searched %s", ErrNoLibrary, name, strings.Join(bad, ", "), map[bool]string{false: "has", true: "have"}[len(bad) > 1], strings.Join(where, ", "))
+	}
 	return "", fmt.Errorf("elfsym: %w %q on this system%s; searched %s", ErrNoLibrary, name, didYouMean(l.suggest(name)), strings.Join(where, ", "))
+}
+
+// rejected lists the files of the search directories (LD_LIBRARY_PATH's,
+// then the system's) that match name but are no x86-64 ELF file that
+// can be opened: what a search that found nothing passed over, for its
+// error to name.
+func (l *Libraries) rejected(name string) []string {
+	var bad []string
+	for _, d := range append(append([]string(nil), l.ldPath...), l.dirs...) {
+		for _, n := range l.list(d) {
+			p := filepath.Join(d, n)
+			if MatchLibrary(name, p, "") {
+				if _, ok := openableELF(p); !ok {
+					bad = append(bad, p)
+				}
+			}
+		}
+	}
+	return bad
 }
 
 func (l *Libraries) find(name string) (string, bool) {

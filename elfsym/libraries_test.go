@@ -265,6 +265,15 @@ func TestLibrariesFind(t *testing.T) {
 			t.Errorf("Find(%q) = %q, %v; want ErrNoLibrary", name, p, err)
 		}
 	}
+	// A file of the name that is no ELF file is named in the error.
+	fake := filepath.Join(dir, "libptfake.so")
+	if err := os.WriteFile(fake, []byte("not an ELF file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewLibraries(LibraryEnv{LDLibraryPath: dir}).Find("libptfake")
+	if !errors.Is(err, ErrNoLibrary) || !strings.Contains(err.Error(), fake+" has the name but not an x86-64 ELF file") {
+		t.Errorf("Find(libptfake) with a non-ELF %s on LD_LIBRARY_PATH: %v", fake, err)
+	}
 }
 
 // TestLibrariesSuggest: an unknown library name gets the closest names of
