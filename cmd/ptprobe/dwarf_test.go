@@ -54,21 +54,6 @@ func traceEvents[E any](t *testing.T, args ...string) (string, []E) {
 	return r.stdout, evs
 }
 
-// buildDWARF builds testdata/c/dwarf.c with gcc and flags.
-func buildDWARF(t *testing.T, dir, name string, flags ...string) string {
-	t.Helper()
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("skipped: gcc is not installed: cannot build testdata/c/dwarf.c")
-	}
-	prog := filepath.Join(dir, name)
-	args := append(append([]string{}, flags...), "-o", prog, filepath.Join(testprog.Root(), "testdata", "c", "dwarf.c"))
-	if b, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
-		t.Fatalf("gcc %v: %v\n%s", args, err, b)
-	}
-	return prog
-}
-
 var workLine = regexp.MustCompile(`^work a=(-?\d+) b=(-?\d+) s=(\S+) x=(-?\d+) y=(-?\d+) name=(\S+) tag=(\S+) c=(\d+) sum=(-?\d+)$`)
 
 // workCalls are the arguments dwarf.c says it passed to work, one map per
@@ -109,7 +94,7 @@ func TestDWARFArgs(t *testing.T) {
 	dir := t.TempDir()
 	for _, opt := range []string{"-O0", "-O2"} {
 		t.Run(opt, func(t *testing.T) {
-			prog := buildDWARF(t, dir, "dwarf"+opt, opt, "-g")
+			prog := testprog.BuildAs(t, dir, "dwarf"+opt, "dwarf", opt, "-g")
 			const n = 5
 			out, evs := traceJSON(t,
 				"-e", "p:t/work "+prog+":work a b s p->x p->y p->name p->tag c",
@@ -244,9 +229,9 @@ int main(void) { for (int i = 1; i <= 5; i++) { size_t n = 1000 * i + 7; printf(
 // at), split DWARF: exit 2 and the program never runs.
 func TestDWARFErrors(t *testing.T) {
 	dir := t.TempDir()
-	prog := buildDWARF(t, dir, "dwarf", "-O2", "-g")
-	nodbg := buildDWARF(t, dir, "nodbg", "-O2", "-g0", "-Wl,--build-id")
-	split := buildDWARF(t, dir, "split", "-O2", "-g", "-gsplit-dwarf")
+	prog := testprog.BuildAs(t, dir, "dwarf", "dwarf", "-O2", "-g")
+	nodbg := testprog.BuildAs(t, dir, "nodbg", "dwarf", "-O2", "-g0", "-Wl,--build-id")
+	split := testprog.BuildAs(t, dir, "split", "dwarf", "-O2", "-g", "-gsplit-dwarf")
 	for _, c := range []struct {
 		spec string
 		argv string
@@ -280,7 +265,7 @@ func TestDWARFErrors(t *testing.T) {
 func TestDWARFCompare(t *testing.T) {
 	testprog.KernelUprobes(t)
 	dir := t.TempDir()
-	prog := buildDWARF(t, dir, "dwarf", "-O2", "-g")
+	prog := testprog.BuildAs(t, dir, "dwarf", "dwarf", "-O2", "-g")
 	r, res := runCompare(t, "-e", "p:t/work "+prog+":work a b s p->x p->name p->tag c", "-e", "p:t/sum "+prog+":dwarf.c:30 sum", "--", prog, "20")
 	if r.status != 0 || !res.Agree {
 		t.Fatalf("compare status %d (want 0): %s\n%s", r.status, r.stdout, r.stderr)
@@ -328,7 +313,7 @@ func TestStack(t *testing.T) {
 		{"nofp", []string{"-O2", "-g", "-fomit-frame-pointer"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			prog := buildDWARF(t, dir, "dwarf-"+c.name, c.flags...)
+			prog := testprog.BuildAs(t, dir, "dwarf-"+c.name, "dwarf", c.flags...)
 			// At work+4, past push %rbp; mov %rsp,%rbp with -O0: the
 			// frame pointer chain is set up.
 			at := "work"

@@ -32,13 +32,21 @@ var (
 // program's path. It skips the test when gcc is missing.
 func Build(t testing.TB, dir, name string, flags ...string) string {
 	t.Helper()
+	return BuildAs(t, dir, name, name, flags...)
+}
+
+// BuildAs compiles testdata/c/SRC.c with gcc into dir/out (one source
+// built several ways in one directory) and returns the program's path. It
+// skips the test when gcc is missing.
+func BuildAs(t testing.TB, dir, out, src string, flags ...string) string {
+	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
 		t.Skip("gcc is not installed: cannot build the C targets of testdata/c")
 	}
-	out := filepath.Join(dir, name)
-	args := append(append([]string{}, flags...), "-o", out, filepath.Join(Root(), "testdata", "c", name+".c"))
-	if name == "threads" || name == "hot" || name == "named" {
+	out = filepath.Join(dir, out)
+	args := append(append([]string{}, flags...), "-o", out, filepath.Join(Root(), "testdata", "c", src+".c"))
+	if src == "threads" || src == "hot" || src == "named" {
 		args = append(args, "-pthread")
 	}
 	cmd := exec.Command(gcc, args...)

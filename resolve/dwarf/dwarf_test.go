@@ -15,19 +15,10 @@ import (
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
-// build compiles testdata/c/dwarf.c with gcc and flags.
+// build compiles testdata/c/dwarf.c with gcc and flags into dir/name.
 func build(t *testing.T, dir, name string, flags ...string) string {
 	t.Helper()
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("skipped: gcc is not installed: cannot build testdata/c/dwarf.c")
-	}
-	prog := filepath.Join(dir, name)
-	args := append(append([]string{}, flags...), "-o", prog, filepath.Join(testprog.Root(), "testdata", "c", "dwarf.c"))
-	if b, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
-		t.Fatalf("gcc %v: %v\n%s", args, err, b)
-	}
-	return prog
+	return testprog.BuildAs(t, dir, name, "dwarf", flags...)
 }
 
 func open(t testing.TB, path string, opts *dwarf.Options) *dwarf.Data {
