@@ -108,8 +108,8 @@ func backendCosts(runs, base []*runResult, noiseNS int64) BackendReport {
 	if len(costs) == 0 {
 		return br // no hit: no cost per hit
 	}
-	br.NoiseUsPerHit = float64(noiseNS) / medianFloat(hits) / 1e3
-	m := medianFloat(costs)
+	br.NoiseUsPerHit = float64(noiseNS) / median(hits) / 1e3
+	m := median(costs)
 	br.UsPerHitMin, br.UsPerHitMax = max(slices.Min(costs), 0), max(slices.Max(costs), 0)
 	if m > br.NoiseUsPerHit {
 		br.UsPerHit, br.BelowNoise = &m, false
@@ -127,16 +127,7 @@ func walls(runs []*runResult) []int64 {
 
 // median of a non-empty list: the middle value, or the mean of the two
 // middle ones.
-func median(v []int64) int64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if n := len(s); n%2 == 0 {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-	return s[len(s)/2]
-}
-
-func medianFloat(v []float64) float64 {
+func median[T int64 | float64](v []T) T {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	if n := len(s); n%2 == 0 {
