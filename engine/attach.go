@@ -74,7 +74,7 @@ func (s *Tracer) attach(pid int) error {
 				continue
 			}
 			if err := seize(tid, ptraceOptions); err != nil {
-				if err == unix.ESRCH || (err == unix.EPERM && tid != pid && threadExiting(pid, tid)) {
+				if err == unix.ESRCH || (err == unix.EPERM && tid != pid && exiting(procStatus(tid))) {
 					continue // exited meanwhile, or exiting: the kernel refuses to trace it
 				}
 				s.detachSeized(seized)
@@ -176,15 +176,11 @@ func (s *Tracer) armAfterSyscall(pid int) error {
 	return fmt.Errorf("attach to %d: %w", pid, errInSyscall)
 }
 
-// threadExiting reports whether thread tid of process pid is gone or a
-// zombie.
-func threadExiting(pid, tid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
-	if err != nil {
-		return true
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
+// exiting reports whether the task whose procStatus is status is gone
+// (nothing read) or a zombie.
+func exiting(status map[string]string) bool {
+	st := status["State"]
+	return st == "" || strings.HasPrefix(st, "Z") || strings.HasPrefix(st, "X")
 }
 
 // armingThread is the thread to arm the probes from: the main thread if it
@@ -222,7 +218,7 @@ func whyNotPermitted(pid int) string {
 		tgid := procStatus(tid)["Tgid"]
 		return fmt.Sprintf("it is already traced by thread %s of process %s (%s); a thread has one tracer at a time", tracer, tgid, commOf(tgid))
 	}
-	if st := status["State"]; strings.HasPrefix(st, "Z") || strings.HasPrefix(st, "X") {
+	if status["State"] != "" && exiting(status) {
 		return "it is exiting"
 	}
 	if uid, myUID := firstField(status["Uid"]), firstField(self["Uid"]); uid != myUID && !capPtrace {

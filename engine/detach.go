@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -49,12 +50,8 @@ func (s *Tracer) detachAll() {
 		s.result.TextMismatches = append(s.result.TextMismatches, mismatches...)
 	}
 
-	lingering := make(map[int]bool)
-	for _, tid := range s.inVfork {
-		lingering[tid] = true
-	}
 	for tid := range s.threads {
-		if !lingering[tid] {
+		if !slices.Contains(s.inVfork, tid) { // lingerInVfork's
 			detach(tid, pending[tid])
 		}
 	}

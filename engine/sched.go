@@ -94,8 +94,8 @@ const (
 	checkEvery = 2 * time.Millisecond
 	// watchEvery spaces the watcher's reads of the machine's load: each
 	// wakes a thread of the runtime, on a CPU the program could have used,
-	// so not too often; two of them (busyToNormal) make the reaction to
-	// busy CPUs 20 ms.
+	// so not too often; busyToNormal of them make the reaction to busy
+	// CPUs 20 ms, freeToIdle the return to SCHED_IDLE 0.5 s.
 	watchEvery = 10 * time.Millisecond
 	// missGap spaces the checks after missed waits, which a program
 	// thread that sleeps between hits misses every time.
