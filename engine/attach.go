@@ -74,8 +74,11 @@ func (s *Tracer) attach(pid int) error {
 				continue
 			}
 			if err := seize(tid, ptraceOptions); err != nil {
-				if err == unix.ESRCH || (err == unix.EPERM && tid != pid && exiting(procStatus(tid))) {
-					continue // exited meanwhile, or exiting: the kernel refuses to trace it
+				if err == unix.ESRCH || (err == unix.EPERM && tid != pid && tracedOrExiting(tid)) {
+					// Exited meanwhile; or refused because a seized
+					// thread created it (PTRACE_O_TRACECLONE made it
+					// ours already), or because it is exiting.
+					continue
 				}
 				s.detachSeized(seized)
 				if err == unix.EPERM {
@@ -174,6 +177,14 @@ func (s *Tracer) armAfterSyscall(pid int) error {
 		}
 	}
 	return fmt.Errorf("attach to %d: %w", pid, errInSyscall)
+}
+
+// tracedOrExiting reports whether thread tid is traced by the calling
+// (ptrace) thread already, or is exiting: the reasons a seize of a thread
+// of a process being attached to gets EPERM that are no reason to fail.
+func tracedOrExiting(tid int) bool {
+	st := procStatus(tid)
+	return exiting(st) || st["TracerPid"] == strconv.Itoa(unix.Gettid())
 }
 
 // exiting reports whether the task whose procStatus is status is gone
