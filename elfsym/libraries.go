@@ -38,7 +38,17 @@ type LibraryEnv struct {
 	LDLibraryPath string
 	// Mapped are the files a running process has mapped (-p PID): the
 	// libraries it has loaded, whatever the paths it loaded them from.
+	// They are paths of this process's namespace (see Root).
 	Mapped []string
+	// Root is the directory through which this process sees the
+	// program's files as the program sees them (ProcessRoot: a process
+	// in another mount namespace, such as a container's), "" for this
+	// process's own. Program, LDLibraryPath, the cache, ld.so.conf, the
+	// default directories and the closure's RPATH/RUNPATH are the
+	// program's paths, looked up under Root with their symbolic links
+	// resolved as the program resolves them; Find returns paths of this
+	// process's namespace (under Root) (docs/DESIGN.md §2).
+	Root string
 }
 
 // Libraries finds the libraries a program may load, by the names a user
@@ -83,6 +93,9 @@ type Libraries struct {
 type libObject struct {
 	path   string // the path it was found at
 	soname string // DT_SONAME, "" if none
+	// ours: path is of this process's namespace (LibraryEnv.Mapped),
+	// not the program's.
+	ours bool
 }
 
 // libSystem is where the system keeps its libraries; tests point it at
@@ -107,9 +120,9 @@ func NewLibraries(env LibraryEnv) *Libraries {
 
 func newLibraries(env LibraryEnv, sys libSystem) *Libraries {
 	l := &Libraries{env: env, ldPath: splitPathList(env.LDLibraryPath), listings: make(map[string][]string)}
-	if data, err := readLimited(sys.cache, maxLDCache); err == nil {
+	if data, err := readLimited(l.hostOf(sys.cache), maxLDCache); err == nil {
 		if entries, err := parseLDCache(data); err == nil {
-			l.cache, l.cacheFile = entries, sys.cache
+			l.cache, l.cacheFile = entries, env.Root+sys.cache
 		}
 	}
 	seen := make(map[string]bool)
@@ -119,14 +132,14 @@ func newLibraries(env LibraryEnv, sys libSystem) *Libraries {
 		}
 		seen[p] = true
 		if di, err := readDynInfo(p); err == nil {
-			l.objects = append(l.objects, libObject{path: p, soname: di.soname})
+			l.objects = append(l.objects, libObject{path: p, soname: di.soname, ours: true})
 		}
 	}
 	var closureDirs []string
 	if env.Program != "" {
 		closureDirs = l.addClosure(env.Program, sys.dirs)
 	}
-	l.dirs = dedupDirs(append(append(append([]string(nil), ldSoConf(sys.conf, 0)...), sys.dirs...), closureDirs...))
+	l.dirs = dedupDirs(append(append(append([]string(nil), ldSoConf(env.Root, sys.conf, 0)...), sys.dirs...), closureDirs...))
 	return l
 }
 
@@ -171,8 +184,8 @@ func (l *Libraries) rejected(name string) []string {
 		for _, n := range l.list(d) {
 			p := filepath.Join(d, n)
 			if MatchLibrary(name, p, "") {
-				if _, ok := openableELF(p); !ok {
-					bad = append(bad, p)
+				if _, ok := l.openable(p); !ok {
+					bad = append(bad, l.env.Root+p)
 				}
 			}
 		}
@@ -185,11 +198,15 @@ func (l *Libraries) find(name string) (string, bool) {
 		return "", false
 	}
 	if strings.Contains(name, "/") {
-		return openableELF(name)
+		return l.openable(name)
 	}
 	for _, o := range l.objects {
 		if MatchLibrary(name, o.path, o.soname) {
-			if p, ok := openableELF(o.path); ok {
+			open := l.openable
+			if o.ours {
+				open = l.openableOurs
+			}
+			if p, ok := open(o.path); ok {
 				return p, true
 			}
 		}
@@ -208,7 +225,7 @@ func (l *Libraries) find(name string) (string, bool) {
 		return candidateRank(name, cands[i].name) < candidateRank(name, cands[j].name)
 	})
 	for _, e := range cands {
-		if p, ok := openableELF(e.path); ok {
+		if p, ok := l.openable(e.path); ok {
 			return p, true
 		}
 	}
@@ -278,7 +295,7 @@ func (l *Libraries) list(d string) []string {
 		return names
 	}
 	var names []string
-	if ents, err := os.ReadDir(d); err == nil {
+	if ents, err := os.ReadDir(l.hostOf(d)); err == nil {
 		for _, e := range ents {
 			if !e.IsDir() {
 				names = append(names, e.Name())
@@ -297,7 +314,7 @@ func (l *Libraries) list(d string) []string {
 func (l *Libraries) searchDirs(name string, dirs []string) (string, bool) {
 	seen := make(map[string]bool)
 	for _, d := range dirs {
-		real, err := filepath.EvalSymlinks(d)
+		real, err := l.real(d)
 		if err != nil || seen[real] {
 			continue
 		}
@@ -319,7 +336,7 @@ func (l *Libraries) searchDirs(name string, dirs []string) (string, bool) {
 			return cands[i] < cands[j]
 		})
 		for _, c := range cands {
-			if p, ok := openableELF(filepath.Join(d, c)); ok {
+			if p, ok := l.openable(filepath.Join(d, c)); ok {
 				return p, true
 			}
 		}
@@ -339,10 +356,10 @@ type loadReq struct {
 // interpreter) to l.objects, breadth first as the dynamic linker loads
 // them, and returns their DT_RUNPATH and DT_RPATH directories.
 func (l *Libraries) addClosure(program string, sysDirs []string) []string {
-	program = scriptInterpreter(program)
+	program = scriptInterpreter(program, l.hostOf)
 	// The dynamic linker takes the program's $ORIGIN from
 	// /proc/self/exe, which has its symlinks resolved.
-	real, err := filepath.EvalSymlinks(program)
+	real, err := l.real(program)
 	if err != nil {
 		return nil
 	}
@@ -352,7 +369,7 @@ func (l *Libraries) addClosure(program string, sysDirs []string) []string {
 	for len(queue) > 0 && len(seen) <= maxClosure {
 		req := queue[0]
 		queue = queue[1:]
-		di, err := readDynInfo(req.path)
+		di, err := readDynInfo(l.hostOf(req.path))
 		if err != nil {
 			continue
 		}
@@ -377,7 +394,7 @@ func (l *Libraries) addClosure(program string, sysDirs []string) []string {
 			if !ok {
 				continue
 			}
-			r, err := filepath.EvalSymlinks(p)
+			r, err := l.real(p)
 			if err != nil || seen[r] {
 				continue
 			}
@@ -394,10 +411,10 @@ const maxScriptDepth = 4
 
 // scriptInterpreter returns the program execve really runs for path: the
 // interpreter named on the "#!" line of a script (of a script...), or
-// path itself.
-func scriptInterpreter(path string) string {
+// path itself. host maps a path to the file to open (Libraries.hostOf).
+func scriptInterpreter(path string, host func(string) string) string {
 	for i := 0; i < maxScriptDepth; i++ {
-		f, err := os.Open(path)
+		f, err := os.Open(host(path))
 		if err != nil {
 			return path
 		}
@@ -423,20 +440,20 @@ func scriptInterpreter(path string) string {
 // exact name in dirs, the cache, then the default directories.
 func (l *Libraries) resolveNeeded(name string, dirs, sysDirs []string) (string, bool) {
 	if strings.Contains(name, "/") {
-		return name, isX8664ELF(name)
+		return name, isX8664ELF(l.hostOf(name))
 	}
 	for _, d := range dirs {
-		if p := filepath.Join(d, name); isX8664ELF(p) {
+		if p := filepath.Join(d, name); isX8664ELF(l.hostOf(p)) {
 			return p, true
 		}
 	}
 	for _, e := range l.cache {
-		if e.name == name && isX8664ELF(e.path) {
+		if e.name == name && isX8664ELF(l.hostOf(e.path)) {
 			return e.path, true
 		}
 	}
 	for _, d := range sysDirs {
-		if p := filepath.Join(d, name); isX8664ELF(p) {
+		if p := filepath.Join(d, name); isX8664ELF(l.hostOf(p)) {
 			return p, true
 		}
 	}
@@ -561,4 +578,45 @@ func dedupDirs(dirs []string) []string {
 		}
 	}
 	return out
+}
+
+// real is p, a path as the program sees it, with its symbolic links
+// resolved as the program resolves them (LibraryEnv.Root).
+func (l *Libraries) real(p string) (string, error) {
+	if l.env.Root == "" {
+		return filepath.EvalSymlinks(p)
+	}
+	return resolveInRoot(l.env.Root, p)
+}
+
+// hostOf is the path in this process's namespace of the file the program
+// calls p; p under the root as it is when it cannot be resolved (opening
+// it then fails).
+func (l *Libraries) hostOf(p string) string {
+	if r, err := l.real(p); err == nil {
+		return l.env.Root + r
+	}
+	return l.env.Root + p
+}
+
+// openable is openableELF for a path as the program sees it; the path
+// returned is of this process's namespace.
+func (l *Libraries) openable(p string) (string, bool) {
+	r, err := l.real(p)
+	if err != nil || !isX8664ELF(l.env.Root+r) {
+		return "", false
+	}
+	return l.env.Root + r, true
+}
+
+// openableOurs is openableELF for a path of this process's namespace
+// (LibraryEnv.Mapped): under another root its links are not resolved,
+// since they may lead through /proc/PID/root, whose target read as a
+// link is the process's root as a path of ours. A mapped file's path
+// has no links to resolve: the kernel wrote it resolved.
+func (l *Libraries) openableOurs(p string) (string, bool) {
+	if l.env.Root == "" {
+		return openableELF(p)
+	}
+	return p, isX8664ELF(p)
 }

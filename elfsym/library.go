@@ -93,7 +93,7 @@ func LibraryDirs() []string {
 
 func libraryDirs(ldLibraryPath, conf string) []string {
 	dirs := splitPathList(ldLibraryPath)
-	dirs = append(dirs, ldSoConf(conf, 0)...)
+	dirs = append(dirs, ldSoConf("", conf, 0)...)
 	dirs = append(dirs, defaultLibraryDirs[:]...)
 	return dedupDirs(dirs)
 }
@@ -101,12 +101,21 @@ func libraryDirs(ldLibraryPath, conf string) []string {
 // ldSoConf returns the directories listed in an ld.so.conf file: one or
 // more per line (separated by blanks, commas or colons), "#" comments,
 // "include GLOB" (relative to the including file's directory), "hwcap"
-// lines ignored.
-func ldSoConf(path string, depth int) []string {
+// lines ignored. root is the program's root (LibraryEnv.Root): path and
+// the directories are the program's paths.
+func ldSoConf(root, path string, depth int) []string {
 	if depth > maxConfDepth {
 		return nil
 	}
-	data, err := os.ReadFile(path)
+	host := path
+	if root != "" {
+		r, err := resolveInRoot(root, path)
+		if err != nil {
+			return nil
+		}
+		host = root + r
+	}
+	data, err := os.ReadFile(host)
 	if err != nil {
 		return nil
 	}
@@ -127,10 +136,10 @@ func ldSoConf(path string, depth int) []string {
 				if !filepath.IsAbs(pat) {
 					pat = filepath.Join(filepath.Dir(path), pat)
 				}
-				matches, _ := filepath.Glob(pat)
+				matches, _ := filepath.Glob(root + pat)
 				sort.Strings(matches)
 				for _, m := range matches {
-					dirs = append(dirs, ldSoConf(m, depth+1)...)
+					dirs = append(dirs, ldSoConf(root, strings.TrimPrefix(m, root), depth+1)...)
 				}
 			}
 		case "hwcap":

@@ -228,17 +228,17 @@ func (s *Tracer) mappedFile(pid int, m elfsym.Mapping) *elfsym.File {
 }
 
 // openMapped opens the file of mapping m, checking that it is the mapped
-// file (same device and inode), also when the process has another root.
+// file (same device and inode), also when the process has another root
+// (resolve.MappedPath).
 func openMapped(pid int, m elfsym.Mapping) (*elfsym.File, error) {
-	for _, path := range []string{m.Path, fmt.Sprintf("/proc/%d/root%s", pid, m.Path)} {
-		f, err := elfsym.Open(path)
-		if err != nil {
-			continue
-		}
-		if f.ID == m.ID() {
+	if p, ok := resolve.MappedPath(pid, elfsym.ProcessRoot(pid), m); ok {
+		f, err := elfsym.Open(p)
+		if err == nil && f.ID == m.ID() {
 			return f, nil
 		}
-		f.Close()
+		if err == nil {
+			f.Close()
+		}
 	}
 	return nil, fmt.Errorf("cannot open the file mapped at 0x%x (%s)", m.Start, m.Path)
 }

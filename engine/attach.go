@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/resolve"
 )
 
@@ -23,34 +22,11 @@ import (
 // ptrace stops of a tracee to any thread of the tracer's process that
 // waits for it, and the engine would never see them.
 func Attach(pid int, opts *Options) (*Tracer, error) {
-	s, err := newTracer(opts, &resolve.Options{Libraries: processLibraries(pid)})
+	s, err := newTracer(opts, resolve.ProcessOptions(pid))
 	if err != nil {
 		return nil, err
 	}
 	return s.begin(func() error { return s.attach(pid) })
-}
-
-// processLibraries returns where the running process pid finds its
-// libraries: the files it maps, then what resolve finds for its
-// executable with its own LD_LIBRARY_PATH. What of /proc/PID cannot be
-// read is left out (Attach then fails on the process itself, with the
-// reason).
-func processLibraries(pid int) *elfsym.Libraries {
-	var env elfsym.LibraryEnv
-	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
-		env.Program = exe
-	}
-	if maps, err := elfsym.ReadMaps(pid); err == nil {
-		for _, m := range maps {
-			if m.Inode != 0 && strings.HasPrefix(m.Path, "/") && !strings.HasSuffix(m.Path, " (deleted)") {
-				env.Mapped = append(env.Mapped, m.Path)
-			}
-		}
-	}
-	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil {
-		env.LDLibraryPath = resolve.Getenv(strings.Split(string(data), "\x00"), "LD_LIBRARY_PATH")
-	}
-	return elfsym.NewLibraries(env)
 }
 
 func (s *Tracer) attach(pid int) error {

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
@@ -38,6 +40,80 @@ type Options struct {
 	// Names opens what names mean in a file, for Resolver.Expand; nil
 	// is DWARFNames, the file's debug information.
 	Names NamesOpener
+	// Root is the directory through which the traced process's files
+	// are seen as it sees them (elfsym.ProcessRoot: a process in
+	// another mount namespace), "" for ours. An absolute path in a spec
+	// is the process's path: looked up under Root first (its links
+	// resolved as the process resolves them), then as a path of ours;
+	// either way the probe applies to the file by device and inode.
+	Root string
+}
+
+// ProcessOptions are the Options for the running process pid: its
+// executable, the libraries it maps and would find with its own
+// LD_LIBRARY_PATH, and its root when it has another mount namespace or
+// root directory than ours (a container), where its paths are looked up
+// (docs/DESIGN.md §2). What of /proc/PID cannot be read is left out
+// (attaching then fails on the process itself, with the reason).
+func ProcessOptions(pid int) *Options {
+	root := elfsym.ProcessRoot(pid)
+	proc := fmt.Sprintf("/proc/%d", pid)
+	env := elfsym.LibraryEnv{Root: root}
+	opts := &Options{Root: root}
+	if exe, err := os.Readlink(proc + "/exe"); err == nil && !strings.HasSuffix(exe, " (deleted)") {
+		env.Program = exe
+		opts.Program = exe
+		if root != "" {
+			if p, err := elfsym.InRoot(root, exe); err == nil {
+				opts.Program = p
+			}
+		}
+	}
+	if maps, err := elfsym.ReadMaps(pid); err == nil {
+		seen := make(map[string]bool)
+		for _, m := range maps {
+			if m.Inode == 0 || !strings.HasPrefix(m.Path, "/") || strings.HasSuffix(m.Path, " (deleted)") || seen[m.Path] {
+				continue
+			}
+			seen[m.Path] = true
+			if p, ok := MappedPath(pid, root, m); ok {
+				env.Mapped = append(env.Mapped, p)
+			}
+		}
+	}
+	if data, err := os.ReadFile(proc + "/environ"); err == nil {
+		env.LDLibraryPath = Getenv(strings.Split(string(data), "\x00"), "LD_LIBRARY_PATH")
+	}
+	opts.Libraries = elfsym.NewLibraries(env)
+	return opts
+}
+
+// MappedPath returns a path of ours to the file mapping m of process pid
+// maps, checked to be that file by device and inode: m's path under the
+// process's root (ProcessRoot), as ours, or /proc/PID/map_files/ (which
+// holds deleted files too, for those allowed to open it: CAP_SYS_ADMIN).
+// The kernel writes a mapping's path from the reader's root where it can
+// reach the file from there (a chroot) and from the process's mount
+// namespace's root where it cannot (a container), so both are tried.
+func MappedPath(pid int, root string, m elfsym.Mapping) (string, bool) {
+	var cands []string
+	path, deleted := strings.CutSuffix(m.Path, " (deleted)")
+	if strings.HasPrefix(path, "/") && !deleted {
+		if root != "" {
+			cands = append(cands, root+path, path)
+		} else {
+			// Ours first: the paths users see stay theirs.
+			cands = append(cands, path, fmt.Sprintf("/proc/%d/root%s", pid, path))
+		}
+	}
+	cands = append(cands, fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.Start, m.End))
+	for _, p := range cands {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil && unix.Mkdev(unix.Major(st.Dev), unix.Minor(st.Dev)) == m.Dev && st.Ino == m.Inode {
+			return p, true
+		}
+	}
+	return "", false
 }
 
 // Resolver resolves specs, opening each file once however many probes it
@@ -45,6 +121,7 @@ type Options struct {
 // for concurrent use.
 type Resolver struct {
 	prog      string // Options.Program
+	root      string // Options.Root
 	libs      *elfsym.Libraries
 	byPath    map[string]*elfsym.File
 	openNames NamesOpener
@@ -65,7 +142,7 @@ func New(opts *Options) *Resolver {
 		}
 		libs = elfsym.NewLibraries(elfsym.LibraryEnv{Program: opts.Program, LDLibraryPath: Getenv(env, "LD_LIBRARY_PATH")})
 	}
-	return &Resolver{prog: opts.Program, libs: libs, byPath: make(map[string]*elfsym.File), openNames: opts.Names,
+	return &Resolver{prog: opts.Program, root: opts.Root, libs: libs, byPath: make(map[string]*elfsym.File), openNames: opts.Names,
 		namesOf: make(map[string]Names), namesErr: make(map[string]error)}
 }
 
@@ -152,6 +229,22 @@ func (r *Resolver) File(spec *uprobe.Spec) (*elfsym.File, error) {
 			found = prog
 		}
 		path = found
+	} else if r.root != "" && filepath.IsAbs(path) && !strings.HasPrefix(path, r.root+"/") {
+		// The process's path first; a path of ours if it has none.
+		in, ierr := elfsym.InRoot(r.root, path)
+		if ierr == nil {
+			if f, err := r.Open(in); err == nil {
+				return f, nil
+			}
+		}
+		f, err := r.Open(path)
+		if err != nil {
+			if ierr == nil {
+				_, ierr = r.Open(in)
+			}
+			return nil, fmt.Errorf("probe %q: neither the traced process (root %s) nor ptprobe has it: %w", spec.Text, r.root, ierr)
+		}
+		return f, nil
 	}
 	f, err := r.Open(path)
 	if err != nil {
@@ -159,6 +252,9 @@ func (r *Resolver) File(spec *uprobe.Spec) (*elfsym.File, error) {
 	}
 	return f, nil
 }
+
+// Root is Options.Root.
+func (r *Resolver) Root() string { return r.root }
 
 // Resolve resolves spec in the file it probes (File, then In).
 func (r *Resolver) Resolve(spec *uprobe.Spec) (Location, error) {

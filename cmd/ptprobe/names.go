@@ -1,9 +1,7 @@
 package main
 
 import (
-	"os"
 	"os/exec"
-	"strconv"
 
 	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/resolve"
@@ -58,9 +56,8 @@ func namesResolver(argv []string, pid int) *resolve.Resolver {
 	opts := &resolve.Options{}
 	switch {
 	case pid != 0:
-		if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil {
-			opts.Program = exe
-		}
+		// Its own libraries and root (a process in a container).
+		opts = resolve.ProcessOptions(pid)
 	case len(argv) > 0:
 		if path, err := exec.LookPath(argv[0]); err == nil {
 			opts.Program = path
