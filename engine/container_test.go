@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/ptprobe/ptprobe/elfsym"
@@ -65,8 +66,9 @@ func TestAttachMountNamespace(t *testing.T) {
 
 // TestAttachReplacedFile: a probe on the path of a program that was
 // replaced on disk after it started (a new file at the same path) is the
-// new file, which the process does not map: it is never armed and counts
-// nothing, while the process's own file is matched by its inode.
+// new file, which the process does not map: it is never armed, counts
+// nothing and is warned of at the attach, naming the running file
+// (/proc/PID/exe), which a probe can name.
 func TestAttachReplacedFile(t *testing.T) {
 	dir := t.TempDir()
 	prog := testprog.Build(t, dir, "nswait", append(testprog.PIE, "-ldl")...)
@@ -83,9 +85,17 @@ func TestAttachReplacedFile(t *testing.T) {
 	if err := os.Rename(prog+".new", prog); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := engine.Attach(p.Pid, &engine.Options{Probes: specs(t, prog+":work", "libplug:plugin_func")})
+	var warnings []string
+	tr, err := engine.Attach(p.Pid, &engine.Options{
+		Probes: specs(t, prog+":work", "libplug:plugin_func", fmt.Sprintf("p:nswait/running /proc/%d/exe:work", p.Pid)),
+		Warn:   func(err error) { warnings = append(warnings, err.Error()) },
+	})
 	if err != nil {
 		t.Fatalf("attach: %v", err)
+	}
+	if want := fmt.Sprintf("%s is not the file process %d runs at that path: it maps %s (deleted)", prog, p.Pid, prog); len(warnings) != 1 || !strings.Contains(warnings[0], want) ||
+		!strings.Contains(warnings[0], fmt.Sprintf("the file it runs is /proc/%d/exe", p.Pid)) {
+		t.Errorf("warnings %q, want one saying %q", warnings, want)
 	}
 	p.Run(t)
 	tr.Detach()
@@ -96,8 +106,10 @@ func TestAttachReplacedFile(t *testing.T) {
 	if pr[0].Armed() || pr[0].Hits() != 0 {
 		t.Errorf("%s on the replaced path: armed %v, %d hits; want never armed", pr[0].Spec.Text, pr[0].Armed(), pr[0].Hits())
 	}
-	if !pr[1].Armed() || pr[1].Hits() != 3 {
-		t.Errorf("%s: armed %v, %d hits; want 3", pr[1].Spec.Text, pr[1].Armed(), pr[1].Hits())
+	for _, q := range pr[1:] {
+		if !q.Armed() || q.Hits() != 3 {
+			t.Errorf("%s: armed %v, %d hits; want 3", q.Spec.Text, q.Armed(), q.Hits())
+		}
 	}
 	p.Exit(t)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 
 	"github.com/ptprobe/ptprobe/backend"
@@ -34,10 +35,12 @@ func (Backend) Name() string { return "kernel" }
 // (req.Kprobes), until the program exits, and reports each hit read back
 // to req.OnEvent, on a goroutine of its own. Probe errors, and what the
 // kernel backend cannot do, are returned before the program starts:
-// handlers (the kernel takes the hits, no Go code runs on them), and
-// attaching to a running process (req.PID: its probes would be defined,
-// but the process would not be stopped before they are, nor its children
-// followed from their start).
+// handlers (the kernel takes the hits, no Go code runs on them).
+//
+// With req.PID, Run traces that running process instead, its paths and
+// library names as it sees them (resolve.ProcessOptions: a process in a
+// container too), until it exits or ctx is done; nothing of it is
+// stopped, and its exit status, its parent's to read, is reported as 0.
 //
 // A probe's Hits in the Result count the events read back for it: the
 // kernel's own counters (Session.Hits) count the hits of every process.
@@ -48,9 +51,9 @@ func (Backend) Name() string { return "kernel" }
 // and is waited for in the background (it stays a child of this process).
 func (b Backend) Run(ctx context.Context, req *backend.Request) (*backend.Result, error) {
 	switch {
-	case req.PID != 0:
-		return nil, fmt.Errorf("kernel: cannot attach to process %d: the kernel backend starts the programs it traces (use the ptrace backend)", req.PID)
-	case len(req.Argv) == 0:
+	case req.PID != 0 && len(req.Argv) > 0:
+		return nil, errors.New("kernel: a program to run or a process to attach to, not both")
+	case req.PID == 0 && len(req.Argv) == 0:
 		return nil, errors.New("kernel: no program to run")
 	}
 	for _, p := range req.Probes {
@@ -59,12 +62,23 @@ func (b Backend) Run(ctx context.Context, req *backend.Request) (*backend.Result
 			return nil, fmt.Errorf("kernel: probe %q has Go handlers, which the kernel backend cannot run: the kernel takes its hits (use the ptrace backend)", p.Spec.Text)
 		}
 	}
-	path, err := launch.LookPath(req.Argv[0])
-	if err != nil {
-		return nil, fmt.Errorf("kernel: %w", err)
+	var path string
+	var ropts *resolve.Options
+	if req.PID == 0 {
+		var err error
+		if path, err = launch.LookPath(req.Argv[0]); err != nil {
+			return nil, fmt.Errorf("kernel: %w", err)
+		}
+		ropts = &resolve.Options{Program: path, Env: req.Process.Env}
+	} else {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", req.PID)); err != nil {
+			return nil, fmt.Errorf("kernel: attach to %d: no such process", req.PID)
+		}
+		// Its own paths and libraries, in a container too.
+		ropts = resolve.ProcessOptions(req.PID)
 	}
 	s, err := NewSession(&Options{BufferKB: b.BufferKB, KeepStale: b.KeepStale, Warn: req.Warn,
-		Resolve: &resolve.Options{Program: path, Env: req.Process.Env}, MaxProbes: req.MaxProbes})
+		Resolve: ropts, MaxProbes: req.MaxProbes})
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +102,12 @@ func (b Backend) Run(ctx context.Context, req *backend.Request) (*backend.Result
 		}
 		return nil
 	}
-	r, err := s.run(ctx, path, req.Argv, &req.Process, !req.NoFollowFork, req.Started, onEvent)
+	var r runResult
+	if req.PID != 0 {
+		r, err = s.attach(ctx, req.PID, !req.NoFollowFork, req.Started, onEvent)
+	} else {
+		r, err = s.run(ctx, path, req.Argv, &req.Process, !req.NoFollowFork, req.Started, onEvent)
+	}
 	if err != nil {
 		return nil, err
 	}

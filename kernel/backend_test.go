@@ -164,7 +164,8 @@ func TestBackendRefuses(t *testing.T) {
 		want string
 		is   error
 	}{
-		{"attach", backend.Request{Probes: probes(t, "p:t/push "+prog+":push_func"), PID: os.Getpid()}, "cannot attach to process", nil},
+		{"attach and launch", backend.Request{Probes: probes(t, "p:t/push "+prog+":push_func"), PID: os.Getpid(), Argv: []string{prog, "1"}}, "not both", nil},
+		{"attach to no process", backend.Request{Probes: probes(t, "p:t/push "+prog+":push_func"), PID: 1 << 30}, "no such process", nil},
 		{"no program", backend.Request{Probes: probes(t, "p:t/push "+prog+":push_func")}, "no program", nil},
 		{"handlers", backend.Request{Probes: withHandler, Argv: []string{prog, "1"}}, "Go handlers", nil},
 		{"unknown symbol", backend.Request{Probes: probes(t, "p:t/x "+prog+":no_such_func"), Argv: []string{prog, "1"}}, "no_such_func", elfsym.ErrUnknownSymbol},

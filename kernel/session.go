@@ -557,32 +557,45 @@ func (s *Session) Lost() (uint64, error) {
 //
 // trace_pipe is a consuming read: run one Events per session at a time.
 func (s *Session) Events(ctx context.Context, fn func(*uprobe.Event) error) error {
+	read, err := s.openEvents(ctx, fn)
+	if err != nil {
+		return err
+	}
+	return read()
+}
+
+// openEvents opens trace_pipe for Events and returns the read, so that a
+// Close from then on waits for it (a reader started on a goroutine might
+// otherwise open the pipe only after a Close).
+func (s *Session) openEvents(ctx context.Context, fn func(*uprobe.Event) error) (func() error, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return errClosed("read events")
+		return nil, errClosed("read events")
 	}
 	pipe, err := s.inst.OpenPipe()
 	if err != nil {
 		s.mu.Unlock()
-		return fmt.Errorf("kernel: events of %s: %w", s.inst.Name, err)
+		return nil, fmt.Errorf("kernel: events of %s: %w", s.inst.Name, err)
 	}
 	s.pipes[pipe] = struct{}{}
 	s.readers.Add(1)
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.pipes, pipe)
-		s.mu.Unlock()
-		pipe.Close()
-		s.readers.Done()
-	}()
-	defer context.AfterFunc(ctx, pipe.Stop)()
-	bad := func(err error) {
-		s.badLines.Add(1)
-		s.warn(err)
-	}
-	return pipe.Read(s.lookup, fn, bad)
+	return func() error {
+		defer func() {
+			s.mu.Lock()
+			delete(s.pipes, pipe)
+			s.mu.Unlock()
+			pipe.Close()
+			s.readers.Done()
+		}()
+		defer context.AfterFunc(ctx, pipe.Stop)()
+		bad := func(err error) {
+			s.badLines.Add(1)
+			s.warn(err)
+		}
+		return pipe.Read(s.lookup, fn, bad)
+	}, nil
 }
 
 // lookup maps a kernel event name to its probe's info.

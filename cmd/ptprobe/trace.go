@@ -190,7 +190,11 @@ func traceRun(ctx context.Context, o *traceOptions, argv []string, stdout, stder
 				armed++
 			}
 		}
-		fmt.Fprintf(stderr, "ptprobe: detached from %d: breakpoints removed, text checked against the file (probes armed: %d of %d)\n", res.PID, armed, len(res.Probes))
+		what := "breakpoints removed, text checked against the file"
+		if b.Name() == "kernel" {
+			what = "the kernel's probes removed"
+		}
+		fmt.Fprintf(stderr, "ptprobe: detached from %d: %s (probes armed: %d of %d)\n", res.PID, what, armed, len(res.Probes))
 	}
 	return res.Status(), nil
 }
@@ -203,8 +207,6 @@ func (o *traceOptions) check(argv []string) error {
 		return errors.New("trace: no program given (ptprobe trace -e SPEC -- CMD [ARGS], or -p PID)")
 	case len(argv) > 0 && o.pid != 0:
 		return errors.New("trace: give a program to launch or -p PID, not both")
-	case o.pid != 0 && o.backend == "kernel":
-		return errors.New("trace: -p works with the ptrace backend only")
 	case len(o.specs) == 0 && len(o.kspecs) == 0:
 		return errors.New("trace: no probe given (-e SPEC or, with --backend kernel, -k KSPEC)")
 	case o.backend != "ptrace" && o.backend != "kernel":
@@ -480,7 +482,7 @@ func (o *traceOptions) run(ctx context.Context, b backend.Backend, req *backend.
 	stop := watchSignals(func(sig syscall.Signal) {
 		switch {
 		case sig == syscall.SIGQUIT:
-		case kernelRun:
+		case kernelRun && o.pid == 0:
 			caught.CompareAndSwap(0, int32(sig))
 			cancel()
 		case o.pid != 0 || o.detachOnExit:

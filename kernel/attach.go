@@ -1,0 +1,143 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ptprobe/ptprobe/uprobe"
+)
+
+// maxTaskReads bounds how often attach reads a process's thread list
+// while it keeps changing.
+const maxTaskReads = 100
+
+// attach traces the running process pid with the session's probes, as
+// the kernel backend traces a process it did not start: it limits the
+// session's events to every thread of pid (and, with follow, to what they
+// create from then on), enables them, and reads the events until the
+// process exits or ctx is done (then, detached, the session is closed
+// and the process runs on untraced). Nothing of the process is stopped:
+// the kernel installs its breakpoints in every process mapping a probed
+// file, raising USDT semaphores there (update_ref_ctr), and the pid filter
+// keeps the events of this one. Its exit status is its parent's to read.
+func (s *Session) attach(ctx context.Context, pid int, follow bool, started func(int), fn func(*uprobe.Event) error) (runResult, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return runResult{}, fmt.Errorf("kernel: attach to %d: no such process", pid)
+		}
+		return runResult{}, fmt.Errorf("kernel: attach to %d: pidfd_open: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	// The thread list until it is the one the filter holds: a thread
+	// created by one not listed yet would be missed (those created by
+	// listed threads afterwards event-fork adds).
+	var tids []int
+	for n := 0; ; n++ {
+		now, err := taskIDs(pid)
+		if err != nil {
+			return runResult{}, fmt.Errorf("kernel: attach to %d: %w", pid, err)
+		}
+		if slices.Equal(now, tids) {
+			break
+		}
+		if n == maxTaskReads {
+			return runResult{}, fmt.Errorf("kernel: attach to %d: its threads kept changing", pid)
+		}
+		tids = now
+		if err := s.setPIDs(follow, tids); err != nil {
+			return runResult{}, err
+		}
+	}
+	if s.hasProbes() {
+		if err := s.Enable(); err != nil {
+			return runResult{}, err
+		}
+	}
+	readCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	read, err := s.openEvents(readCtx, fn)
+	if err != nil {
+		return runResult{}, err
+	}
+	readc := make(chan error, 1)
+	go func() { readc <- read() }()
+	t0 := time.Now()
+	if started != nil {
+		started(pid)
+	}
+	exited := make(chan struct{})
+	stopWait := make(chan struct{})
+	defer close(stopWait)
+	go func() {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		for {
+			select {
+			case <-stopWait:
+				return
+			default:
+			}
+			// A pidfd is readable when its process has exited; the
+			// timeout lets the goroutine end with the run.
+			if n, err := unix.Poll(fds, 100); err == nil && n > 0 {
+				close(exited)
+				return
+			} else if err != nil && err != unix.EINTR {
+				close(exited)
+				return
+			}
+		}
+	}()
+	select {
+	case <-exited:
+		derr := s.Disable()
+		cancel()
+		rerr := <-readc
+		r := runResult{pid: pid, wall: time.Since(t0)}
+		if lost, err := s.Lost(); err == nil && lost > 0 {
+			s.warn(fmt.Errorf("kernel: %d events of process %d were lost: a CPU's buffer was full (Options.BufferKB sets its size)", lost, pid))
+		}
+		if rerr != nil {
+			return r, rerr
+		}
+		if derr != nil && !errors.Is(derr, os.ErrClosed) {
+			return r, derr
+		}
+		return r, nil
+	case <-ctx.Done():
+		r := runResult{pid: pid, wall: time.Since(t0), detached: true}
+		cerr := s.Close()
+		rerr := <-readc
+		if cerr != nil && !errors.Is(cerr, os.ErrClosed) {
+			return r, cerr
+		}
+		return r, rerr
+	}
+}
+
+// taskIDs lists the thread ids of process pid, sorted.
+func taskIDs(pid int) ([]int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil, err
+	}
+	var ids []int
+	for _, e := range ents {
+		if id, err := strconv.Atoi(e.Name()); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, errors.New("no threads")
+	}
+	sort.Ints(ids)
+	return ids, nil
+}
