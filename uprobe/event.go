@@ -19,6 +19,11 @@ type Value struct {
 	// Elems are the elements of an array (Type.Len > 0), each as U
 	// would be.
 	Elems []uint64
+	// Strs are the strings of a string array (Type.Len > 0, Kind
+	// String): the strings that the Len pointers at the address point
+	// to, as the kernel's string[N] reads them (a char * array).
+	// Truncated is set when one of them was cut.
+	Strs []string
 }
 
 // Event is one probe hit, the same for every backend.

@@ -241,6 +241,23 @@ func (f *fetcher) fetch(a *FetchArg) Value {
 		}
 		addr, ok := f.addr(e, 0)
 		switch {
+		case ok && a.Type.Len > 0:
+			// string[N]: N pointers at the address, each to a string.
+			v.Strs = make([]string, a.Type.Len)
+			for i := range v.Strs {
+				var p uint64
+				var cut bool
+				if p, ok = f.readUint(addr+uint64(8*i), 8); !ok {
+					break
+				}
+				if v.Strs[i], cut, ok = f.readString(p); !ok {
+					break
+				}
+				v.Truncated = v.Truncated || cut
+			}
+			if !ok {
+				v.Strs, v.Truncated = nil, false
+			}
 		case ok && a.Len != nil:
 			var n uint64
 			if n, ok = f.value(a.Len, 0); ok {

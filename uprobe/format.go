@@ -17,6 +17,23 @@ func (v Value) AppendText(b []byte) []byte {
 	if v.Fault {
 		return append(b, "(fault)"...)
 	}
+	if v.Type.Len > 0 && v.Type.Kind == String {
+		// As the kernel prints a string array: {"a","b"}.
+		b = append(b, '{')
+		for i, s := range v.Strs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, s...)
+			b = append(b, '"')
+		}
+		b = append(b, '}')
+		if v.Truncated {
+			b = append(b, "..."...)
+		}
+		return b
+	}
 	if v.Type.Len > 0 {
 		// As the kernel prints an array: {a,b,c}.
 		b = append(b, '{')
@@ -162,6 +179,15 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		switch {
 		case v.Fault:
 			b = append(b, "null"...)
+		case v.Type.Len > 0 && v.Type.Kind == String:
+			b = append(b, '[')
+			for i, s := range v.Strs {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, s)
+			}
+			b = append(b, ']')
 		case v.Type.Len > 0:
 			b = append(b, '[')
 			for i, u := range v.Elems {

@@ -891,9 +891,6 @@ func (p *parser) parseFullType(t string, pos int) (Type, *Error) {
 			return Type{}, p.err(pos, errBadType)
 		}
 	}
-	if n > 0 && tt.Kind == String {
-		return Type{}, p.err(pos, "ptprobe does not support string arrays yet")
-	}
 	tt.Len = n
 	return tt, nil
 }

@@ -11,8 +11,8 @@ import (
 )
 
 // fetchTypesSpec reads testdata/c/fetchtypes.c's struct with the kernel's
-// bitfields, char, arrays and an immediate.
-const fetchTypesSpec = ":take fl=+0(%di):b4@4/32 lo=+0(%di):b4@0/32 c=+4(%di):char tag=+4(%di):char[3] v=+8(%di):s16[3] imm=\\-3:s32"
+// bitfields, char, arrays, a string array and an immediate.
+const fetchTypesSpec = ":take fl=+0(%di):b4@4/32 lo=+0(%di):b4@0/32 c=+4(%di):char tag=+4(%di):char[3] v=+8(%di):s16[3] ns=+16(%di):string[2] imm=\\-3:s32"
 
 // TestFetchTypes: the values print as the kernel prints them ('h',
 // {1,-1,7}), and, where this machine lets the kernel probe, both backends
@@ -25,7 +25,8 @@ func TestFetchTypes(t *testing.T) {
 		t.Fatalf("trace: %d %s", r.status, r.stderr)
 	}
 	for i := range n {
-		want := fmt.Sprintf(`take: \(0x[0-9a-f]+\) fl=%d lo=5 c='h' tag=\{'h','i','%d'\} v=\{%d,%d,7\} imm=-3\n`, i, i, i, -i)
+		parity := map[bool]string{false: "even", true: "odd"}[i%2 == 1]
+		want := fmt.Sprintf(`take: \(0x[0-9a-f]+\) fl=%d lo=5 c='h' tag=\{'h','i','%d'\} v=\{%d,%d,7\} ns=\{"%s","pair"\} imm=-3\n`, i, i, i, -i, parity)
 		if k := len(regexp.MustCompile(want).FindAllString(r.stdout, -1)); k != 1 {
 			t.Errorf("%d lines of %q in:\n%s", k, want, r.stdout)
 		}

@@ -334,6 +334,9 @@ func parseArgs(s string, args []ArgInfo, vals []uprobe.Value) ([]uprobe.Value, e
 		}
 	}
 
+	if a.Type.Kind == uprobe.String && a.Type.Len > 0 {
+		return parseStrings(v, a, &val, continueAt)
+	}
 	if a.Type.Kind == uprobe.String {
 		if !strings.HasPrefix(v, `"`) {
 			return nil, fmt.Errorf("argument %s: string without its opening quote", a.Name)
@@ -459,3 +462,51 @@ func parseValue(s string, t uprobe.Type) (uint64, error) {
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// parseStrings parses a string array as the kernel prints it,
+// {"s1","s2",...}, into val.Strs, then the rest of the line (continueAt,
+// after the '}'). A string may hold any byte, `","` and `"}` too: each
+// way of cutting the text into Len strings is tried, leftmost first,
+// until the rest of the line parses.
+func parseStrings(v string, a ArgInfo, val *uprobe.Value, continueAt func(int) ([]uprobe.Value, error)) ([]uprobe.Value, error) {
+	if !strings.HasPrefix(v, `{"`) {
+		return nil, fmt.Errorf("argument %s: string array without its '{\"'", a.Name)
+	}
+	n := a.Type.Len
+	var try func(from int, strs []string) ([]uprobe.Value, error)
+	try = func(from int, strs []string) ([]uprobe.Value, error) {
+		end := `","`
+		if len(strs) == n-1 {
+			end = `"}`
+		}
+		var firstErr error
+		for k := from; k <= len(v); {
+			i := strings.Index(v[k:], end)
+			if i < 0 {
+				break
+			}
+			i += k
+			next := append(strs[:len(strs):len(strs)], v[from:i])
+			var out []uprobe.Value
+			var err error
+			if len(next) == n {
+				val.Strs = next
+				out, err = continueAt(i + len(end))
+			} else {
+				out, err = try(i+len(end), next)
+			}
+			if err == nil {
+				return out, nil
+			}
+			if firstErr == nil && err != errIncomplete {
+				firstErr = err
+			}
+			k = i + 1
+		}
+		if firstErr != nil {
+			return nil, firstErr
+		}
+		return nil, errIncomplete
+	}
+	return try(2, nil)
+}

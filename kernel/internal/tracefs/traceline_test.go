@@ -31,7 +31,11 @@ var testEvents = map[string]*EventInfo{
 	"kr":   {Group: "k", Name: "kr", Kind: uprobe.Return},
 	"cm":   {Group: "c", Name: "cm", CommArg: true, Args: []ArgInfo{{CommArgName, strTyp}, {"a", s64}}},
 	"cm0":  {Group: "c", Name: "cm0", CommArg: true, Args: []ArgInfo{{CommArgName, strTyp}}},
+	"sa":   {Group: "t", Name: "sa", Args: []ArgInfo{{"ns", strs2}, {"b", u8}}},
+	"sl":   {Group: "t", Name: "sl", Args: []ArgInfo{{"ns", strs2}}},
 }
+
+var strs2 = uprobe.Type{Kind: uprobe.String, Len: 2}
 
 func testLookup(k string) *EventInfo { return testEvents[k] }
 
@@ -101,6 +105,24 @@ func TestParseTraceLine(t *testing.T) {
 			line: `           <...>-7       [000] ..... 10.000001: cm: (0x1) __ptprobe_comm="my "prog" a=" a=5`,
 			want: uprobe.Event{TimeNS: 10000001000, TID: 7, Comm: `my "prog" a=`, Group: "c", Name: "cm", IP: 1,
 				Args: []uprobe.Value{{Name: "a", Type: s64, U: 5}}},
+		},
+		{
+			// A string array as 6.18 prints string[2].
+			line: `              ft-7       [000] 10.000001: sa: (0x1) ns={"a","b"} b=3`,
+			want: uprobe.Event{TimeNS: 10000001000, TID: 7, Comm: "ft", Group: "t", Name: "sa", IP: 1,
+				Args: []uprobe.Value{{Name: "ns", Type: strs2, Strs: []string{"a", "b"}}, {Name: "b", Type: u8, U: 3}}},
+			roundTrip: true,
+		},
+		{
+			// Strings that hold the separators: the leftmost cut.
+			line: `              ft-7       [000] 10.000001: sl: (0x1) ns={"x"}","y","z"}`,
+			want: uprobe.Event{TimeNS: 10000001000, TID: 7, Comm: "ft", Group: "t", Name: "sl", IP: 1,
+				Args: []uprobe.Value{{Name: "ns", Type: strs2, Strs: []string{`x"}`, `y","z`}}}},
+		},
+		{
+			line: `              ft-7       [000] 10.000001: sa: (0x1) ns=(fault) b=3`,
+			want: uprobe.Event{TimeNS: 10000001000, TID: 7, Comm: "ft", Group: "t", Name: "sa", IP: 1,
+				Args: []uprobe.Value{{Name: "ns", Type: strs2, Fault: true}, {Name: "b", Type: u8, U: 3}}},
 		},
 		{
 			line: `           <...>-7       [000] ..... 10.000001: cm0: (0x1) __ptprobe_comm=(fault)`,
