@@ -14,6 +14,7 @@ import (
 
 	"github.com/ptprobe/ptprobe/compare"
 	"github.com/ptprobe/ptprobe/engine"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -24,6 +25,7 @@ type compareOptions struct {
 	showOutput bool
 	sameCPU    bool
 	runs       int
+	maxProbes  int // --max-probes: per spec, as trace's
 }
 
 // addFlags registers the flags of compare on fs, into o.
@@ -32,6 +34,7 @@ func (o *compareOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.format, "format", "text", "output format: text or json")
 	fs.BoolVar(&o.showOutput, "show-output", false, "let the program's output through (default: compared, then discarded)")
 	fs.BoolVar(&o.sameCPU, "same-cpu", false, "run the ptrace backend with the program and the tracer on one CPU (see trace --same-cpu)")
+	fs.IntVar(&o.maxProbes, "max-probes", resolve.DefaultMaxProbes, "the most probes one SPEC may expand to (a glob such as libc:str*, a USDT probe, a C++ name); more is an error")
 	fs.IntVar(&o.runs, "runs", 5, "rounds of runs: each round runs the program unprobed, under kernel uprobes and under ptrace, in that order; the cost per hit is the median over the rounds, with its spread, and hits and arguments are compared in the first round")
 }
 
@@ -74,6 +77,8 @@ func compareRun(ctx context.Context, o *compareOptions, argv []string, stdout, s
 		return 0, fmt.Errorf("compare: --format must be text or json, not %q", o.format)
 	case o.runs < 1:
 		return 0, fmt.Errorf("compare: --runs must be at least 1, not %d", o.runs)
+	case o.maxProbes < 1:
+		return 0, fmt.Errorf("compare: --max-probes must be at least 1, not %d", o.maxProbes)
 	}
 	var specs []*uprobe.Spec
 	for _, text := range o.specs {
@@ -83,12 +88,13 @@ func compareRun(ctx context.Context, o *compareOptions, argv []string, stdout, s
 		}
 		specs = append(specs, spec)
 	}
-	specs, err := expandSpecs(specs, argv, 0, 0, nil)
+	warn := func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }
+	specs, err := expandSpecs(specs, argv, 0, o.maxProbes, warn)
 	if err != nil {
 		return 0, err
 	}
 	opts := &compare.Options{Runs: o.runs, Ptrace: engine.Backend{Sched: engine.SchedOptions{SameCPU: o.sameCPU}},
-		Warn: func(err error) { fmt.Fprintf(stderr, "ptprobe: warning: %v\n", err) }}
+		MaxProbes: o.maxProbes, Warn: warn}
 	if o.showOutput {
 		opts.Stdout, opts.Stderr = os.Stdout, os.Stderr
 	}

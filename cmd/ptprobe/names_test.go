@@ -108,7 +108,8 @@ func TestTracePythonUnprivileged(t *testing.T) {
 	}
 }
 
-// TestNameErrors: a glob over the limit, a USDT probe that is not there
+// TestNameErrors: a glob over the limit (trace's and compare's
+// --max-probes), a USDT probe that is not there
 // and the kernel's malformed reference counters are errors (exit 2) that
 // say what and where, and the program never starts.
 func TestNameErrors(t *testing.T) {
@@ -135,6 +136,14 @@ func TestNameErrors(t *testing.T) {
 		if _, err := os.Stat(marker); err == nil {
 			t.Fatalf("ptprobe %q started the program", args)
 		}
+	}
+	// compare's --max-probes means what trace's does.
+	args := []string{"compare", "--max-probes", "2", "-e", "libc:str*", "--", "touch", marker}
+	if r := ptprobe(t, args...); r.status != 2 || !strings.Contains(r.stderr, "more than the limit of 2 (--max-probes raises it)") {
+		t.Errorf("ptprobe %q: status %d, stderr %q", args, r.status, r.stderr)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatalf("ptprobe %q started the program", args)
 	}
 }
 
