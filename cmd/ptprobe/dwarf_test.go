@@ -259,6 +259,31 @@ func TestDWARFErrors(t *testing.T) {
 	}
 }
 
+// TestDWARFNamesUnique: a source line in two inlined copies expands to
+// two probes, EVENT and EVENT_1; another spec that names a probe EVENT_1
+// is refused (exit 2, naming both specs), by trace and by compare, and
+// the program never runs. Before, trace counted two probes of one name.
+func TestDWARFNamesUnique(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.BuildAs(t, dir, "dwarf", "dwarf", "-O2", "-g")
+	line := prog + ":dwarf.c:22"
+	r := ptprobe(t, "trace", "--count", "-e", line, "--", prog, "2")
+	if r.status != 0 || !strings.Contains(r.stdout, "ptprobe/dwarf_c_L22 2\n") || !strings.Contains(r.stdout, "ptprobe/dwarf_c_L22_1 1\n") {
+		t.Fatalf("%s: status %d, want two probes (the line's inlined copies):\n%s%s", line, r.status, r.stdout, r.stderr)
+	}
+	other := "p:ptprobe/dwarf_c_L22_1 " + prog + ":work"
+	for _, args := range [][]string{
+		{"trace", "-e", line, "-e", other},
+		{"trace", "-e", other, "-e", line},
+		{"compare", "-e", line, "-e", other},
+	} {
+		r := ptprobe(t, append(args, "--", prog, "1")...)
+		if r.status != 2 || !strings.Contains(r.stderr, "it names ptprobe/dwarf_c_L22_1, as ") || strings.Contains(r.stdout, "work a=") {
+			t.Errorf("%q: status %d, stdout %q, stderr %q; want 2, the name of both", args, r.status, r.stdout, r.stderr)
+		}
+	}
+}
+
 // TestDWARFCompare: both backends give the same values for names
 // (compare agrees), on C at -O2 and on a Go program's integer arguments.
 // The kernel reads no Go string (it has no counted string): it says so.

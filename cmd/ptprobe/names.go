@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"os/exec"
 
 	"github.com/ptprobe/ptprobe/backend"
+	"github.com/ptprobe/ptprobe/engine"
 	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
@@ -19,14 +21,37 @@ func expandSpecs(specs []*uprobe.Spec, argv []string, pid, maxProbes int, warn f
 	res := namesResolver(argv, pid)
 	defer res.Close()
 	var out []*uprobe.Spec
+	names := make(map[string]string)
 	for _, s := range specs {
 		ex, err := bindNames(res, s, maxProbes, warn)
 		if err != nil {
 			return nil, err
 		}
+		if err := uniqueNames(names, s, ex); err != nil {
+			return nil, err
+		}
 		out = append(out, ex...)
 	}
 	return out, nil
+}
+
+// uniqueNames refuses a probe that spec expanded to whose GROUP/EVENT a
+// probe of another spec has (names holds each name taken, with the text
+// of the spec that took it): the names an expansion makes (a source
+// line's EVENT_1 for its second address, docs/DESIGN.md §10) are not in
+// the specs the user wrote, whose names are checked before, and the
+// events and counts of both probes would go by one name. It is the
+// check the engine makes of the globs it expands (engine.ErrDuplicateName).
+func uniqueNames(names map[string]string, spec *uprobe.Spec, expanded []*uprobe.Spec) error {
+	for _, e := range expanded {
+		if prev, ok := names[e.Probe()]; ok && prev != spec.Text {
+			return fmt.Errorf("probe %q: %w: it names %s, as %q does (name the probes with p:GROUP/EVENT)", spec.Text, engine.ErrDuplicateName, e.Probe(), prev)
+		}
+	}
+	for _, e := range expanded {
+		names[e.Probe()] = spec.Text
+	}
+	return nil
 }
 
 // bindNames expands s (resolve.Expand) when it asks for names, then binds
@@ -72,9 +97,13 @@ func expandProbes(req *backend.Request, argv []string, pid int) error {
 	res := namesResolver(argv, pid)
 	defer res.Close()
 	var probes []backend.Probe
+	names := make(map[string]string)
 	for _, p := range req.Probes {
 		ex, err := bindNames(res, p.Spec, req.MaxProbes, req.Warn)
 		if err != nil {
+			return err
+		}
+		if err := uniqueNames(names, p.Spec, ex); err != nil {
 			return err
 		}
 		for _, s := range ex {
