@@ -78,6 +78,10 @@ func resolveUprobe(res *resolve.Resolver, spec *uprobe.Spec) (location, error) {
 		return loc, fmt.Errorf("kernel: probe %q: %s is a Go program, and a kernel return probe would crash it when a goroutine's stack grows (golang/go#22008); the ptrace backend traces Go returns safely", spec.Text, loc.Path)
 	}
 	for i := range loc.Args {
+		if a := &loc.Args[i]; a.Type.BitWidth > 0 && a.Type.Kind == uprobe.Signed {
+			// A USDT argument -1@%ah (docs/DESIGN.md §9).
+			return loc, fmt.Errorf("kernel: probe %q: argument %s is a signed high-byte register (a USDT argument like -1@%%ah), and the kernel's bitfields are unsigned: the ptrace backend reads it signed; here fetch it unsigned (%s:u8)", spec.Text, a.Name, strings.SplitN(a.Text, ":", 2)[0])
+		}
 		if a := &loc.Args[i]; a.Len != nil {
 			// docs/DESIGN.md §10.
 			return loc, fmt.Errorf("kernel: probe %q: %s is a Go string, a pointer and a length with no NUL after it, and the kernel's fetch-args read a string up to a NUL: the ptrace backend reads it exactly; here fetch its length alone (%s.len)", spec.Text, a.Name, a.Name)

@@ -371,6 +371,11 @@ func bindUSDT(f *elfsym.File, spec *uprobe.Spec, p *elfsym.USDT) ([]uprobe.Fetch
 				case !typed:
 					a.Type = usdtType(&p.Args[n-1])
 					a.Expr = exprs[n-1]
+				case p.Args[n-1].HighByte && a.Type.Len == 0:
+					// $argN:s8 of %ah is %ah signed, not %al: the
+					// high byte taken out, the type's sign kept.
+					a.Type = highByte(a.Type.Kind)
+					a.Expr = exprs[n-1]
 				default:
 					a.Expr = exprs[n-1]
 				}
@@ -413,14 +418,27 @@ func substArgs(e *uprobe.Expr, exprs []*uprobe.Expr) (*uprobe.Expr, error) {
 // usdtType is the fetch type of an SDT argument: its size, signed or not.
 func usdtType(a *elfsym.USDTArg) uprobe.Type {
 	if a.HighByte {
-		// %ah..%dh: bits 8..15 of the register, the kernel's bitfield
-		// b8@8/64 (unsigned, as the kernel's bitfields are).
-		return uprobe.Type{Kind: uprobe.Unsigned, Size: 8, BitWidth: 8, BitOffset: 8}
+		k := uprobe.Unsigned
+		if a.Signed {
+			k = uprobe.Signed
+		}
+		return highByte(k)
 	}
 	if a.Signed {
 		return uprobe.Type{Kind: uprobe.Signed, Size: a.Size}
 	}
 	return uprobe.Type{Kind: uprobe.Unsigned, Size: a.Size}
+}
+
+// highByte is the type of %ah..%dh, bits 8..15 of the register: the
+// kernel's bitfield b8@8/64, or, signed (-1@%ah), the same bits
+// sign-extended, which only the ptrace backend reads (the kernel's
+// bitfields are unsigned).
+func highByte(k uprobe.TypeKind) uprobe.Type {
+	if k != uprobe.Signed {
+		k = uprobe.Unsigned
+	}
+	return uprobe.Type{Kind: k, Size: 8, BitWidth: 8, BitOffset: 8}
 }
 
 // usdtExpr is the fetch expression of an SDT argument at probe p: its

@@ -308,13 +308,19 @@ func (f *fetcher) fetch(a *FetchArg) Value {
 }
 
 // convert truncates u to the type's size (sign-extended for Signed) and
-// takes a bitfield's bits out of it.
+// takes a bitfield's bits out of it (sign-extended from its top bit for
+// a Signed one: a USDT argument -1@%ah, which no kernel grammar writes).
 func convert(u uint64, t Type, size int) uint64 {
 	switch {
+	case t.BitWidth > 0:
+		mask := uint64(1)<<uint(t.BitWidth) - 1
+		v := u >> uint(t.BitOffset) & mask
+		if t.Kind == Signed && v>>uint(t.BitWidth-1)&1 == 1 {
+			v |= ^mask
+		}
+		return v
 	case t.Kind == Signed:
 		return signExtend(u, size)
-	case t.BitWidth > 0:
-		return u >> uint(t.BitOffset) & (1<<uint(t.BitWidth) - 1)
 	}
 	return u & sizeMask(size)
 }

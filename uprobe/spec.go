@@ -173,7 +173,9 @@ type Type struct {
 	// BitWidth and BitOffset make an Unsigned type of Size bytes (the
 	// container) the kernel's bitfield b<BitWidth>@<BitOffset>/<Size*8>:
 	// BitWidth bits from bit BitOffset (0: the lowest) of the container.
-	// BitWidth 0: not a bitfield.
+	// BitWidth 0: not a bitfield. A Signed bitfield (a USDT argument
+	// -1@%ah, bits 8..15 of %rax sign-extended) is ptprobe's own: the
+	// kernel's bitfields are unsigned, and its backend refuses it.
 	BitWidth, BitOffset int
 	// Len makes the type an array of Len elements (the kernel's
 	// TYPE[Len]), read from consecutive memory; 0: not an array.

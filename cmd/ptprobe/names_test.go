@@ -180,3 +180,43 @@ func TestCompareUSDT(t *testing.T) {
 		t.Errorf("compare does not count 9 calls on both sides:\n%s", r.stdout)
 	}
 }
+
+// TestUSDTHighByte: testdata/c/sdthigh.c's probe has -1@%ah (signed) and
+// 1@%bh (unsigned) holding the low byte of -3..3 (%al holds 0x7f, which a
+// read of the wrong byte shows): the ptrace backend prints %ah signed and
+// %bh unsigned, $arg1:s8 and $arg1:u8 the high byte with that sign; the
+// kernel backend, whose bitfields are unsigned, prints the unsigned forms
+// the same (compare agrees) and refuses the signed one, saying why.
+func TestUSDTHighByte(t *testing.T) {
+	if out, err := exec.Command("sh", "-c", "echo '#include <sys/sdt.h>' | gcc -E - >/dev/null").CombinedOutput(); err != nil {
+		t.Skipf("no <sys/sdt.h> (Debian's systemtap-sdt-dev): %v %s", err, out)
+	}
+	prog := testprog.Build(t, t.TempDir(), "sdthigh", "-O2")
+	r := ptprobe(t, "trace", "-e", "usdt:"+prog+":ptsdt:high", "-e", "p:t/typed usdt:"+prog+":ptsdt:high s=$arg1:s8 u=$arg1:u8 b=$arg2:s8", "--", prog)
+	if r.status != 0 {
+		t.Fatalf("trace: status %d\n%s", r.status, r.stderr)
+	}
+	for v := -3; v <= 3; v++ {
+		u := v & 0xff
+		for _, want := range []string{fmt.Sprintf(" high: (0x%%x) arg1=%d arg2=%d\n", v, u), fmt.Sprintf(" typed: (0x%%x) s=%d u=%d b=%d\n", v, u, v)} {
+			re := regexp.MustCompile(strings.ReplaceAll(regexp.QuoteMeta(want), "0x%x", "0x[0-9a-f]+"))
+			if n := len(re.FindAllString(r.stdout, -1)); n != 1 {
+				t.Errorf("%d lines of %q in:\n%s", n, want, r.stdout)
+			}
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel half needs root (tracefs uprobe_events)")
+	}
+	if _, err := os.Stat("/sys/kernel/tracing/uprobe_events"); err != nil {
+		t.Skipf("the kernel half needs uprobe_events: %v", err)
+	}
+	r = ptprobe(t, "trace", "--backend", "kernel", "-e", "usdt:"+prog+":ptsdt:high", "--", prog)
+	if want := "argument arg1 is a signed high-byte register (a USDT argument like -1@%ah), and the kernel's bitfields are unsigned"; r.status != 2 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "($arg1:u8)") {
+		t.Errorf("kernel, signed %%ah: status %d, stderr %q; want 2 and %q", r.status, r.stderr, want)
+	}
+	r = ptprobe(t, "compare", "--runs", "1", "-e", "usdt:"+prog+":ptsdt:high u=$arg1:u8 b=$arg2", "--", prog)
+	if r.status != 0 || !regexp.MustCompile(`(?m)^ptprobe/high +7 +7 +equal$`).MatchString(r.stdout) {
+		t.Errorf("compare: status %d\n%s\n%s", r.status, r.stdout, r.stderr)
+	}
+}
