@@ -193,6 +193,29 @@ func TestDWARFGo(t *testing.T) {
 	}
 }
 
+// TestGoGlobGoid: a glob on a Go program (expanded by the CLI, before
+// the backends) gives each probe it means the goid its spec by name
+// would have: the goroutine ids the program prints.
+func TestGoGlobGoid(t *testing.T) {
+	prog := testprog.BuildGo(t, t.TempDir(), "dwarfargs")
+	out, evs := traceJSON(t, "-e", prog+":main.wor*", "--", prog, "3")
+	var want []string
+	for _, l := range strings.Split(out, "\n") {
+		if m := goWorkLine.FindStringSubmatch(l); m != nil {
+			want = append(want, m[1])
+		}
+	}
+	var got []string
+	for _, ev := range evs {
+		if ev.Probe == "ptprobe/main_work" {
+			got = append(got, argString(ev.Args["goid"]))
+		}
+	}
+	if len(want) != 3 || strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("goids of the glob's main.work events %v, the program printed %v\n%s", got, want, out)
+	}
+}
+
 // TestDWARFLibc: libc's malloc by its parameter's name, from Debian's
 // libc6-dbg (the build-id file under /usr/lib/debug), equal to the
 // requested sizes of a program that prints them.

@@ -59,7 +59,9 @@ func uniqueNames(names map[string]string, spec *uprobe.Spec, expanded []*uprobe.
 // and C++ names the backends expand, checking the names across specs.
 func bindNames(res *resolve.Resolver, s *uprobe.Spec, maxProbes int, warn func(error)) ([]*uprobe.Spec, error) {
 	pre := []*uprobe.Spec{s}
-	if resolve.NeedsNames(s) {
+	if resolve.NeedsNames(s) || (s.IsGlob() || s.USDT) && isGo(res, s) {
+		// Expanded here, not by the backends: each probe it means
+		// gets its own names, and in a Go program its goid.
 		var err error
 		if pre, err = res.Expand(s, &resolve.ExpandOptions{MaxProbes: maxProbes, Warn: warn}); err != nil {
 			return nil, err
@@ -74,6 +76,16 @@ func bindNames(res *resolve.Resolver, s *uprobe.Spec, maxProbes int, warn func(e
 		out = append(out, ex...)
 	}
 	return out, nil
+}
+
+// isGo reports whether the file spec probes is a Go program (whose
+// probes get a goid, docs/DESIGN.md §10).
+func isGo(res *resolve.Resolver, s *uprobe.Spec) bool {
+	if s.Kernel {
+		return false
+	}
+	f, err := res.File(s)
+	return err == nil && f.IsGo()
 }
 
 // namesResolver is a Resolver for the program argv[0], or the process pid.
