@@ -82,9 +82,6 @@ func scriptRun(ctx context.Context, o *runCmdOptions, file string, argv []string
 	if o.backend != "ptrace" && o.backend != "kernel" {
 		return 0, fmt.Errorf("run: --backend must be ptrace or kernel, not %q", o.backend)
 	}
-	if o.pid != 0 && o.backend == "kernel" {
-		return 0, errors.New("run: -p works with the ptrace backend only")
-	}
 	if o.maxSteps == 0 {
 		return 0, errors.New("run: --max-steps must be at least 1")
 	}
@@ -152,7 +149,11 @@ func scriptRun(ctx context.Context, o *runCmdOptions, file string, argv []string
 	case res.Detached && interrupted != 0:
 		return 128 + int(interrupted), nil
 	case res.Detached:
-		fmt.Fprintf(stderr, "ptprobe: detached from %d: breakpoints removed, text checked against the file\n", res.PID)
+		what := "breakpoints removed, text checked against the file"
+		if o.backend == "kernel" {
+			what = "the kernel's probes removed"
+		}
+		fmt.Fprintf(stderr, "ptprobe: detached from %d: %s\n", res.PID, what)
 	}
 	return res.Status(), nil
 }
