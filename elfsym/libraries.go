@@ -38,8 +38,14 @@ type LibraryEnv struct {
 	LDLibraryPath string
 	// Mapped are the files a running process has mapped (-p PID): the
 	// libraries it has loaded, whatever the paths it loaded them from.
-	// They are paths of this process's namespace (see Root).
+	// They are paths of this process's namespace (see Root), or the
+	// paths the process maps them at with MappedAt saying where they
+	// are opened.
 	Mapped []string
+	// MappedAt maps a path of Mapped to the path of this process's
+	// namespace to open it at, when that is another: under Root, or
+	// /proc/PID/map_files/ for a file deleted since it was mapped.
+	MappedAt map[string]string
 	// Root is the directory through which this process sees the
 	// program's files as the program sees them (ProcessRoot: a process
 	// in another mount namespace, such as a container's), "" for this
@@ -93,9 +99,10 @@ type Libraries struct {
 type libObject struct {
 	path   string // the path it was found at
 	soname string // DT_SONAME, "" if none
-	// ours: path is of this process's namespace (LibraryEnv.Mapped),
-	// not the program's.
+	// ours: the file is opened at open, a path of this process's
+	// namespace (LibraryEnv.Mapped), not at the program's path.
 	ours bool
+	open string
 }
 
 // libSystem is where the system keeps its libraries; tests point it at
@@ -131,8 +138,12 @@ func newLibraries(env LibraryEnv, sys libSystem) *Libraries {
 			continue
 		}
 		seen[p] = true
-		if di, err := readDynInfo(p); err == nil {
-			l.objects = append(l.objects, libObject{path: p, soname: di.soname, ours: true})
+		open := p
+		if at, ok := env.MappedAt[p]; ok {
+			open = at
+		}
+		if di, err := readDynInfo(open); err == nil {
+			l.objects = append(l.objects, libObject{path: p, soname: di.soname, ours: true, open: open})
 		}
 	}
 	var closureDirs []string
@@ -202,11 +213,11 @@ func (l *Libraries) find(name string) (string, bool) {
 	}
 	for _, o := range l.objects {
 		if MatchLibrary(name, o.path, o.soname) {
-			open := l.openable
 			if o.ours {
-				open = l.openableOurs
-			}
-			if p, ok := open(o.path); ok {
+				if p, ok := l.openableOurs(o.open); ok {
+					return p, true
+				}
+			} else if p, ok := l.openable(o.path); ok {
 				return p, true
 			}
 		}
@@ -610,12 +621,14 @@ func (l *Libraries) openable(p string) (string, bool) {
 }
 
 // openableOurs is openableELF for a path of this process's namespace
-// (LibraryEnv.Mapped): under another root its links are not resolved,
-// since they may lead through /proc/PID/root, whose target read as a
-// link is the process's root as a path of ours. A mapped file's path
-// has no links to resolve: the kernel wrote it resolved.
+// (LibraryEnv.Mapped, MappedAt): under another root, or through /proc,
+// its links are not resolved, since they may lead through
+// /proc/PID/root, whose target read as a link is the process's root as
+// a path of ours, or be /proc/PID/map_files/, whose targets are names
+// only. A mapped file's path has no links to resolve: the kernel wrote
+// it resolved.
 func (l *Libraries) openableOurs(p string) (string, bool) {
-	if l.env.Root == "" {
+	if l.env.Root == "" && !strings.HasPrefix(p, "/proc/") {
 		return openableELF(p)
 	}
 	return p, isX8664ELF(p)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/resolve"
@@ -199,7 +200,7 @@ func (s *Tracer) locate(p *Probe, pid int, m elfsym.Mapping) (*resolve.Location,
 		p.byFile[id] = nil
 		return nil, nil // not an ELF we can read: cannot be the library
 	}
-	if !elfsym.MatchLibrary(p.Spec.Path, f.Path, f.Soname) && !elfsym.MatchLibrary(p.Spec.Path, m.Path, f.Soname) {
+	if !elfsym.MatchLibrary(p.Spec.Path, f.Path, f.Soname) && !elfsym.MatchLibrary(p.Spec.Path, strings.TrimSuffix(m.Path, " (deleted)"), f.Soname) {
 		p.byFile[id] = nil
 		return nil, nil
 	}

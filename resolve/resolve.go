@@ -58,7 +58,7 @@ type Options struct {
 func ProcessOptions(pid int) *Options {
 	root := elfsym.ProcessRoot(pid)
 	proc := fmt.Sprintf("/proc/%d", pid)
-	env := elfsym.LibraryEnv{Root: root}
+	env := elfsym.LibraryEnv{Root: root, MappedAt: make(map[string]string)}
 	opts := &Options{Root: root}
 	if exe, err := os.Readlink(proc + "/exe"); err == nil && !strings.HasSuffix(exe, " (deleted)") {
 		env.Program = exe
@@ -72,12 +72,17 @@ func ProcessOptions(pid int) *Options {
 	if maps, err := elfsym.ReadMaps(pid); err == nil {
 		seen := make(map[string]bool)
 		for _, m := range maps {
-			if m.Inode == 0 || !strings.HasPrefix(m.Path, "/") || strings.HasSuffix(m.Path, " (deleted)") || seen[m.Path] {
+			if m.Inode == 0 || !strings.HasPrefix(m.Path, "/") || seen[m.Path] {
 				continue
 			}
 			seen[m.Path] = true
 			if p, ok := MappedPath(pid, root, m); ok {
-				env.Mapped = append(env.Mapped, p)
+				// By the name it maps it at, opened where it is.
+				name := strings.TrimSuffix(m.Path, " (deleted)")
+				env.Mapped = append(env.Mapped, name)
+				if p != name {
+					env.MappedAt[name] = p
+				}
 			}
 		}
 	}
