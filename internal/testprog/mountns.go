@@ -75,6 +75,11 @@ func StartInMountNS(t testing.TB, dir string, n int, mode string) *NSProcess {
 		t.Fatal(err)
 	}
 	q := func(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+	// A machine (a container) may refuse new mount namespaces or bind
+	// mounts even to root: tried once, on the decoy itself.
+	if out, err := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", "mount --bind "+q(p.TargetProg)+" "+q(p.TargetProg)).CombinedOutput(); err != nil {
+		t.Skipf("this machine refuses a mount namespace with a bind mount (unshare -m; mount --bind): %v: %s", err, out)
+	}
 	script := "mount --bind " + q(p.Prog) + " " + q(p.TargetProg) + " && mount --bind " + q(libDir) + " " + q(filepath.Join(p.Box, "lib")) +
 		" && LD_LIBRARY_PATH=" + q(filepath.Join(p.Box, "lib")) + " exec " + q(p.TargetProg) + " " + NSLibSoname + " " + strconv.Itoa(n) + " " + mode
 	p.start(t, exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", script))
