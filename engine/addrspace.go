@@ -35,6 +35,8 @@ type addrSpace struct {
 	users   int // processes using this address space
 	// area is the no-stop path's, nil until a site needs it.
 	area *area
+	// syms names addresses for symstr fetch-args, nil until one does.
+	syms *symbols
 	// sems are the USDT semaphores the engine raised here, by counter,
 	// with their address (0: not mapped yet), see semaphore.go.
 	sems map[semKey]uint64
@@ -107,6 +109,7 @@ func (as *addrSpace) release() {
 	as.users--
 	if as.users <= 0 {
 		as.mem.close()
+		as.syms.close()
 	}
 }
 

@@ -61,6 +61,10 @@ func plansFor(args []uprobe.FetchArg, fileBase uint64) ([]readPlan, error) {
 			// A record holds one value of each read: an array
 			// (docs/DESIGN.md §9) takes the stop path.
 			return nil, fmt.Errorf("%s: an array: %w", a.Text, errNotRecordable)
+		case a.Type.Sym:
+			// symstr: the name is looked up in the maps and the
+			// mapped file's symbols, on the ptrace thread.
+			return nil, fmt.Errorf("%s: symstr: %w", a.Text, errNotRecordable)
 		case a.Len != nil:
 			// A counted string (a Go string, docs/DESIGN.md §10): the
 			// recorder reads strings to their NUL.

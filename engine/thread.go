@@ -169,6 +169,9 @@ func (t *thread) ReadMemoryVector(addrs []uint64, bufs [][]byte) (int, error) {
 }
 func (t *thread) Addr() uint64     { return t.at.addr }
 func (t *thread) FileBase() uint64 { return t.at.fileBase }
+
+// Symbolize is uprobe.Symbolizer, for symstr.
+func (t *thread) Symbolize(addr uint64) string { return t.proc.as.symbolize(t.proc.pid, addr) }
 func (t *thread) Comm() string {
 	if t.comm == "" {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", t.proc.pid, t.tid))

@@ -2,10 +2,18 @@ package uprobe
 
 import (
 	"bytes"
+	"strconv"
 	"sync"
 
 	"github.com/ptprobe/ptprobe/arch"
 )
+
+// Symbolizer is a FetchContext that names addresses, for symstr: as
+// "name+0xoff/0xsize", or "0x..." when no function holds the address.
+// A FetchContext that is none gives "0x..." always.
+type Symbolizer interface {
+	Symbolize(addr uint64) string
+}
 
 // FetchContext is what evaluating a fetch-arg needs of a stopped thread.
 // Context satisfies it.
@@ -228,6 +236,29 @@ func (f *fetcher) fetch(a *FetchArg) Value {
 	e := a.Expr
 	if e == nil {
 		v.Fault = true
+		return v
+	}
+	if a.Type.Sym {
+		// symstr: the value, named.
+		var u uint64
+		var ok bool
+		if e.Op.isMemory() {
+			var addr uint64
+			if addr, ok = f.addr(e, 0); ok {
+				u, ok = f.readUint(addr, 8)
+			}
+		} else {
+			u, ok = f.value(e, 0)
+		}
+		if !ok {
+			v.Fault = true
+			return v
+		}
+		if sy, isSym := f.ctx.(Symbolizer); isSym {
+			v.S = sy.Symbolize(u)
+		} else {
+			v.S = "0x" + strconv.FormatUint(u, 16)
+		}
 		return v
 	}
 	if a.Type.Kind == String {

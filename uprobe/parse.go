@@ -843,7 +843,7 @@ func (p *parser) fetchArg(s *Spec, i int, t token) (FetchArg, *Error) {
 	case a.Type.Len > 0 && !e.Op.isMemory() && e.Op != OpName && !(s.USDT && e.Op == OpArgN):
 		// The kernel's check and words: an array is read from memory.
 		return a, p.err(tpos, errBadString)
-	case a.Type.Kind == String && !e.Op.isMemory() && e.Op != OpComm && e.Op != OpImmString && e.Op != OpName && !(s.USDT && e.Op == OpArgN):
+	case a.Type.Kind == String && !a.Type.Sym && !e.Op.isMemory() && e.Op != OpComm && e.Op != OpImmString && e.Op != OpName && !(s.USDT && e.Op == OpArgN):
 		// A USDT probe's $argN:string is the string its argument
 		// points to (resolve.Expand).
 		return a, p.err(tpos, errBadString)
@@ -891,6 +891,10 @@ func (p *parser) parseFullType(t string, pos int) (Type, *Error) {
 			return Type{}, p.err(pos, errBadType)
 		}
 	}
+	if n > 0 && tt.Sym {
+		// An array of names: not a type the kernel's README lists.
+		return Type{}, p.err(pos, errBadType)
+	}
 	tt.Len = n
 	return tt, nil
 }
@@ -921,6 +925,8 @@ func (p *parser) parseType(t string) (Type, bool) {
 		return Type{Kind: String}, true
 	case "ustring":
 		return Type{Kind: String, User: p.kernel}, true
+	case "symstr":
+		return Type{Kind: String, Sym: true}, true
 	case "char":
 		return Type{Kind: Char, Size: 1}, true
 	}

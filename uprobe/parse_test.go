@@ -314,7 +314,6 @@ func TestParseErrors(t *testing.T) {
 		{"p /bin/ls:main %di:symbol", 19, "", errBadType},
 		{"p /bin/ls:main %di:u8[4]", 19, "", errBadString},
 		{"p /bin/ls:main %di:string[2]", 19, "", errBadString},
-		{"p /bin/ls:main %di:symstr", 19, "", errBadType},
 		// Carets where this machine's kernel puts them.
 		{"p /bin/ls:main +0(%di):u8[4", 27, "", errArrayOpen},
 		{"p /bin/ls:main +0(%di):u8[4]x", 28, "", errArraySuffix},

@@ -170,6 +170,13 @@ type Type struct {
 	// user memory only, so uprobe specs take "ustring" as String and
 	// never set User.
 	User bool
+	// Sym marks "symstr": a String that is the value (an address) named
+	// as the function it is in, "name+0xoff/0xsize" as the kernel's
+	// sprint_symbol names kernel addresses ("0x..." outside every
+	// function). The kernel has it for kernel probes only (6.18 refuses
+	// it on uprobes); the engine names user addresses from the ELF
+	// symbols of the file mapped there (docs/DESIGN.md §9).
+	Sym bool
 	// BitWidth and BitOffset make an Unsigned type of Size bytes (the
 	// container) the kernel's bitfield b<BitWidth>@<BitOffset>/<Size*8>:
 	// BitWidth bits from bit BitOffset (0: the lowest) of the container.
@@ -206,6 +213,9 @@ func (t Type) String() string {
 	}
 	if t.User {
 		return "ustring"
+	}
+	if t.Sym {
+		return "symstr"
 	}
 	return "string"
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/internal/testprog"
 )
 
@@ -44,5 +45,39 @@ func TestFetchTypes(t *testing.T) {
 	r = ptprobe(t, "compare", "-e", prog+fetchTypesSpec, "--", prog, fmt.Sprint(n))
 	if r.status != 0 || !strings.Contains(r.stdout, "hits and arguments agree") {
 		t.Errorf("compare: status %d\n%s\n%s", r.status, r.stdout, r.stderr)
+	}
+}
+
+// TestSymstr: symstr names an address as the function it is in, as the
+// kernel names kernel addresses ("take+0x4/0x<size of take>", "0x0" for
+// none), on the ptrace backend; this machine's kernel refuses symstr on
+// uprobes, and the kernel backend reports its error_log entry.
+func TestSymstr(t *testing.T) {
+	prog := testprog.Build(t, t.TempDir(), "fetchtypes", testprog.PIE...)
+	f, err := elfsym.Open(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	take, err := f.Lookup("take")
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	r := ptprobe(t, "trace", "-e", prog+":take fn=+32(%di):symstr none=+40(%di):symstr ip=%ip:symstr", "--", prog, fmt.Sprint(n))
+	want := fmt.Sprintf(`take: (0x%%x) fn="take+0x4/0x%x" none="0x0" ip="take+0x0/0x%x"`+"\n", take.Size, take.Size)
+	re := regexp.MustCompile(strings.ReplaceAll(regexp.QuoteMeta(want), "0x%x", "0x[0-9a-f]+"))
+	if r.status != 0 || len(re.FindAllString(r.stdout, -1)) != n {
+		t.Errorf("status %d, want %d lines of %q:\n%s%s", r.status, n, want, r.stdout, r.stderr)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel half needs root (tracefs uprobe_events)")
+	}
+	if _, err := os.Stat("/sys/kernel/tracing/uprobe_events"); err != nil {
+		t.Skipf("the kernel half needs uprobe_events: %v", err)
+	}
+	r = ptprobe(t, "trace", "--backend", "kernel", "-e", prog+":take fn=+32(%di):symstr", "--", prog, "1")
+	if r.status != 2 || !strings.Contains(r.stderr, "Unknown type is specified") || caretAt(r.stderr) != "symstr" {
+		t.Errorf("kernel: status %d, stderr %q; want 2 and the kernel's error under symstr", r.status, r.stderr)
 	}
 }

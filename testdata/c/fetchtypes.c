@@ -4,7 +4,8 @@
 //   fetchtypes N   calls take(&r, i) N times; r.flags has 0x5 in bits
 //                  0..3 and i in bits 4..7, r.tag is "hi" and the digit of
 //                  i, r.vals is {i, -i, 7}, r.names {"even" or "odd",
-//                  "pair"} (at offset 16).
+//                  "pair"} (at offset 16), r.fn the address 4 bytes into
+//                  take (at offset 32), r.none 0.
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -13,6 +14,8 @@ struct rec {
     char tag[4];
     short vals[3];
     const char *names[2];
+    const void *fn;
+    const void *none;
 };
 
 __attribute__((noinline)) long take(struct rec *r, long x) {
@@ -26,7 +29,8 @@ int main(int argc, char **argv) {
         struct rec r = {.flags = 0xabcd0000u | (unsigned)((i & 15) << 4) | 0x5,
                         .tag = {'h', 'i', (char)('0' + i % 10), 0},
                         .vals = {(short)i, (short)-i, 7},
-                        .names = {i % 2 ? "odd" : "even", "pair"}};
+                        .names = {i % 2 ? "odd" : "even", "pair"},
+                        .fn = (const char *)take + 4};
         s += take(&r, i);
     }
     printf("%ld\n", s);
