@@ -52,3 +52,37 @@ func TestStrategyFlags(t *testing.T) {
 		t.Errorf("--drop: %d hits + %d missed, want %d; strategy %q", hits, missed, calls, s)
 	}
 }
+
+// TestListPaths: list --paths says, per function, the path an entry
+// probe would take by the file's rules, and trace takes that path:
+// bench.c's bench_push takes the no-stop path, bench_push_ool (a jmp
+// back into bench_push 1 byte in) cannot be patched with a jmp.
+func TestListPaths(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "bench", testprog.PIE...)
+	r := ptprobe(t, "list", "--paths", prog, "bench_push*")
+	if r.status != 0 {
+		t.Fatalf("status %d: %s", r.status, r.stderr)
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) < 5 {
+			t.Fatalf("line %q", l)
+		}
+		got[f[3]] = strings.Join(f[4:], " ")
+	}
+	if got["bench_push"] != "no-stop" || !strings.HasPrefix(got["bench_push_ool"], "stop: ") || !strings.Contains(got["bench_push_ool"], "cannot be patched with a jmp") {
+		t.Fatalf("list --paths:\n%s", r.stdout)
+	}
+	for fn, want := range map[string]string{"bench_push": "no-stop (1 sites)", "bench_push_ool": "stop (1 sites): "} {
+		r := ptprobe(t, "trace", "--count", "--format", "json", "-e", prog+":"+fn, "--", prog, "push", "10")
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		var c struct {
+			Strategy string `json:"strategy"`
+		}
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &c); err != nil || !strings.HasPrefix(c.Strategy, want) {
+			t.Errorf("trace of %s: strategy %q (%v), want %q...", fn, c.Strategy, err, want)
+		}
+	}
+}
