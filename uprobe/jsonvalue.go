@@ -15,6 +15,8 @@ func (v *Value) AppendJSON(b []byte) []byte {
 		return append(b, "null"...)
 	case v.Type.Kind == String:
 		return appendJSONString(b, v.S)
+	case v.Type.Enum != nil:
+		return appendJSONScalar(b, v.U, v.Type)
 	case v.Type.Kind == Signed:
 		return strconv.AppendInt(b, int64(signExtend(v.U, v.Type.Size)), 10)
 	case v.Type.Kind == Hex:

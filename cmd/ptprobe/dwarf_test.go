@@ -54,7 +54,7 @@ func traceEvents[E any](t *testing.T, args ...string) (string, []E) {
 	return r.stdout, evs
 }
 
-var workLine = regexp.MustCompile(`^work a=(-?\d+) b=(-?\d+) s=(\S+) x=(-?\d+) y=(-?\d+) name=(\S+) tag=(\S+) c=(\d+) sum=(-?\d+)$`)
+var workLine = regexp.MustCompile(`^work a=(-?\d+) b=(-?\d+) s=(\S+) x=(-?\d+) y=(-?\d+) name=(\S+) tag=(\S+) c=(\S+) sum=(-?\d+)$`)
 
 // workCalls are the arguments dwarf.c says it passed to work, one map per
 // call, keyed by the fetch-arg names a probe by name gives them.
@@ -221,6 +221,48 @@ int main(void) { for (int i = 1; i <= 5; i++) { size_t n = 1000 * i + 7; printf(
 		if !seen[l] {
 			t.Errorf("malloc(%s) was called, no event has bytes=%s", l, l)
 		}
+	}
+}
+
+// TestDWARFEnum: a C enum by name prints its enumerator's name, or its
+// number when none has it (dwarf.c passes GREEN, BLUE and 7), in text,
+// on the ptrace backend and, where it can run, the kernel's: the kernel
+// fetches the integer and ptprobe names it as it reads trace_pipe.
+func TestDWARFEnum(t *testing.T) {
+	prog := testprog.BuildAs(t, t.TempDir(), "dwarf", "dwarf", "-O2", "-g")
+	backends := []string{"ptrace"}
+	if os.Geteuid() == 0 {
+		backends = append(backends, "kernel")
+	}
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			if b == "kernel" {
+				testprog.KernelUprobes(t)
+			}
+			ev := filepath.Join(t.TempDir(), "ev")
+			r := ptprobe(t, "trace", "--backend", b, "-o", ev, "-e", "p:t/work "+prog+":work c", "--", prog, "4")
+			if r.status != 0 {
+				t.Fatalf("status %d: %s", r.status, r.stderr)
+			}
+			calls := workCalls(t, r.stdout)
+			text, _ := os.ReadFile(ev)
+			lines := strings.Split(strings.TrimSpace(string(text)), "\n")
+			if len(lines) != len(calls) {
+				t.Fatalf("%d events, %d calls:\n%s", len(lines), len(calls), text)
+			}
+			names := 0
+			for i, c := range calls {
+				if !strings.HasSuffix(lines[i], " c="+c["c"]) {
+					t.Errorf("call %d: %q, the program passed c=%s", i, lines[i], c["c"])
+				}
+				if _, err := strconv.Atoi(c["c"]); err != nil {
+					names++
+				}
+			}
+			if names == 0 || names == len(calls) {
+				t.Errorf("the calls %v pass no enumerator or no other number: nothing shown", calls)
+			}
+		})
 	}
 }
 

@@ -504,13 +504,18 @@ func (d *Data) ReturnType(pc uint64) (uprobe.Type, string, error) {
 func scalar(t godwarf.Type) (uprobe.Type, error) {
 	t = strip(t)
 	size := int(t.Size())
-	switch t.(type) {
+	switch tt := t.(type) {
 	case *godwarf.IntType, *godwarf.CharType:
 		return uprobe.Type{Kind: uprobe.Signed, Size: size}, nil
 	case *godwarf.UintType, *godwarf.UcharType, *godwarf.BoolType:
 		return uprobe.Type{Kind: uprobe.Unsigned, Size: size}, nil
 	case *godwarf.EnumType:
-		return uprobe.Type{Kind: uprobe.Signed, Size: size}, nil
+		// Printed by name (docs/DESIGN.md §10).
+		e := &uprobe.Enum{Name: t.String()}
+		for _, v := range tt.Val {
+			e.Vals = append(e.Vals, uprobe.Enumerator{Name: v.Name, Val: v.Val})
+		}
+		return uprobe.Type{Kind: uprobe.Signed, Size: size, Enum: e}, nil
 	case *godwarf.PtrType, *godwarf.FuncType, *godwarf.MapType, *godwarf.ChanType:
 		return uprobe.Type{Kind: uprobe.Hex, Size: 8}, nil
 	case *godwarf.FloatType:
