@@ -18,6 +18,39 @@ func (v Value) AppendText(b []byte) []byte {
 	if v.Fault {
 		return append(b, "(fault)"...)
 	}
+	if v.Slice {
+		// Its length, then its first elements as the kernel prints
+		// an array, "..." after the last when there are more:
+		// [10]{0,1,2,3,4,5,6,7,...}.
+		b = append(b, '[')
+		b = strconv.AppendUint(b, v.Count, 10)
+		b = append(b, "]{"...)
+		n := len(v.Elems)
+		for i, u := range v.Elems {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendScalar(b, u, v.Type)
+		}
+		if v.Type.Kind == String {
+			n = len(v.Strs)
+			for i, s := range v.Strs {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, '"')
+				b = append(b, s...)
+				b = append(b, '"')
+			}
+		}
+		if uint64(n) < v.Count {
+			if n > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, "..."...)
+		}
+		return append(b, '}')
+	}
 	if v.Type.Len > 0 {
 		// As the kernel prints an array: {a,b,c}.
 		b = append(b, '{')
@@ -181,6 +214,8 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		switch {
 		case v.Fault:
 			b = append(b, "null"...)
+		case v.Slice:
+			b = v.AppendJSON(b)
 		case v.Type.Len > 0:
 			b = append(b, '[')
 			for i, u := range v.Elems {

@@ -31,6 +31,10 @@ func TestValueAppendText(t *testing.T) {
 		{Value{Name: "c", Type: Type{Kind: Signed, Size: 4, Enum: colors}, U: 0xffffffff}, "c=NEG"}, // sign-extended first
 		{Value{Name: "c", Type: Type{Kind: Signed, Size: 4, Enum: colors}, U: 7}, "c=7"},            // no enumerator: the number
 		{Value{Name: "c", Type: Type{Kind: Signed, Size: 4, Enum: colors, Len: 3}, Elems: []uint64{0, 5, 9}}, "c={RED,GREEN,9}"},
+		{Value{Name: "xs", Type: Type{Kind: Signed, Size: 8, Len: 2}, Slice: true, Count: 2, Elems: []uint64{1, 1<<64 - 1}}, "xs=[2]{1,-1}"},
+		{Value{Name: "xs", Type: Type{Kind: Signed, Size: 8, Len: 2}, Slice: true, Count: 5, Elems: []uint64{1, 2}}, "xs=[5]{1,2,...}"},
+		{Value{Name: "xs", Type: Type{Kind: Signed, Size: 8, Len: 2}, Slice: true}, "xs=[0]{}"},
+		{Value{Name: "ws", Type: Type{Kind: String, Len: 2}, Slice: true, Count: 3, Strs: []string{"a", ""}}, `ws=[3]{"a","",...}`},
 	}
 	for _, tt := range tests {
 		if got := string(tt.v.AppendText([]byte(nil))); got != tt.want {
@@ -44,6 +48,18 @@ func TestValueAppendText(t *testing.T) {
 
 // colors is a C enum of the debug information.
 var colors = &Enum{Name: "enum color", Vals: []Enumerator{{"RED", 0}, {"GREEN", 5}, {"NEG", -1}}}
+
+// TestSliceJSON: a Go slice is {"len":N,"elems":[...]}.
+func TestSliceJSON(t *testing.T) {
+	ev := Event{Group: "g", Name: "e", Args: []Value{
+		{Name: "xs", Type: Type{Kind: Hex, Size: 8, Len: 8}, Slice: true, Count: 9, Elems: []uint64{1, 2}},
+		{Name: "ws", Type: Type{Kind: String, Len: 8}, Slice: true, Count: 1, Strs: []string{"w\""}},
+		{Name: "n", Type: Type{Kind: String, Len: 8}, Slice: true}}}
+	got := string(ev.AppendJSON(nil))
+	if want := `"args":{"xs":{"len":9,"elems":["0x1","0x2"]},"ws":{"len":1,"elems":["w\""]},"n":{"len":0,"elems":[]}}`; !strings.Contains(got, want) {
+		t.Errorf("%s\nwant %s", got, want)
+	}
+}
 
 // TestEnumJSON: an enum's value is its enumerator's name in JSON too, a
 // number when it has none.

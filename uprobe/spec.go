@@ -308,6 +308,12 @@ type FetchArg struct {
 	// no NUL), makes a String exactly Len's value bytes long (at most
 	// MaxStringLen) instead of running to a NUL. The kernel's
 	// fetch-args have no such string.
+	//
+	// With an array type (Type.Len > 0) it makes the fetch-arg a Go
+	// slice: Len's value is its length, and the first of its elements,
+	// at most Type.Len, are read from the array at Expr's address
+	// (Value.Slice). Elements of a String type are Go strings, each a
+	// pointer and a length.
 	Len *Expr
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ptprobe/ptprobe/internal/testprog"
+	"github.com/ptprobe/ptprobe/resolve/dwarf"
 )
 
 // jsonEvent is an event of --format json.
@@ -148,15 +149,42 @@ func TestDWARFArgs(t *testing.T) {
 	}
 }
 
-var goWorkLine = regexp.MustCompile(`^work goid=(\d+) s=(\S+) n=(\d+) len=(\d+) cap=(\d+) xs0=(\d+)$`)
+var goWorkLine = regexp.MustCompile(`^work goid=(\d+) s=(\S+) n=(\d+) len=(\d+) cap=(\d+) xs0=(\d+) xs=(\S*) ws=(\S*)$`)
+
+// sliceJSON is a Go slice of a JSON event as "LEN:E1,E2,..." (its first
+// elements only).
+func sliceJSON(v any) string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Sprintf("not a slice: %v", v)
+	}
+	var es []string
+	for _, e := range m["elems"].([]any) {
+		es = append(es, argString(e))
+	}
+	return argString(m["len"]) + ":" + strings.Join(es, ",")
+}
+
+// firstElems is "LEN:E1,E2,..." of a slice the program printed whole
+// (its elements joined with commas), cut to its first SliceElems.
+func firstElems(all string) string {
+	es := strings.Split(all, ",")
+	if all == "" {
+		es = nil
+	}
+	n := len(es)
+	return strconv.Itoa(n) + ":" + strings.Join(es[:min(n, dwarf.SliceElems)], ",")
+}
 
 // TestDWARFGo: a Go function's string, int and slice arguments by name
 // (the register ABI), a method named as Go names it, and the goroutine id
-// of every event, equal what the program printed.
+// of every event, equal what the program printed. A slice is its length
+// and its first dwarf.SliceElems elements ([]int and []string; nil, short
+// and longer than that).
 func TestDWARFGo(t *testing.T) {
 	prog := testprog.BuildGo(t, t.TempDir(), "dwarfargs")
 	out, evs := traceJSON(t,
-		"-e", "p:t/work "+prog+":main.work s n xs xs[0]",
+		"-e", "p:t/work "+prog+":main.work s n xs xs.len xs.cap xs[0] ws",
 		"-e", "p:t/add "+prog+":main.(*T).Add n t.name t.count",
 		"--", prog, "4")
 	var want [][]string
@@ -179,10 +207,13 @@ func TestDWARFGo(t *testing.T) {
 	}
 	count := 0
 	for i, w := range want {
+		ws := strings.SplitN(w[7], ":", 2)
+		want := append(w[:6:6], firstElems(w[6]), firstElems(ws[1]))
 		got := []string{argString(works[i].Args["goid"]), argString(works[i].Args["s"]), argString(works[i].Args["n"]),
-			argString(works[i].Args["xs_len"]), argString(works[i].Args["xs_cap"]), argString(works[i].Args["xs_0"])}
-		if strings.Join(got, " ") != strings.Join(w, " ") {
-			t.Errorf("call %d: goid s n len cap xs[0] = %v, the program printed %v", i, got, w)
+			argString(works[i].Args["xs_len"]), argString(works[i].Args["xs_cap"]), argString(works[i].Args["xs_0"]),
+			sliceJSON(works[i].Args["xs"]), sliceJSON(works[i].Args["ws"])}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("call %d: goid s n len cap xs[0] xs ws = %v, the program printed %v", i, got, want)
 		}
 		a := adds[i].Args
 		if argString(a["n"]) != w[2] || argString(a["t_name"]) != "tee" || argString(a["t_count"]) != strconv.Itoa(count) || argString(a["goid"]) != w[0] {
@@ -337,6 +368,10 @@ func TestDWARFCompare(t *testing.T) {
 	r = ptprobe(t, "trace", "--backend", "kernel", "-e", gprog+":main.work s", "--", gprog, "1")
 	if r.status != 2 || !strings.Contains(r.stderr, "is a Go string") {
 		t.Errorf("a Go string on the kernel: status %d, %s", r.status, r.stderr)
+	}
+	r = ptprobe(t, "trace", "--backend", "kernel", "-e", gprog+":main.work xs", "--", gprog, "1")
+	if r.status != 2 || !strings.Contains(r.stderr, "is a Go slice") || !strings.Contains(r.stderr, "xs.len") {
+		t.Errorf("a Go slice on the kernel: status %d, %s", r.status, r.stderr)
 	}
 }
 

@@ -195,13 +195,24 @@ func TestGo(t *testing.T) {
 	if err != nil || len(as) != 1 || as[0].Expr.String() != "+0(%ax)" || as[0].Len == nil || as[0].Len.String() != "%bx" {
 		t.Errorf("s: %+v %v, want +0(%%ax) of length %%bx", as, err)
 	}
+	// A slice: its array (the words RDI, RSI, R8 after s and n), its
+	// length, its first SliceElems elements; of strings, Go strings.
 	as, err = d.Resolve(f.Low, "xs", nil)
-	if err != nil || len(as) != 2 || as[0].Name != "len" || as[1].Name != "cap" {
-		t.Errorf("xs: %+v %v, want its len and cap", as, err)
+	if err != nil || len(as) != 1 || as[0].Expr.String() != "+0(%di)" || as[0].Len == nil || as[0].Len.String() != "%si" || as[0].Type.String() != fmt.Sprintf("s64[%d]", dwarf.SliceElems) {
+		t.Errorf("xs: %+v %v, want +0(%%di):s64[%d] of length %%si", as, err, dwarf.SliceElems)
+	}
+	as, err = d.Resolve(f.Low, "ws", nil)
+	if err != nil || len(as) != 1 || as[0].Expr.String() != "+0(%r9)" || as[0].Len == nil || as[0].Len.String() != "%r10" || as[0].Type.Kind != uprobe.String || as[0].Type.Len != dwarf.SliceElems {
+		t.Errorf("ws: %+v %v, want +0(%%r9) strings of length %%r10", as, err)
+	}
+	for _, m := range []string{"len", "cap"} {
+		if as, err := d.Resolve(f.Low, "xs."+m, nil); err != nil || len(as) != 1 || as[0].Type.String() != "s64" {
+			t.Errorf("xs.%s: %+v %v", m, as, err)
+		}
 	}
 	ps, err := d.Params(f.Low)
-	if err != nil || strings.Join(ps, " ") != "s n xs" {
-		t.Errorf("params %v %v, want s n xs (no result)", ps, err)
+	if err != nil || strings.Join(ps, " ") != "s n xs ws" {
+		t.Errorf("params %v %v, want s n xs ws (no result)", ps, err)
 	}
 	m := fn(t, d, "main.(*T).Add")
 	if as, err := d.Resolve(m.Low, "t.name", nil); err != nil || as[0].Len == nil {
