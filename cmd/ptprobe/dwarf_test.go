@@ -297,6 +297,66 @@ func TestDWARFEnum(t *testing.T) {
 	}
 }
 
+// TestDWARFReturnVars: in a return probe a parameter by name is its
+// value at the entry (the argument registers the entry saves), members
+// through a pointer read at the return, with $retval typed by DWARF: equal
+// to what the program passed, on C at -O2 and in Go. A parameter the entry
+// keeps in a stack slot (gcc -O0) is refused with a caret, and the
+// kernel, whose uretprobes save nothing, refuses names there too.
+func TestDWARFReturnVars(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.BuildAs(t, dir, "dwarf", "dwarf", "-O2", "-g")
+	out, evs := traceJSON(t, "-e", "r:t/ret "+prog+":work a s p->x p->name c rv=$retval", "--", prog, "4")
+	calls := workCalls(t, out)
+	if len(evs) != len(calls) {
+		t.Fatalf("%d returns, %d calls", len(evs), len(calls))
+	}
+	for i, c := range calls {
+		for _, k := range []string{"a", "s", "p_x", "p_name", "c"} {
+			if got := argString(evs[i].Args[k]); got != c[k] {
+				t.Errorf("return %d: %s = %q, the program passed %q", i, k, got, c[k])
+			}
+		}
+		sum, _ := strconv.Atoi(c["sum"])
+		if got := argString(evs[i].Args["rv"]); got != strconv.Itoa(3*sum) {
+			t.Errorf("return %d: $retval = %q, want %d", i, got, 3*sum)
+		}
+	}
+
+	gprog := testprog.BuildGo(t, dir, "dwarfargs")
+	out, gevs := traceJSON(t, "-e", "r:t/ret "+gprog+":main.work s n xs", "--", gprog, "3")
+	var want [][]string
+	for _, l := range strings.Split(out, "\n") {
+		if m := goWorkLine.FindStringSubmatch(l); m != nil {
+			want = append(want, m[1:])
+		}
+	}
+	if len(gevs) != 3 || len(want) != 3 {
+		t.Fatalf("%d Go returns, %d calls printed", len(gevs), len(want))
+	}
+	for i, w := range want {
+		got := []string{argString(gevs[i].Args["s"]), argString(gevs[i].Args["n"]), sliceJSON(gevs[i].Args["xs"])}
+		if strings.Join(got, " ") != w[1]+" "+w[2]+" "+firstElems(w[6]) {
+			t.Errorf("Go return %d: s n xs = %v, the program printed %v", i, got, w)
+		}
+	}
+
+	o0 := testprog.BuildAs(t, dir, "dwarf-O0", "dwarf", "-O0", "-g")
+	spec := "r " + o0 + ":work b"
+	r := ptprobe(t, "trace", "-e", spec, "--", o0, "1")
+	caret := strings.Repeat(" ", len("  Command: ")+strings.LastIndex(spec, " b")+1) + "^"
+	if r.status != 2 || strings.Contains(r.stdout, "work a=") || !strings.Contains(r.stderr, "stack slot") || !strings.Contains(r.stderr, "\n"+caret+"\n") {
+		t.Errorf("-O0 return probe by name: status %d, stdout %q, stderr %q; want 2, a stack slot, a caret under b", r.status, r.stdout, r.stderr)
+	}
+	if os.Geteuid() == 0 {
+		testprog.KernelUprobes(t)
+		r := ptprobe(t, "trace", "--backend", "kernel", "-e", "r "+prog+":work a", "--", prog, "1")
+		if r.status != 2 || !strings.Contains(r.stderr, "kernel uretprobes cannot save") {
+			t.Errorf("a return probe by name on the kernel: status %d, %s", r.status, r.stderr)
+		}
+	}
+}
+
 // TestDWARFErrors: an unknown variable (with the visible ones), a member
 // of a non-struct, a file without DWARF (with the build-id path looked
 // at), split DWARF: exit 2 and the program never runs.
