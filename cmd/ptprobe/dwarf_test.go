@@ -485,6 +485,33 @@ func TestStack(t *testing.T) {
 			}
 		})
 	}
+	t.Run("inlined", func(t *testing.T) {
+		// dwarf.c:22 is in twice, which gcc -O2 inlines into total at
+		// line 39 (and 40, where the copy's code is moved away from
+		// its line's address: no inlined frame there, as addr2line -i
+		// says too).
+		prog := testprog.BuildAs(t, dir, "dwarf-inl", "dwarf", "-O2", "-g")
+		_, evs := traceJSONRaw(t, "--stack=3", "-e", "p:t/l "+prog+":dwarf.c:22", "--", prog, "2")
+		inl := 0
+		for _, ev := range evs {
+			if ev.Probe != "t/l" {
+				continue
+			}
+			inl++
+			if len(ev.Stack) != 3 || ev.Stack[0].Func != "twice (inlined)" || !ev.Stack[0].Inlined || ev.Stack[0].Line != 22 ||
+				!strings.HasPrefix(ev.Stack[1].Func, "total+0x") || ev.Stack[1].Inlined || ev.Stack[1].Line != 39 || ev.Stack[1].PC != ev.Stack[0].PC ||
+				!strings.HasPrefix(ev.Stack[2].Func, "main+0x") {
+				t.Errorf("stack %+v: want twice (inlined) at dwarf.c:22, total at dwarf.c:39 at the same pc, main", ev.Stack)
+			}
+		}
+		if inl != 2 {
+			t.Errorf("%d hits in the first copy, want 2 (the loop's)", inl)
+		}
+		r := ptprobe(t, "trace", "--stack=2", "-e", "p:t/l "+prog+":dwarf.c:22", "--", prog, "1")
+		if !strings.Contains(r.stdout, "\n => twice (inlined) (") || !strings.Contains(r.stdout, "dwarf.c:22)\n => total+0x") {
+			t.Errorf("text stack: %q", r.stdout)
+		}
+	})
 	t.Run("go", func(t *testing.T) {
 		prog := testprog.BuildGo(t, dir, "dwarfargs")
 		_, evs := traceJSONRaw(t, "--stack", "-e", "p:t/work "+prog+":main.work n", "--", prog, "2")
@@ -502,10 +529,11 @@ func TestStack(t *testing.T) {
 type stackEvent struct {
 	Probe string `json:"probe"`
 	Stack []struct {
-		PC   string `json:"pc"`
-		Func string `json:"func"`
-		File string `json:"file"`
-		Line int    `json:"line"`
+		PC      string `json:"pc"`
+		Func    string `json:"func"`
+		Inlined bool   `json:"inlined"`
+		File    string `json:"file"`
+		Line    int    `json:"line"`
 	} `json:"stack"`
 }
 

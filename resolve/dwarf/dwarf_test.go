@@ -117,6 +117,57 @@ func TestLinePCs(t *testing.T) {
 	}
 }
 
+// TestInlines: at every address of gcc -O2's total, which inlines twice
+// twice, the inlined functions and the source positions are those
+// binutils' addr2line -f -i gives: the inlined function at its own line,
+// then the function it is in at the line of the call.
+func TestInlines(t *testing.T) {
+	if _, err := exec.LookPath("addr2line"); err != nil {
+		t.Skip("skipped: no addr2line (binutils) to compare with")
+	}
+	prog := build(t, t.TempDir(), "dwarf", "-O2", "-g")
+	d := open(t, prog, nil)
+	f := fn(t, d, "total")
+	args := []string{"-f", "-i", "-e", prog}
+	for pc := f.Low; pc < f.High; pc++ {
+		args = append(args, fmt.Sprintf("0x%x", pc))
+	}
+	out, err := exec.Command("addr2line", args...).Output()
+	if err != nil {
+		t.Skipf("skipped: addr2line: %v", err)
+	}
+	// addr2line prints a function line and a FILE:LINE line per frame,
+	// innermost first; the frames of an address end with total's.
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	inlined := 0
+	for pc := f.Low; pc < f.High; pc++ {
+		var want []string
+		for len(lines) >= 2 {
+			pos, _, _ := strings.Cut(lines[1], " (discriminator")
+			want = append(want, lines[0]+" "+pos)
+			lines = lines[2:]
+			if want[len(want)-1][:len("total ")] == "total " {
+				break
+			}
+		}
+		frames, file, line := d.Inlines(pc)
+		var got []string
+		for _, fr := range frames {
+			got = append(got, fmt.Sprintf("%s %s:%d", fr.Func, fr.File, fr.Line))
+		}
+		got = append(got, fmt.Sprintf("total %s:%d", file, line))
+		if strings.Join(got, ", ") != strings.Join(want, ", ") {
+			t.Errorf("total+0x%x: %q, addr2line -i says %q", pc-f.Low, got, want)
+		}
+		if len(frames) > 0 {
+			inlined++
+		}
+	}
+	if inlined == 0 {
+		t.Error("no address of total is in an inlined twice")
+	}
+}
+
 // TestSeparateDebugFiles: DWARF found by build-id under a debug root and
 // by .gnu_debuglink beside the file, as distributions install it; none
 // at all is ErrNoDWARF naming the paths looked at.
