@@ -297,8 +297,9 @@ func atEntry(e *uprobe.Expr, abi uprobe.ABI) (*uprobe.Expr, error) {
 		}
 		where := "in %" + e.Reg.KernelName()
 		if e.Reg == arch.RSP || e.Reg == arch.RBP {
-			// gcc -O0: a stack slot that the prologue fills.
-			where = "memory relative to %" + e.Reg.KernelName() + " (a stack slot, where gcc -O0 keeps parameters)"
+			// A stack argument, or gcc -O0's stack slot that the
+			// prologue fills.
+			where = "memory relative to %" + e.Reg.KernelName() + " (a stack slot: an argument passed on the stack, or where gcc -O0 keeps parameters)"
 		}
 		return nil, fmt.Errorf("at the function's entry it is %s, and a return probe saves only the argument registers of the %s there (%s, read as $arg1...): fetch it with $argN, or at the entry", where, abi, regNames(abi.ArgRegs()))
 	}
