@@ -312,3 +312,4 @@ func BenchmarkResolve(b *testing.B) {
 		}
 	}
 }
+

@@ -24,7 +24,29 @@ type Inlined struct {
 // -i count them (gcc's DW_AT_entry_pc may lie outside them, where the
 // optimizer moved the copy's code away: no frame there), and pc's line
 // is the last row of the line table at pc, as addr2line gives it.
+//
+// The answer of each pc is kept: a stack's addresses repeat from hit to
+// hit, and finding the row reads the unit's line table from its start
+// (about 0.2 ms in libc's largest units).
 func (d *Data) Inlines(pc uint64) (frames []Inlined, file string, line int) {
+	if a, ok := d.inlines[pc]; ok {
+		return a.frames, a.file, a.line
+	}
+	frames, file, line = d.inlinesAt(pc)
+	if d.inlines == nil {
+		d.inlines = make(map[uint64]inlinesAt)
+	}
+	d.inlines[pc] = inlinesAt{frames, file, line}
+	return frames, file, line
+}
+
+type inlinesAt struct {
+	frames []Inlined
+	file   string
+	line   int
+}
+
+func (d *Data) inlinesAt(pc uint64) (frames []Inlined, file string, line int) {
 	f, ok := d.FuncAt(pc)
 	if !ok {
 		return nil, "", 0

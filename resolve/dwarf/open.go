@@ -79,6 +79,8 @@ type Data struct {
 	trees map[dwarf.Offset]*inlineTree
 	// rows reads the line table's rows (lastRow).
 	rows *dwarf.Data
+	// inlines are the answers of Inlines, by address.
+	inlines map[uint64]inlinesAt
 }
 
 type inlineTree struct {
