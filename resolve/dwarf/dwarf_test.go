@@ -312,4 +312,3 @@ func BenchmarkResolve(b *testing.B) {
 		}
 	}
 }
-
