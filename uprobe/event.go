@@ -19,6 +19,12 @@ type Value struct {
 	// Elems are the elements of an array (Type.Len > 0), each as U
 	// would be.
 	Elems []uint64
+	// Slice marks a Go slice (FetchArg.Len with an array type): Count
+	// is its length, and Elems (or Strs, for strings) its first
+	// elements, at most Type.Len of them.
+	Slice bool
+	Count uint64
+	Strs  []string
 }
 
 // Event is one probe hit, the same for every backend.
