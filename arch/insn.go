@@ -160,9 +160,10 @@ var ErrNeedsEmulation = errors.New("instruction must be emulated by the tracer")
 var ErrNotEmulated = errors.New("instruction not emulated")
 
 // MaxTrampolineLen bounds len(Trampoline.Code) for every instruction:
-// call rel32 rewritten as lea+movl+movl+jmp is 5+7+8+5 bytes, and a 15-byte
-// loop/jrcxz with two jmp exits is 15+5+5. The engine sizes slots with it.
-const MaxTrampolineLen = 25
+// call rel32 rewritten as lea+movl+movl+jmp is 5+7+8+5 bytes, a 15-byte
+// loop/jrcxz with two jmp exits is 15+5+5, and an indirect call of up to
+// 15 bytes after the same push (no stop exits) is 5+7+8+15.
+const MaxTrampolineLen = 35
 
 // Exit is a point where execution leaves a trampoline and the address
 // where the original program continues.

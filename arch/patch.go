@@ -81,7 +81,7 @@ func PatchSpanPadded(fn, pad []byte, site int) (Span, error) {
 		if at+inst.Len > len(fn) {
 			return sp, fmt.Errorf("+%#x: the instruction runs past the function's end: %w", at, ErrNotPatchable)
 		}
-		if inst.Class != ClassRelocate {
+		if inst.Class != ClassRelocate && !indirectCallMoves(&inst) {
 			return sp, fmt.Errorf("+%#x: %q cannot run out of line in a patch: %w", at, inst.String(), ErrNotPatchable)
 		}
 		sp.Insts = append(sp.Insts, inst)
@@ -107,6 +107,19 @@ func PatchSpanPadded(fn, pad []byte, site int) (Span, error) {
 		pos += inst.Len
 	}
 	return sp, nil
+}
+
+// indirectCallMoves reports whether inst is an indirect call that a patch
+// can run out of line (Relocate without stop exits: the push of its
+// return address, then a jmp through the same operand), which the stop
+// path emulates instead: -pg's "call *mcount@GOTPCREL(%rip)" in a
+// function's first bytes.
+func indirectCallMoves(inst *Inst) bool {
+	if inst.Class != ClassEmulate || inst.Flow != FlowCallIndirect {
+		return false
+	}
+	_, err := Relocate(inst, 0, 0, false)
+	return err == nil
 }
 
 // isPadding checks that the first n bytes of pad are alignment padding:

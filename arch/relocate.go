@@ -21,6 +21,10 @@ import (
 //	FlowJcc            jcc rel32 to the taken exit; fall-through exit (orig+len); taken exit (target)
 //	FlowLoop           the instruction with rel8 over the fall-through exit; fall-through exit; taken exit
 //	FlowCall           lea -8(%rsp),%rsp; movl $lo32(orig+len),(%rsp); movl $hi32,4(%rsp); exit to the target
+//	FlowCallIndirect   without stopExits only: the push of FlowCall, then the
+//	                   instruction as a jmp (ModRM /2 made /4, rip-relative
+//	                   disp32 rebased), no exit; refused when its operand
+//	                   uses rsp, which the push moves
 //	FlowRet            the instruction, no exit (without stopExits)
 //	FlowJmpIndirect    the instruction (rip-relative disp32 rebased), no exit (without stopExits)
 //
@@ -53,6 +57,9 @@ func Relocate(inst *Inst, orig, slot uint64, stopExits bool) (Trampoline, error)
 	case ClassRefuse:
 		return Trampoline{}, fmt.Errorf("relocate %q at %#x: %w: %s", d.String(), orig, ErrRefused, d.Reason)
 	case ClassEmulate:
+		if d.Flow == FlowCallIndirect && !stopExits {
+			return relocateIndirectCall(&d, &lay, orig, slot)
+		}
 		return Trampoline{}, fmt.Errorf("relocate %q at %#x: %w", d.String(), orig, ErrNeedsEmulation)
 	}
 	t := tramp{slot: slot, stop: stopExits}
@@ -100,6 +107,49 @@ func Relocate(inst *Inst, orig, slot uint64, stopExits bool) (Trampoline, error)
 		return Trampoline{}, fmt.Errorf("relocate %q at %#x to slot %#x: %w", d.String(), orig, slot, t.err)
 	}
 	return Trampoline{Code: t.code, Exits: t.exits}, nil
+}
+
+// relocateIndirectCall is Relocate of a call *reg or call *mem (d, laid
+// out as lay) for a trampoline without stop exits (a no-stop patch): the
+// original return address pushed as FlowCall does, then the same operand
+// as a jmp: FF /2 and FF /4 differ only in ModRM's reg field, so the
+// prefixes, SIB, displacement and segment stay as they are. The stop path
+// emulates such calls instead (Emulate), where the tracer knows the
+// registers.
+func relocateIndirectCall(d *Inst, lay *layout, orig, slot uint64) (Trampoline, error) {
+	if !lay.hasModRM || lay.opmap != mapOne || lay.op != 0xFF || lay.reg() != 2 {
+		return Trampoline{}, fmt.Errorf("relocate %q at %#x: %w: not an FF /2 call", d.String(), orig, ErrNeedsEmulation)
+	}
+	// rsp can only be the register operand or a SIB base (an index of
+	// 100 is none, or r12 with REX.X); with REX.B they are r12.
+	rexB := lay.rex&1 != 0
+	usesRSP := !lay.memOperand() && lay.rm() == 4 && !rexB
+	if lay.memOperand() && lay.hasSIB && lay.sib&7 == 4 && !rexB {
+		usesRSP = true
+	}
+	if usesRSP {
+		return Trampoline{}, fmt.Errorf("relocate %q at %#x: %w: its operand uses %%rsp, which the pushed return address moves", d.String(), orig, ErrNeedsEmulation)
+	}
+	asJmp := bytes.Clone(d.Bytes)
+	asJmp[lay.modrmOff] = asJmp[lay.modrmOff]&^0x38 | 4<<3
+	j, err := Decode(asJmp)
+	if err != nil || j.Flow != FlowJmpIndirect || j.Len != d.Len || j.RIPRel != d.RIPRel {
+		return Trampoline{}, fmt.Errorf("relocate %q at %#x: %w: its jmp form does not decode alike (%v)", d.String(), orig, ErrNeedsEmulation, err)
+	}
+	next := orig + uint64(d.Len)
+	var push []byte
+	push = append(push, 0x48, 0x8D, 0x64, 0x24, 0xF8) // lea -0x8(%rsp),%rsp
+	push = append(push, 0xC7, 0x04, 0x24)             // movl $imm32,(%rsp)
+	push = binary.LittleEndian.AppendUint32(push, uint32(next))
+	push = append(push, 0xC7, 0x44, 0x24, 0x04) // movl $imm32,0x4(%rsp)
+	push = binary.LittleEndian.AppendUint32(push, uint32(next>>32))
+	// The jmp's rip-relative displacement is rebased for where it runs:
+	// after the push.
+	t := tramp{slot: slot + uint64(len(push))}
+	if err := t.copyInst(&j, orig); err != nil {
+		return Trampoline{}, err
+	}
+	return Trampoline{Code: append(push, t.code...)}, nil
 }
 
 // tramp accumulates trampoline code placed at slot.

@@ -167,50 +167,27 @@ func checkTrampoline(inst *Inst, orig, slot uint64, stop bool, tr Trampoline) er
 		if err := wantExits(target()); err != nil {
 			return err
 		}
-		// Run the push on a model stack: it must store orig+len at the
-		// new rsp, move rsp by -8, and touch nothing else.
-		const rsp0 = 0x1000
-		rsp := uint64(rsp0)
-		stack := map[uint64]byte{}
-		for _, d := range insts[:len(insts)-1] {
-			switch d.Op {
-			case x86asm.LEA:
-				m, ok := d.Args[1].(x86asm.Mem)
-				if d.Args[0] != x86asm.RSP || !ok || m.Base != x86asm.RSP || m.Index != 0 {
-					return fmt.Errorf("unexpected %q", d)
-				}
-				rsp += uint64(m.Disp)
-			case x86asm.MOV:
-				m, ok := d.Args[0].(x86asm.Mem)
-				imm, ok2 := d.Args[1].(x86asm.Imm)
-				if !ok || !ok2 || m.Base != x86asm.RSP || m.Index != 0 || d.MemBytes != 4 {
-					return fmt.Errorf("unexpected %q", d)
-				}
-				for i := range 4 {
-					stack[rsp+uint64(m.Disp)+uint64(i)] = byte(uint32(imm) >> (8 * i))
-				}
-			default:
-				return fmt.Errorf("unexpected %q in a relocated call", d)
+		return checkPushed(insts[:len(insts)-1], next)
+	case FlowCallIndirect:
+		// The push, then the call's operand as a jmp, no exit.
+		if stop || len(tr.Exits) != 0 || len(insts) < 2 {
+			return fmt.Errorf("want the push and a jmp, no exits: %d instructions, exits %v (stop %v)", len(insts), tr.Exits, stop)
+		}
+		j := insts[len(insts)-1]
+		at := slot + uint64(len(tr.Code)-j.Len)
+		if j.Flow != FlowJmpIndirect || j.Len != inst.Len || j.RIPRel != inst.RIPRel {
+			return fmt.Errorf("relocated %q ends in %q, not its jmp form", inst, j)
+		}
+		if inst.RIPRel {
+			a, _ := inst.RIPAddr(orig)
+			b, _ := j.RIPAddr(at)
+			if a != b {
+				return fmt.Errorf("the jmp addresses %#x, the call %#x", b, a)
 			}
+		} else if fmt.Sprint(j.Args[0]) != fmt.Sprint(inst.Args[0]) {
+			return fmt.Errorf("the jmp's operand %v is not the call's %v", j.Args[0], inst.Args[0])
 		}
-		if rsp != rsp0-8 {
-			return fmt.Errorf("rsp moved by %d", int64(rsp-rsp0))
-		}
-		var ret [8]byte
-		for i := range ret {
-			b, ok := stack[rsp+uint64(i)]
-			if !ok {
-				return fmt.Errorf("return address byte %d not written", i)
-			}
-			ret[i] = b
-		}
-		if len(stack) != 8 {
-			return fmt.Errorf("%d stack bytes written", len(stack))
-		}
-		if got := binary.LittleEndian.Uint64(ret[:]); got != next {
-			return fmt.Errorf("pushed %#x, want %#x", got, next)
-		}
-		return nil
+		return checkPushed(insts[:len(insts)-1], next)
 	}
 	return fmt.Errorf("unexpected flow %v", inst.Flow)
 }
@@ -291,7 +268,8 @@ func TestRelocateErrors(t *testing.T) {
 		want       error
 	}{
 		{"int3", "cc", testOrig, testOrig + gib, false, ErrRefused},
-		{"call *rax", "ff d0", testOrig, testOrig + gib, false, ErrNeedsEmulation},
+		{"call *rax with stop exits", "ff d0", testOrig, testOrig + gib, true, ErrNeedsEmulation},
+		{"call *(%rsp)", "ff 14 24", testOrig, testOrig + gib, false, ErrNeedsEmulation},
 		{"call *0x10(rip) stop", "ff 15 10 00 00 00", testOrig, testOrig + gib, true, ErrNeedsEmulation},
 		{"ret stop", "c3", testOrig, testOrig + gib, true, ErrNeedsEmulation},
 		{"ret imm16 stop", "c2 08 00", testOrig, testOrig + gib, true, ErrNeedsEmulation},
@@ -384,6 +362,12 @@ func TestLibcRelocate(t *testing.T) {
 			for _, stop := range []bool{false, true} {
 				tr, err := Relocate(&inst, orig, slot, stop)
 				switch {
+				case inst.Class == ClassEmulate && inst.Flow == FlowCallIndirect && !stop && err == nil:
+					// A no-stop patch's indirect call: checked below.
+					n++
+					if err := checkTrampoline(&inst, orig, slot, stop, tr); err != nil {
+						t.Errorf("%s+%#x %q (stop %v): %v", fn.name, pc, inst, stop, err)
+					}
 				case inst.Class == ClassEmulate, stop && (inst.Flow == FlowRet || inst.Flow == FlowJmpIndirect):
 					if !errors.Is(err, ErrNeedsEmulation) {
 						t.Errorf("%s+%#x %q: %v, want ErrNeedsEmulation", fn.name, pc, inst, err)
@@ -409,4 +393,51 @@ func TestLibcRelocate(t *testing.T) {
 		}
 	}
 	t.Logf("%d functions: %d trampolines checked (%d rip-relative), %d need emulation", len(fns), n, rip, emu)
+}
+
+// checkPushed runs insts, a relocated call's push, on a model stack: they
+// must store next at the new rsp, move rsp by -8, and touch nothing else.
+func checkPushed(insts []Inst, next uint64) error {
+	const rsp0 = 0x1000
+	rsp := uint64(rsp0)
+	stack := map[uint64]byte{}
+	for _, d := range insts {
+		switch d.Op {
+		case x86asm.LEA:
+			m, ok := d.Args[1].(x86asm.Mem)
+			if d.Args[0] != x86asm.RSP || !ok || m.Base != x86asm.RSP || m.Index != 0 {
+				return fmt.Errorf("unexpected %q", d)
+			}
+			rsp += uint64(m.Disp)
+		case x86asm.MOV:
+			m, ok := d.Args[0].(x86asm.Mem)
+			imm, ok2 := d.Args[1].(x86asm.Imm)
+			if !ok || !ok2 || m.Base != x86asm.RSP || m.Index != 0 || d.MemBytes != 4 {
+				return fmt.Errorf("unexpected %q", d)
+			}
+			for i := range 4 {
+				stack[rsp+uint64(m.Disp)+uint64(i)] = byte(uint32(imm) >> (8 * i))
+			}
+		default:
+			return fmt.Errorf("unexpected %q in a relocated call", d)
+		}
+	}
+	if rsp != rsp0-8 {
+		return fmt.Errorf("rsp moved by %d", int64(rsp-rsp0))
+	}
+	var ret [8]byte
+	for i := range ret {
+		b, ok := stack[rsp+uint64(i)]
+		if !ok {
+			return fmt.Errorf("return address byte %d not written", i)
+		}
+		ret[i] = b
+	}
+	if len(stack) != 8 {
+		return fmt.Errorf("%d stack bytes written", len(stack))
+	}
+	if got := binary.LittleEndian.Uint64(ret[:]); got != next {
+		return fmt.Errorf("pushed %#x, want %#x", got, next)
+	}
+	return nil
 }

@@ -48,6 +48,12 @@ type Options struct {
 	// USDT probe, a C++ name: resolve.Expand); 0 is
 	// resolve.DefaultMaxProbes.
 	MaxProbes int
+	// Unordered compares each probe's events of a run as one multiset,
+	// whichever thread had them: for a program whose threads share its
+	// work differently from run to run (xz -T2's workers), where the
+	// default, each thread's sequence in order, would differ. The hit
+	// counts are compared either way.
+	Unordered bool
 }
 
 // defaultRuns is Options.Runs when 0.
@@ -111,7 +117,7 @@ func Run(ctx context.Context, specs []*uprobe.Spec, argv []string, opts *Options
 		}
 		base, kern, ptr = append(base, b), append(kern, k), append(ptr, p)
 	}
-	return buildReport(specs, argv, base, kern, ptr), nil
+	return buildReport(specs, argv, base, kern, ptr, opts.Unordered), nil
 }
 
 // checkSpecs expands the specs that name several probe points (globs,

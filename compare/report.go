@@ -71,7 +71,7 @@ type Report struct {
 
 // buildReport compares the first round's kernel and ptrace runs and times
 // every round: base[i], kern[i] and ptr[i] ran in round i.
-func buildReport(specs []*uprobe.Spec, argv []string, base, kern, ptr []*runResult) *Report {
+func buildReport(specs []*uprobe.Spec, argv []string, base, kern, ptr []*runResult, unordered bool) *Report {
 	baseWalls := walls(base)
 	rep := &Report{Program: argv, Runs: len(base), Agree: true,
 		BaselineNS: median(baseWalls), BaselineMinNS: slices.Min(baseWalls), BaselineMaxNS: slices.Max(baseWalls)}
@@ -83,7 +83,11 @@ func buildReport(specs []*uprobe.Spec, argv []string, base, kern, ptr []*runResu
 		name := s.Probe()
 		k, p := k0.events[name], p0.events[name]
 		pr := ProbeReport{Probe: name, KernelHits: len(k), PtraceHits: len(p)}
-		pr.ArgsEqual, pr.KernelFirst, pr.PtraceFirst = compareSequences(k, p)
+		if unordered {
+			pr.ArgsEqual, pr.KernelFirst, pr.PtraceFirst = compareMultisets(k, p)
+		} else {
+			pr.ArgsEqual, pr.KernelFirst, pr.PtraceFirst = compareSequences(k, p)
+		}
 		if pr.KernelHits != pr.PtraceHits || !pr.ArgsEqual {
 			rep.Agree = false
 		}
@@ -171,6 +175,40 @@ func compareSequences(a, b []recorded) (equal bool, firstA, firstB string) {
 		}
 	}
 	return false, "(same sequences in another thread order)", ""
+}
+
+// compareMultisets compares the fetched arguments of two runs as
+// multisets, threads and order aside. When they differ it returns, for
+// each side, the least arguments (in byte order) that the side has more
+// often than the other, "(none)" for a side that has none.
+func compareMultisets(a, b []recorded) (equal bool, firstA, firstB string) {
+	count := make(map[string]int)
+	for _, e := range a {
+		count[e.args]++
+	}
+	for _, e := range b {
+		count[e.args]--
+	}
+	firstA, firstB = "(none)", "(none)"
+	var moreA, moreB []string
+	for args, n := range count {
+		switch {
+		case n > 0:
+			moreA = append(moreA, args)
+		case n < 0:
+			moreB = append(moreB, args)
+		}
+	}
+	if len(moreA) == 0 && len(moreB) == 0 {
+		return true, "", ""
+	}
+	if len(moreA) > 0 {
+		firstA = fmt.Sprintf("%d more of: %s", count[slices.Min(moreA)], slices.Min(moreA))
+	}
+	if len(moreB) > 0 {
+		firstB = fmt.Sprintf("%d more of: %s", -count[slices.Min(moreB)], slices.Min(moreB))
+	}
+	return false, firstA, firstB
 }
 
 func perThread(evs []recorded) [][]recorded {

@@ -48,3 +48,22 @@ func TestCostStatistics(t *testing.T) {
 		t.Errorf("one round: %+v", br)
 	}
 }
+
+// TestMultisets: compareMultisets ignores threads and order, and names
+// the least arguments each side has more often than the other.
+func TestMultisets(t *testing.T) {
+	ev := func(tid int, args string) recorded { return recorded{tid: tid, args: args} }
+	a := []recorded{ev(1, "x=1"), ev(2, "x=2"), ev(1, "x=3")}
+	b := []recorded{ev(7, "x=3"), ev(7, "x=1"), ev(8, "x=2")}
+	if eq, _, _ := compareMultisets(a, b); !eq {
+		t.Errorf("the same events in other threads and order differ")
+	}
+	if eq, _, _ := compareSequences(a, b); eq {
+		t.Errorf("compareSequences found other per-thread sequences equal")
+	}
+	b = append(b, ev(8, "x=2"), ev(8, "x=0"))
+	eq, fa, fb := compareMultisets(append(a, ev(1, "x=9")), b)
+	if eq || fa != "1 more of: x=9" || fb != "1 more of: x=0" {
+		t.Errorf("got %v %q %q", eq, fa, fb)
+	}
+}

@@ -280,13 +280,14 @@ func (s *Tracer) armLinker(t *thread) error {
 		}
 		if addr, ok := m.Addr(loc.Offset); ok {
 			t.proc.as.dlState = addr
-			// An int3 (the stop path), not a sync site: the no-stop
-			// form (breaklet.sync, docs/DESIGN.md §8) left the
-			// program waiting for a rescan that a starved ptrace
-			// thread did not serve in 20 s under full CPU load (1
-			// run in 6 with 4 busy loops); it stays off until
-			// that is understood.
-			pl := &sitePlan{loc: &loc, breaklets: []breaklet{{kind: internalBreaklet, name: "rescan", action: s.rescan}}}
+			// A sync site (docs/DESIGN.md §8): on the no-stop path
+			// the calling thread waits in the recorder until the
+			// drain has rescanned the mappings, and only while
+			// ptprobe's heartbeat goes on, so a killed ptprobe
+			// leaves no int3 that a later dlopen would trip on.
+			// With Options.StopPath, or where the no-stop path
+			// cannot run, it is an int3.
+			pl := &sitePlan{loc: &loc, breaklets: []breaklet{{kind: internalBreaklet, name: "rescan", action: s.rescan, sync: true}}}
 			return s.armSite(t, addr, addr-loc.Offset, pl)
 		}
 	}

@@ -382,14 +382,15 @@ func (s *Tracer) now() uint64 {
 	return uint64(s.clockBase + time.Since(s.t0))
 }
 
-// emit sends the event of one hit of p to OnEvent; for return probes
-// retIP is the address returned to and dur the time since the entry.
-func (s *Tracer) emit(t *thread, p probeRef, ip, retIP, dur uint64) {
+// emit sends the event of one hit of p, taken at time at, to OnEvent;
+// for return probes retIP is the address returned to and dur the time
+// since the entry.
+func (s *Tracer) emit(t *thread, p probeRef, ip, retIP, dur, at uint64) {
 	if s.opts.OnEvent == nil {
 		return
 	}
 	ev := &s.ev
-	ev.TimeNS = s.now()
+	ev.TimeNS = at
 	// The tracer runs where the program thread stopped, when it can.
 	ev.PID, ev.TID, ev.CPU = t.proc.pid, t.tid, s.sched.pinnedCPU()
 	ev.Comm = t.Comm()

@@ -11,7 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ptprobe/ptprobe/arch"
+	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/internal/recorder"
+	"github.com/ptprobe/ptprobe/resolve"
 )
 
 // The no-stop path (docs/DESIGN.md §8): a site whose probes have no Go
@@ -160,20 +162,15 @@ func (s *Tracer) fastFor(t *thread, st *site, pl *sitePlan) (*fastStrategy, erro
 		return nil, errFastHandlers
 	}
 	loc := pl.loc
-	switch {
-	case loc.Go:
-		return nil, errFastGo
-	case loc.FuncEnd <= loc.FuncStart:
-		return nil, errFastNoFunc
-	case loc.Vaddr != loc.FuncStart && loc.LSDA:
-		return nil, errFastLSDA
-	}
-	if err := s.fastUsable(t); err != nil {
-		return nil, err
-	}
 	f := s.files[loc.ID]
 	if f == nil {
 		return nil, fmt.Errorf("%s: the file is not open", loc.Function)
+	}
+	if err := noStopRules(loc); err != nil {
+		return nil, err
+	}
+	if err := s.fastUsable(t); err != nil {
+		return nil, err
 	}
 	span, err := loc.Patch(f)
 	if err != nil {
@@ -231,6 +228,34 @@ func (s *Tracer) fastFor(t *thread, st *site, pl *sitePlan) (*fastStrategy, erro
 		return nil, err
 	}
 	return fs, nil
+}
+
+// NoStopAt reports whether an entry probe without Go handlers at loc, in
+// file f, can take the no-stop path by the rules that depend on the file
+// alone (docs/DESIGN.md §8: the code's language, the function's bounds,
+// exception tables, the patch rules); nil if it can. What only a running
+// process tells is left out: a thread inside the bytes to patch, another
+// probe they would cover, seccomp with memory reads, the CPU. ptprobe
+// list --paths shows it for every function.
+func NoStopAt(f *elfsym.File, loc *resolve.Location) error {
+	if err := noStopRules(loc); err != nil {
+		return err
+	}
+	_, err := loc.Patch(f)
+	return err
+}
+
+// noStopRules are the rules of NoStopAt before the patch is planned.
+func noStopRules(loc *resolve.Location) error {
+	switch {
+	case loc.Go:
+		return errFastGo
+	case loc.FuncEnd <= loc.FuncStart:
+		return errFastNoFunc
+	case loc.Vaddr != loc.FuncStart && loc.LSDA:
+		return errFastLSDA
+	}
+	return nil
 }
 
 // fastOK reports whether breaklets can all fire without a stop: entry

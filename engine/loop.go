@@ -231,6 +231,7 @@ func (s *Tracer) enter(t *thread, st *site) unix.Signal {
 		// function again from its entry: the same call, not another.
 		return s.displace(t, st)
 	}
+	t.hitNS = s.now()
 	var hijack, goEntry bool
 	for i := range st.breaklets {
 		b := &st.breaklets[i]
@@ -243,7 +244,7 @@ func (s *Tracer) enter(t *thread, st *site) unix.Signal {
 			if b.handlers.Pre != nil {
 				b.handlers.Pre(t)
 			}
-			s.emit(t, b.probeRef, st.addr, 0, 0)
+			s.emit(t, b.probeRef, st.addr, 0, 0, t.hitNS)
 		case returnBreaklet:
 			hijack = hijack || b.active()
 		case goEntryBreaklet:

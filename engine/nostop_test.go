@@ -3,6 +3,7 @@ package engine_test
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,4 +123,72 @@ func TestNoStopSlowConsumer(t *testing.T) {
 		t.Fatalf("%d hits, %d missed, %d events; want %d, 0, %d", p.Hits(), p.Missed(), events, threads*calls, threads*calls)
 	}
 	t.Logf("%d events in %v", events, time.Since(start))
+}
+
+// TestNoStopPlacedStrings: a string fetch-arg read in each kind of memory
+// (testdata/c/placed.c): the executable's .rodata and .bss and the main
+// thread's stack, which the recorder reads with plain loads, and the heap,
+// a thread's stack, a string that runs into an unmapped page and an
+// unmapped page, which it reads with process_vm_readv (docs/DESIGN.md
+// §8), give on the no-stop path what they give on the stop path; and a
+// pointer into a page that another thread maps and unmaps all the while
+// never kills the program.
+func TestNoStopPlacedStrings(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "placed", append(testprog.PIE, "-pthread")...)
+	const rounds, race = 50, 20000
+	argv := []string{prog, fmt.Sprint(rounds), fmt.Sprint(race)}
+	want := func(kind, round int) (string, bool) {
+		switch kind {
+		case 0:
+			return "rodata", false
+		case 1:
+			return fmt.Sprintf("stack-%d", round), false
+		case 2:
+			return fmt.Sprintf("bss-%d", round), false
+		case 3:
+			return fmt.Sprintf("heap-%d", round), false
+		case 4:
+			return fmt.Sprintf("thread-%d", round), false
+		}
+		return "", true // 5, 6: the kernel's strncpy_from_user faults too
+	}
+	for _, stopPath := range []bool{false, true} {
+		t.Run(fmt.Sprintf("StopPath=%v", stopPath), func(t *testing.T) {
+			tr := launchTraced(t, engine.Options{StopPath: stopPath}, specs(t, "p:t/placed "+prog+":probed s=+0(%di):string k=%si:s64"), true, argv)
+			if tr.out != "ok\n" || tr.result.ExitCode != 0 {
+				t.Fatalf("traced: %q, status %d", tr.out, tr.result.ExitCode)
+			}
+			if n, stop, why := tr.probe(t, "t/placed").Path(); stopPath != (n == 0) || stopPath != (stop == 1) {
+				t.Fatalf("path: %d no-stop sites, %d stop (%v)", n, stop, why)
+			}
+			seen := map[int]int{}
+			raced := 0
+			for _, h := range tr.hits {
+				kind := int(h.args[1].U)
+				s := h.args[0]
+				if kind == 7 {
+					// The page is mapped zeroed, then "race" is copied in.
+					if !s.Fault && !strings.HasPrefix("race", s.S) {
+						t.Fatalf("kind 7: %q, want a prefix of \"race\" or a fault", s.S)
+					}
+					raced++
+					continue
+				}
+				w, fault := want(kind, seen[kind])
+				if s.Fault != fault || s.S != w {
+					t.Fatalf("kind %d, call %d: %q (fault %v), want %q (fault %v)", kind, seen[kind], s.S, s.Fault, w, fault)
+				}
+				seen[kind]++
+			}
+			for kind := 0; kind < 7; kind++ {
+				if n := seen[kind]; n != rounds {
+					t.Errorf("kind %d: %d calls, want %d", kind, n, rounds)
+				}
+			}
+			if raced != race {
+				t.Errorf("%d racing calls, want %d", raced, race)
+			}
+		})
+	}
 }

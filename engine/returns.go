@@ -175,7 +175,7 @@ func (s *Tracer) hijackReturn(t *thread, st *site) error {
 			return fmt.Errorf("return probe at 0x%x: %w", st.addr, err)
 		}
 	}
-	tr.shadow = append(tr.shadow, retFrame{sp: sp, ret: ret, fn: st.addr, base: st.fileBase, entryNS: s.now(), probes: probes})
+	tr.shadow = append(tr.shadow, retFrame{sp: sp, ret: ret, fn: st.addr, base: st.fileBase, entryNS: t.hitNS, probes: probes})
 	tr.shadow[len(tr.shadow)-1].entry.save(&t.regs)
 	return nil
 }
@@ -212,7 +212,7 @@ func (s *Tracer) takeReturn(t *thread) error {
 		f := fr.probes.at(i)
 		t.at = hitPoint{fr.fn, fr.base}
 		tr.data = f.data
-		s.fireReturn(t, f.probeRef, fr.fn, fr.ret, now-fr.entryNS)
+		s.fireReturn(t, f.probeRef, fr.fn, fr.ret, now-fr.entryNS, now)
 	}
 	tr.entry, tr.data = nil, 0
 	t.at = hitPoint{}
@@ -220,7 +220,7 @@ func (s *Tracer) takeReturn(t *thread) error {
 }
 
 // fireReturn counts a return of p's function and runs its handler.
-func (s *Tracer) fireReturn(t *thread, p probeRef, fn, ret, dur uint64) {
+func (s *Tracer) fireReturn(t *thread, p probeRef, fn, ret, dur, at uint64) {
 	if t.proc.unfollowed || !p.active() {
 		return
 	}
@@ -228,7 +228,7 @@ func (s *Tracer) fireReturn(t *thread, p probeRef, fn, ret, dur uint64) {
 	if p.handlers.Return != nil {
 		p.handlers.Return(t)
 	}
-	s.emit(t, p, fn, ret, dur)
+	s.emit(t, p, fn, ret, dur, at)
 }
 
 // restore puts back the real return addresses of t's hijacked frames, for
@@ -291,7 +291,7 @@ func (s *Tracer) goEntered(t *thread, st *site) {
 	}
 	// A frame already at this key is dead: a goroutine has one frame
 	// at a depth at a time (one left by a panic is replaced here).
-	fr := goFrame{fn: st.addr, entryNS: s.now(), probes: s.entered(t, st, goEntryBreaklet)}
+	fr := goFrame{fn: st.addr, entryNS: t.hitNS, probes: s.entered(t, st, goEntryBreaklet)}
 	fr.entry.save(&t.regs)
 	pr.goFrames[goFrameKeyOf(t, st.loc.ABI)] = fr
 }
@@ -302,9 +302,10 @@ func (s *Tracer) goReturn(t *thread, st *site, fn uint64, abi uprobe.ABI) {
 	pr, tr := &t.proc.returns, &t.returns
 	k := goFrameKeyOf(t, abi)
 	var dur uint64
+	now := s.now()
 	fr, paired := pr.goFrames[k]
 	if paired && fr.fn == fn {
-		dur, tr.goEntry = s.now()-fr.entryNS, fr.entry
+		dur, tr.goEntry = now-fr.entryNS, fr.entry
 		tr.entry = &tr.goEntry
 		delete(pr.goFrames, k)
 	} else {
@@ -325,7 +326,7 @@ func (s *Tracer) goReturn(t *thread, st *site, fn uint64, abi uprobe.ABI) {
 			tr.data = f.data
 		}
 		t.at = hitPoint{fn, st.fileBase}
-		s.fireReturn(t, b.probeRef, fn, ret, dur)
+		s.fireReturn(t, b.probeRef, fn, ret, dur, now)
 	}
 	t.at, tr.entry, tr.data = saved, nil, 0
 }

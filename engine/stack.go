@@ -31,6 +31,11 @@ type Frame struct {
 	Line int
 	// Module is the file PC is in.
 	Module string
+	// Inlined marks a function the compiler inlined into the frame's
+	// function (Func, with File and Line in it): a frame of its own, as
+	// debuggers show it, before the frame of the function it is in,
+	// which has the same PC.
+	Inlined bool
 }
 
 // Stacks unwinds the user stacks of a traced program's threads at their
@@ -138,7 +143,7 @@ func (s *Stacks) Unwind(ctx uprobe.Context, depth int) []Frame {
 		return binary.LittleEndian.Uint64(b[:]), true
 	}
 	var out []Frame
-	for i := 0; i < depth && pc != 0; i++ {
+	for i := 0; len(out) < depth && pc != 0; i++ {
 		fr := Frame{PC: pc}
 		m, ok := s.mapping(ctx.PID(), pc)
 		var f *stackFile
@@ -168,10 +173,20 @@ func (s *Stacks) Unwind(ctx uprobe.Context, depth int) []Frame {
 				}
 			}
 			if f.dw != nil {
-				if file, ln, found := f.dw.Line(look - b); found {
-					fr.File, fr.Line = file, ln
+				// The functions inlined at the address first, each
+				// a frame (docs/DESIGN.md §10); the function's own
+				// position is the call of the outermost.
+				inl, file, ln := f.dw.Inlines(look - b)
+				for _, in := range inl {
+					if len(out) < depth {
+						out = append(out, Frame{PC: pc, Func: in.Func, File: in.File, Line: in.Line, Module: fr.Module, Inlined: true})
+					}
 				}
+				fr.File, fr.Line = file, ln
 			}
+		}
+		if len(out) == depth {
+			break
 		}
 		out = append(out, fr)
 
@@ -240,6 +255,11 @@ func AppendStackText(b []byte, frames []Frame) []byte {
 }
 
 func appendFrameName(b []byte, f Frame) []byte {
+	if f.Inlined {
+		// As perf prints an inlined frame: no offset, the code is
+		// the caller's.
+		return append(append(b, f.Func...), " (inlined)"...)
+	}
 	if f.Func == "" {
 		return append(b, fmt.Sprintf("0x%x", f.PC)...)
 	}
@@ -248,7 +268,8 @@ func appendFrameName(b []byte, f Frame) []byte {
 }
 
 // AppendStackJSON appends the frames as a JSON array of objects with
-// "pc", "func" (func+0xoff), and "file" and "line" when known.
+// "pc", "func" (func+0xoff; "func (inlined)" with "inlined":true for an
+// inlined function), and "file" and "line" when known.
 func AppendStackJSON(b []byte, frames []Frame) []byte {
 	b = append(b, '[')
 	for i, f := range frames {
@@ -259,6 +280,9 @@ func AppendStackJSON(b []byte, frames []Frame) []byte {
 		b = append(b, fmt.Sprintf("0x%x", f.PC)...)
 		b = append(b, `","func":`...)
 		b = appendJSONString(b, string(appendFrameName(nil, f)))
+		if f.Inlined {
+			b = append(b, `,"inlined":true`...)
+		}
 		if f.File != "" {
 			b = append(b, `,"file":`...)
 			b = appendJSONString(b, f.File)

@@ -49,6 +49,11 @@ type thread struct {
 	// at is where the hit being handled is, for Context; zero between
 	// hits.
 	at hitPoint
+	// hitNS is when the tracer took the current hit (Tracer.now): the
+	// time of its entry events, and of the entry of a return probe's
+	// call, so that a call's span [entry, return] nests in its caller's
+	// whatever runs between the hit and the event.
+	hitNS uint64
 	// stepped: the thread is in the SIGTRAP stop of a single-step of the
 	// engine's (stepOut), resumed without the signal.
 	stepped bool

@@ -82,9 +82,17 @@ func resolveUprobe(res *resolve.Resolver, spec *uprobe.Spec) (location, error) {
 			// A USDT argument -1@%ah (docs/DESIGN.md §9).
 			return loc, fmt.Errorf("kernel: probe %q: argument %s is a signed high-byte register (a USDT argument like -1@%%ah), and the kernel's bitfields are unsigned: the ptrace backend reads it signed; here fetch it unsigned (%s:u8)", spec.Text, a.Name, strings.SplitN(a.Text, ":", 2)[0])
 		}
+		if a := &loc.Args[i]; a.Len != nil && a.Type.Len > 0 {
+			// docs/DESIGN.md §10.
+			return loc, fmt.Errorf("kernel: probe %q: %s is a Go slice, and its elements are its length's worth of an array: the kernel's arrays have a fixed length (TYPE[N]) and would read past the slice's end, or fault at a nil one; the ptrace backend reads it exactly; here fetch %s.len, %s.cap or one element, %s[0]", spec.Text, a.Name, a.Name, a.Name, a.Name)
+		}
 		if a := &loc.Args[i]; a.Len != nil {
 			// docs/DESIGN.md §10.
-			return loc, fmt.Errorf("kernel: probe %q: %s is a Go string, a pointer and a length with no NUL after it, and the kernel's fetch-args read a string up to a NUL: the ptrace backend reads it exactly; here fetch its length alone (%s.len)", spec.Text, a.Name, a.Name)
+			// No kernel fetch-arg reads a length's worth of bytes:
+			// string and ustring run to a NUL, which a Go string does
+			// not have, and an array TYPE[N] has a fixed N, at most
+			// 64 (the kernel's MAX_ARRAY_LEN).
+			return loc, fmt.Errorf("kernel: probe %q: %s is a Go string, a pointer and a length with no NUL after it; the kernel's fetch-args cannot read a length's worth of bytes (string and ustring read to a NUL, past the string's end into the bytes after it; arrays have a fixed length, at most 64): the ptrace backend reads it exactly; here fetch its length (%s.len); %s.str:string would read from its pointer to the next NUL, which is past the string's end (among a Go program's constant strings, often thousands of bytes past it)", spec.Text, a.Name, a.Name, a.Name)
 		}
 	}
 	if spec.Kind == uprobe.Return {

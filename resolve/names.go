@@ -3,6 +3,7 @@ package resolve
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ptprobe/ptprobe/arch"
 	"github.com/ptprobe/ptprobe/elfsym"
@@ -258,9 +259,69 @@ func (r *Resolver) BindNames(spec *uprobe.Spec) ([]*uprobe.Spec, error) {
 			s.Event = fmt.Sprintf("%s_%d", spec.Event, i)
 		}
 		s.Text = s.String()
+		placeArgs(&s)
 		out = append(out, &s)
 	}
 	return out, nil
+}
+
+// placeArgs sets the positions of the fetch-args of s in its text, which
+// BindNames writes anew: a caret a backend puts under an arg (the
+// kernel's refusal of a return probe's entry values) is then under it.
+// The args are the end of the text, each after a space.
+func placeArgs(s *uprobe.Spec) {
+	end := len(s.Text)
+	for i := len(s.Args) - 1; i >= 0; i-- {
+		a := &s.Args[i]
+		if j := strings.LastIndex(s.Text[:end], " "+a.Text); j >= 0 {
+			a.Pos, end = j+1, j
+		}
+	}
+}
+
+// atEntry is e, a tree valid at a function's entry, read at its return:
+// each register is the value the function was entered with, which the
+// ptrace engine saves for the ABI's argument registers (uprobe.OpEntryReg,
+// a return probe's $argN); memory is read at the return. A tree that
+// needs another register (a stack slot, relative to %sp) cannot be
+// saved: an error says where the value is.
+func atEntry(e *uprobe.Expr, abi uprobe.ABI) (*uprobe.Expr, error) {
+	if e == nil {
+		return nil, nil
+	}
+	if e.Op == uprobe.OpReg {
+		for i, r := range abi.ArgRegs() {
+			if r == e.Reg {
+				return &uprobe.Expr{Op: uprobe.OpEntryReg, Reg: r, Imm: int64(i + 1)}, nil
+			}
+		}
+		where := "in %" + e.Reg.KernelName()
+		if e.Reg == arch.RSP || e.Reg == arch.RBP {
+			// A stack argument, or gcc -O0's stack slot that the
+			// prologue fills.
+			where = "memory relative to %" + e.Reg.KernelName() + " (a stack slot: an argument passed on the stack, or where gcc -O0 keeps parameters)"
+		}
+		return nil, fmt.Errorf("at the function's entry it is %s, and a return probe saves only the argument registers of the %s there (%s, read as $arg1...): fetch it with $argN, or at the entry", where, abi, regNames(abi.ArgRegs()))
+	}
+	inner, err := atEntry(e.Inner, abi)
+	if err != nil || inner == e.Inner {
+		return e, err
+	}
+	c := *e
+	c.Inner = inner
+	return &c, nil
+}
+
+func regNames(rs []arch.Reg) string {
+	var b []byte
+	for i, r := range rs {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, '%')
+		b = append(b, r.KernelName()...)
+	}
+	return string(b)
 }
 
 // bindNames returns the fetch-args of spec at pc with every name bound.
@@ -270,12 +331,27 @@ func (r *Resolver) bindNames(spec *uprobe.Spec, f *elfsym.File, names Names, pc 
 	for i := range spec.Args {
 		taken[spec.Args[i].Name] = true
 	}
+	// A return probe's variables are their values at the entry: the
+	// argument registers the engine saves there (docs/DESIGN.md §10).
+	abi := uprobe.SysV
+	if _, _, fn, ok := f.Function(pc); ok && f.GoRegisterABI(fn) {
+		abi = uprobe.GoRegs
+	}
 	add := func(a uprobe.FetchArg, path string, want *uprobe.Type) error {
 		nas, err := names.Var(pc, path, want)
 		if err != nil {
 			return err
 		}
 		for _, na := range nas {
+			if spec.Kind == uprobe.Return {
+				var err error
+				if na.Expr, err = atEntry(na.Expr, abi); err == nil {
+					na.Len, err = atEntry(na.Len, abi)
+				}
+				if err != nil {
+					return &uprobe.Error{Text: spec.Text, Pos: a.Pos, Msg: fmt.Sprintf("%s: %v", path, err)}
+				}
+			}
 			b := a
 			b.Expr, b.Len, b.Type = na.Expr, na.Len, na.Type
 			if na.Suffix != "" {
@@ -290,8 +366,6 @@ func (r *Resolver) bindNames(spec *uprobe.Spec, f *elfsym.File, names Names, pc 
 		a := spec.Args[i]
 		e := a.Expr
 		switch {
-		case e != nil && e.Op == uprobe.OpName && spec.Kind == uprobe.Return:
-			return nil, fmt.Errorf("%s: a return probe fetches $retval and the entry's $argN; variables have no location at the return", a.Text)
 		case e != nil && e.Op == uprobe.OpName && e.Sym == "$params":
 			ps, err := names.Params(pc)
 			if err != nil {

@@ -3,7 +3,6 @@ package resolve_test
 import (
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/ptprobe/ptprobe/internal/testprog"
@@ -70,9 +69,13 @@ func TestBindNames(t *testing.T) {
 		t.Errorf("a spec without names: %v %v", out, err)
 	}
 
-	spec, _ = uprobe.Parse("r:t/bad " + prog + ":work a")
-	if _, err := r.BindNames(spec); err == nil || !strings.Contains(err.Error(), "no location at the return") {
-		t.Errorf("a variable in a return probe: %v", err)
+	// A return probe's variable is its value at the entry: the entry's
+	// register ($argN's), and its text says so.
+	out = expand("r:t/ret " + prog + ":work a p->x")
+	if want := "r:t/ret " + prog + ":work a=$arg1:s32 p_x=+0($arg4):s32"; len(out) != 1 || out[0].String() != want || out[0].Args[0].Expr.Op != uprobe.OpEntryReg {
+		t.Errorf("variables in a return probe: %v, want %s", out, want)
+	} else if a := out[0].Args[1]; out[0].Text[a.Pos:a.Pos+len(a.Text)] != a.Text {
+		t.Errorf("%s is not at its position %d in %q", a.Text, a.Pos, out[0].Text)
 	}
 }
 

@@ -96,18 +96,38 @@ func (e *event) Attr(name string) (starlark.Value, error) {
 	return nil, nil
 }
 
-// value is a fetched argument as a Starlark value: an int, a string, or
-// None for a fetch that faulted.
+// value is a fetched argument as a Starlark value: an int, a string, a
+// list for an array, a dict {"len": N, "elems": [...]} for a Go slice (as
+// --format json writes it), or None for a fetch that faulted.
 func value(a *uprobe.Value) starlark.Value {
 	switch {
 	case a.Fault:
 		return starlark.None
+	case a.Slice:
+		d := starlark.NewDict(2)
+		d.SetKey(starlark.String("len"), starlark.MakeUint64(a.Count))
+		d.SetKey(starlark.String("elems"), elems(a))
+		return d
+	case a.Type.Len > 0:
+		return elems(a)
 	case a.Type.Kind == uprobe.String:
 		return starlark.String(a.S)
 	case a.Type.Kind == uprobe.Signed:
 		return starlark.MakeInt64(int64(a.U))
 	}
 	return starlark.MakeUint64(a.U)
+}
+
+// elems are the elements of an array or a slice.
+func elems(a *uprobe.Value) *starlark.List {
+	var l []starlark.Value
+	for _, s := range a.Strs {
+		l = append(l, starlark.String(s))
+	}
+	for _, u := range a.Elems {
+		l = append(l, value(&uprobe.Value{Type: uprobe.Type{Kind: a.Type.Kind, Size: a.Type.Size}, U: u}))
+	}
+	return starlark.NewList(l)
 }
 
 // setRetval makes the function return v to its caller: the fault

@@ -135,6 +135,27 @@ at_exit(done)
 	}
 }
 
+// TestArray: an array fetch-arg is a list of its elements in a script:
+// the first bytes of each name sized was passed.
+func TestArray(t *testing.T) {
+	const n = 6
+	printed, _, _, warnings := run(t, `
+def on_sized(ev):
+    print(ev.args["b"])
+probe("PROG:sized b=+0(%dx):u8[3]", on_sized)
+`, 0, n)
+	if len(warnings) > 0 {
+		t.Fatalf("warnings: %v", warnings)
+	}
+	var want strings.Builder
+	for _, c := range questions(n) {
+		fmt.Fprintf(&want, "[%d, %d, %d]\n", c.name[0], c.name[1], c.name[2])
+	}
+	if printed != want.String() {
+		t.Errorf("script printed:\n%s\nwant:\n%s", printed, want.String())
+	}
+}
+
 // TestRunaway: an endless handler is stopped at its step limit, named
 // with its probe and line, and called no more; the program's output and
 // exit status are those of an untraced run.

@@ -19,10 +19,16 @@ type Value struct {
 	// Elems are the elements of an array (Type.Len > 0), each as U
 	// would be.
 	Elems []uint64
-	// Strs are the strings of a string array (Type.Len > 0, Kind
-	// String): the strings that the Len pointers at the address point
-	// to, as the kernel's string[N] reads them (a char * array).
-	// Truncated is set when one of them was cut.
+	// Slice marks a Go slice (FetchArg.Len with an array type): Count
+	// is its length, and Elems (or Strs, for strings) its first
+	// elements, at most Type.Len of them.
+	Slice bool
+	Count uint64
+	// Strs are the strings of a Go []string slice (Slice), or of a
+	// string array (Type.Len > 0, Kind String, not Slice): the strings
+	// the Len pointers at the address point to, as the kernel's
+	// string[N] reads them (a char * array). Truncated is set when one
+	// of them was cut.
 	Strs []string
 }
 

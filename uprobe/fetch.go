@@ -261,6 +261,10 @@ func (f *fetcher) fetch(a *FetchArg) Value {
 		}
 		return v
 	}
+	if a.Len != nil && a.Type.Len > 0 {
+		f.fetchSlice(a, &v)
+		return v
+	}
 	if a.Type.Kind == String {
 		if e.Op == OpComm {
 			v.S = f.ctx.Comm()
@@ -336,6 +340,57 @@ func (f *fetcher) fetch(a *FetchArg) Value {
 	}
 	v.U = convert(u, a.Type, size)
 	return v
+}
+
+// fetchSlice fetches a Go slice: its length, then at most Type.Len of
+// its first elements from its array, each a scalar of the type or, for
+// a String, a Go string (a pointer, then a length). An element string
+// cut at MaxStringLen marks the value Truncated.
+func (f *fetcher) fetchSlice(a *FetchArg, v *Value) {
+	n, ok := f.value(a.Len, 0)
+	if !ok {
+		v.Fault = true
+		return
+	}
+	v.Slice, v.Count = true, n
+	k := min(n, uint64(a.Type.Len))
+	if k == 0 {
+		return // a nil slice's array is at 0: nothing to read
+	}
+	addr, ok := f.addr(a.Expr, 0)
+	if !ok {
+		v.Fault = true
+		return
+	}
+	if a.Type.Kind == String {
+		v.Strs = make([]string, 0, k)
+		for i := uint64(0); i < k; i++ {
+			p, ok1 := f.readUint(addr+16*i, 8)
+			l, ok2 := f.readUint(addr+16*i+8, 8)
+			if !ok1 || !ok2 {
+				v.Fault, v.Strs = true, nil
+				return
+			}
+			s, cut, ok := f.readCounted(p, l)
+			if !ok {
+				v.Fault, v.Strs = true, nil
+				return
+			}
+			v.Strs = append(v.Strs, s)
+			v.Truncated = v.Truncated || cut
+		}
+		return
+	}
+	size := typeSize(a.Type)
+	v.Elems = make([]uint64, k)
+	for i := range v.Elems {
+		u, ok := f.readUint(addr+uint64(i*size), size)
+		if !ok {
+			v.Fault, v.Elems = true, nil
+			return
+		}
+		v.Elems[i] = convert(u, a.Type, size)
+	}
 }
 
 // convert truncates u to the type's size (sign-extended for Signed) and

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/ptprobe/ptprobe/arch"
 )
 
 // fakeThread is an in-memory FetchContext: registers and page-granular
@@ -344,5 +346,47 @@ func TestFetchAllocs(t *testing.T) {
 	str := &mustParse(t, "p /bin/x:0x10 +0(+0(%di)):string").Args[0]
 	if n := testing.AllocsPerRun(100, func() { str.Fetch(f) }); n > 1 {
 		t.Errorf("string: %v allocs per Fetch", n)
+	}
+}
+
+// TestFetchSlice: a Go slice (FetchArg.Len with an array type) reads its
+// length and at most Type.Len of its first elements, no more: a short
+// slice at the end of its mapping reads, a nil one reads nothing, and
+// []string elements are Go strings, each read to its own length.
+func TestFetchSlice(t *testing.T) {
+	f := newFake()
+	f.partial = false // a read past the mapping fails whole
+	end := uint64(0x10000 + pageSize)
+	f.write64(end-16, 7)
+	f.write64(end-8, 1<<64-2) // two s64 at the very end of the page
+	long := uint64(0x20000)
+	for i := uint64(0); i < 10; i++ {
+		f.write64(long+8*i, 100+i)
+	}
+	f.write(0x30000, []byte("abcdefgh"))
+	strs := uint64(0x31000)
+	f.write64(strs, 0x30000)
+	f.write64(strs+8, 3) // "abc"
+	f.write64(strs+16, 0x30003)
+	f.write64(strs+24, 0) // ""
+	for _, c := range []struct {
+		base, n uint64
+		kind    TypeKind
+		size    int
+		want    string
+	}{
+		{end - 16, 2, Signed, 8, "xs=[2]{7,-2}"},
+		{0, 0, Signed, 8, "xs=[0]{}"},
+		{long, 10, Unsigned, 8, "xs=[10]{100,101,102,103,104,105,106,107,...}"},
+		{strs, 2, String, 0, `xs=[2]{"abc",""}`},
+		{0x50000, 3, Signed, 8, "xs=(fault)"}, // its array is not mapped
+	} {
+		f.regs.Rdi, f.regs.Rsi = c.base, c.n
+		a := FetchArg{Name: "xs", Type: Type{Kind: c.kind, Size: c.size, Len: 8},
+			Expr: &Expr{Op: OpDeref, Inner: &Expr{Op: OpReg, Reg: arch.RDI}}, Len: &Expr{Op: OpReg, Reg: arch.RSI}}
+		v := a.Fetch(f)
+		if got := string(v.AppendText(nil)); got != c.want {
+			t.Errorf("slice at 0x%x of %d: %s, want %s", c.base, c.n, got, c.want)
+		}
 	}
 }

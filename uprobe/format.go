@@ -9,13 +9,47 @@ import (
 // u8..u64 in decimal, s8..s64 in signed decimal, x8..x64 as 0x%x, strings
 // within double quotes with their bytes as they are (as the kernel prints
 // them), followed by "..." when the string was longer than MaxStringLen
-// and cut (where the kernel prints "(fault)"), and "(fault)" for a failed
-// fetch.
+// and cut (where the kernel prints "(fault)"), an enum's value as its
+// enumerator's name (its number when none has it), and "(fault)" for a
+// failed fetch.
 func (v Value) AppendText(b []byte) []byte {
 	b = append(b, v.Name...)
 	b = append(b, '=')
 	if v.Fault {
 		return append(b, "(fault)"...)
+	}
+	if v.Slice {
+		// Its length, then its first elements as the kernel prints
+		// an array, "..." after the last when there are more:
+		// [10]{0,1,2,3,4,5,6,7,...}.
+		b = append(b, '[')
+		b = strconv.AppendUint(b, v.Count, 10)
+		b = append(b, "]{"...)
+		n := len(v.Elems)
+		for i, u := range v.Elems {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendScalar(b, u, v.Type)
+		}
+		if v.Type.Kind == String {
+			n = len(v.Strs)
+			for i, s := range v.Strs {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, '"')
+				b = append(b, s...)
+				b = append(b, '"')
+			}
+		}
+		if uint64(n) < v.Count {
+			if n > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, "..."...)
+		}
+		return append(b, '}')
 	}
 	if v.Type.Len > 0 && v.Type.Kind == String {
 		// As the kernel prints a string array: {"a","b"}.
@@ -61,6 +95,9 @@ func (v Value) AppendText(b []byte) []byte {
 // appendScalar appends an integer of type t as trace_pipe prints it; a
 // char is its byte in single quotes, as the kernel's '%c' prints it.
 func appendScalar(b []byte, u uint64, t Type) []byte {
+	if name, ok := enumName(u, t); ok {
+		return append(b, name...)
+	}
 	switch t.Kind {
 	case Signed:
 		return strconv.AppendInt(b, int64(signExtend(u, t.Size)), 10)
@@ -70,6 +107,19 @@ func appendScalar(b []byte, u uint64, t Type) []byte {
 		return append(b, '\'', byte(u), '\'')
 	}
 	return strconv.AppendUint(b, u&sizeMask(t.Size), 10)
+}
+
+// enumName is the enumerator's name of u, an integer of type t, when t
+// is an enum with one for it.
+func enumName(u uint64, t Type) (string, bool) {
+	if t.Enum == nil {
+		return "", false
+	}
+	v := int64(u & sizeMask(t.Size))
+	if t.Kind == Signed {
+		v = int64(signExtend(u, t.Size))
+	}
+	return t.Enum.Lookup(v)
 }
 
 // AppendText appends the event as one trace_pipe line with its newline:
@@ -138,7 +188,9 @@ func appendPadded(b []byte, v int64, width int) []byte {
 //
 // Return probes have "retip":"0x.." after "ip". Args keep their order:
 // u and s types as numbers, x types as "0x.." strings (as trace_pipe
-// shows them), strings as JSON strings and faulted args as null. Bytes of
+// shows them), strings as JSON strings, an enum's value as its
+// enumerator's name (a string; a number when none has it) and faulted
+// args as null. Bytes of
 // a string that are not UTF-8 become U+FFFD, as encoding/json makes them.
 // Strings cut at MaxStringLen bytes are named in "truncated":["name",...]
 // after "args", present only when there is one.
@@ -179,6 +231,8 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		switch {
 		case v.Fault:
 			b = append(b, "null"...)
+		case v.Slice:
+			b = v.AppendJSON(b)
 		case v.Type.Len > 0 && v.Type.Kind == String:
 			b = append(b, '[')
 			for i, s := range v.Strs {
@@ -197,7 +251,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 				b = appendJSONScalar(b, u, v.Type)
 			}
 			b = append(b, ']')
-		case v.Type.Kind == Char:
+		case v.Type.Kind == Char || v.Type.Enum != nil:
 			b = appendJSONScalar(b, v.U, v.Type)
 		case v.Type.Kind == String:
 			b = appendJSONString(b, v.S)
@@ -294,8 +348,12 @@ func appendJSONChars(b []byte, s string) []byte {
 }
 
 // appendJSONScalar appends an integer of type t as JSON: a number, a
-// "0x..." string for hex types, a one-byte string for a char.
+// "0x..." string for hex types, a one-byte string for a char, an
+// enumerator's name as a string.
 func appendJSONScalar(b []byte, u uint64, t Type) []byte {
+	if name, ok := enumName(u, t); ok {
+		return appendJSONString(b, name)
+	}
 	switch t.Kind {
 	case Signed:
 		return strconv.AppendInt(b, int64(signExtend(u, t.Size)), 10)

@@ -27,6 +27,14 @@ func TestValueAppendText(t *testing.T) {
 		{Value{Name: "s", Type: Type{Kind: String}, S: "abc", Truncated: true}, `s="abc"...`}, // cut at MaxStringLen
 		{Value{Name: "n", Type: Type{Kind: Unsigned, Size: 4}, Fault: true, U: 5}, "n=(fault)"},
 		{Value{Name: "z"}, "z=0"}, // the zero Type is a u with no size: 64 bits
+		{Value{Name: "c", Type: Type{Kind: Signed, Size: 4, Enum: colors}, U: 5}, "c=GREEN"},
+		{Value{Name: "c", Type: Type{Kind: Signed, Size: 4, Enum: colors}, U: 0xffffffff}, "c=NEG"}, // sign-extended first
+		{Value{Name: "c", Type: Type{Kind: Signed, Size: 4, Enum: colors}, U: 7}, "c=7"},            // no enumerator: the number
+		{Value{Name: "c", Type: Type{Kind: Signed, Size: 4, Enum: colors, Len: 3}, Elems: []uint64{0, 5, 9}}, "c={RED,GREEN,9}"},
+		{Value{Name: "xs", Type: Type{Kind: Signed, Size: 8, Len: 2}, Slice: true, Count: 2, Elems: []uint64{1, 1<<64 - 1}}, "xs=[2]{1,-1}"},
+		{Value{Name: "xs", Type: Type{Kind: Signed, Size: 8, Len: 2}, Slice: true, Count: 5, Elems: []uint64{1, 2}}, "xs=[5]{1,2,...}"},
+		{Value{Name: "xs", Type: Type{Kind: Signed, Size: 8, Len: 2}, Slice: true}, "xs=[0]{}"},
+		{Value{Name: "ws", Type: Type{Kind: String, Len: 2}, Slice: true, Count: 3, Strs: []string{"a", ""}}, `ws=[3]{"a","",...}`},
 	}
 	for _, tt := range tests {
 		if got := string(tt.v.AppendText([]byte(nil))); got != tt.want {
@@ -35,6 +43,38 @@ func TestValueAppendText(t *testing.T) {
 		if got := string(tt.v.AppendText([]byte("x "))); got != "x "+tt.want {
 			t.Errorf("%+v appended: %q", tt.v, got)
 		}
+	}
+}
+
+// colors is a C enum of the debug information.
+var colors = &Enum{Name: "enum color", Vals: []Enumerator{{"RED", 0}, {"GREEN", 5}, {"NEG", -1}}}
+
+// TestSliceJSON: a Go slice is {"len":N,"elems":[...]}.
+func TestSliceJSON(t *testing.T) {
+	ev := Event{Group: "g", Name: "e", Args: []Value{
+		{Name: "xs", Type: Type{Kind: Hex, Size: 8, Len: 8}, Slice: true, Count: 9, Elems: []uint64{1, 2}},
+		{Name: "ws", Type: Type{Kind: String, Len: 8}, Slice: true, Count: 1, Strs: []string{"w\""}},
+		{Name: "n", Type: Type{Kind: String, Len: 8}, Slice: true}}}
+	got := string(ev.AppendJSON(nil))
+	if want := `"args":{"xs":{"len":9,"elems":["0x1","0x2"]},"ws":{"len":1,"elems":["w\""]},"n":{"len":0,"elems":[]}}`; !strings.Contains(got, want) {
+		t.Errorf("%s\nwant %s", got, want)
+	}
+}
+
+// TestEnumJSON: an enum's value is its enumerator's name in JSON too, a
+// number when it has none.
+func TestEnumJSON(t *testing.T) {
+	typ := Type{Kind: Signed, Size: 4, Enum: colors}
+	ev := Event{Group: "g", Name: "e", Args: []Value{{Name: "a", Type: typ, U: 5}, {Name: "b", Type: typ, U: 7}}}
+	got := string(ev.AppendJSON(nil))
+	if !strings.Contains(got, `"args":{"a":"GREEN","b":7}`) {
+		t.Errorf("%s: want a as \"GREEN\" and b as 7", got)
+	}
+	if got := string(ev.Args[0].AppendJSON(nil)); got != `"GREEN"` {
+		t.Errorf("Value.AppendJSON: %s", got)
+	}
+	if typ.String() != "s32" {
+		t.Errorf("an enum is written %s, want the kernel's integer type s32", typ)
 	}
 }
 

@@ -1501,11 +1501,19 @@ func (s *Spec) Equal(t *Spec) bool {
 	}
 	for i := range s.Args {
 		a, b := &s.Args[i], &t.Args[i]
-		if a.Name != b.Name || a.Type != b.Type || !a.Expr.Equal(b.Expr) || !a.Len.Equal(b.Len) {
+		if a.Name != b.Name || !a.Type.sameFetch(b.Type) || !a.Expr.Equal(b.Expr) || !a.Len.Equal(b.Len) {
 			return false
 		}
 	}
 	return true
+}
+
+// sameFetch reports whether t and u fetch the same: the names an Enum
+// gives the values are how they print, not what is fetched, and have no
+// text in a spec.
+func (t Type) sameFetch(u Type) bool {
+	t.Enum, u.Enum = nil, nil
+	return t == u
 }
 
 // Equal reports whether e and f are the same expression.

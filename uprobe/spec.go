@@ -187,6 +187,36 @@ type Type struct {
 	// Len makes the type an array of Len elements (the kernel's
 	// TYPE[Len]), read from consecutive memory; 0: not an array.
 	Len int
+	// Enum, set by resolve for a C enum of the debug information,
+	// names the type's values: a value prints as its enumerator's name,
+	// or as its number when none has it. The kernel has no such type:
+	// it is given the integer type (String leaves Enum out), and the
+	// values both backends fetch print through Enum alike
+	// (docs/DESIGN.md §10).
+	Enum *Enum
+}
+
+// Enum is the enumerators of an enum type.
+type Enum struct {
+	Name string // the type's name ("enum color")
+	Vals []Enumerator
+}
+
+// Enumerator is one name of an enum and its value.
+type Enumerator struct {
+	Name string
+	Val  int64
+}
+
+// Lookup is the name of the enumerator of value v; false when none has
+// it (the first, when several do).
+func (e *Enum) Lookup(v int64) (string, bool) {
+	for _, x := range e.Vals {
+		if x.Val == v {
+			return x.Name, true
+		}
+	}
+	return "", false
 }
 
 // DefaultType is the kernel's default fetch type on x86-64.
@@ -290,6 +320,12 @@ type FetchArg struct {
 	// no NUL), makes a String exactly Len's value bytes long (at most
 	// MaxStringLen) instead of running to a NUL. The kernel's
 	// fetch-args have no such string.
+	//
+	// With an array type (Type.Len > 0) it makes the fetch-arg a Go
+	// slice: Len's value is its length, and the first of its elements,
+	// at most Type.Len, are read from the array at Expr's address
+	// (Value.Slice). Elements of a String type are Go strings, each a
+	// pointer and a length.
 	Len *Expr
 }
 

@@ -409,8 +409,10 @@ func (b *bench) run() []byte {
 	for i := range names {
 		rows = append(rows, row{pushes[i], rips[i]})
 	}
-	noStopArgs := both("ptprobe no-stop, 2 fetch-args (one a string)", false, b.engineNoStop(probe+" x=%di:s64 s=+0(%si):string", true))
-	rows = append(rows, noStopArgs)
+	noStopArgs := both("ptprobe no-stop, 2 fetch-args (one a string in .rodata)", false, b.engineNoStop(probe+" x=%di:s64 s=+0(%si):string", true))
+	heapEnv := engine.Options{Process: backend.Process{Env: append(os.Environ(), "BENCH_STRING=heap")}}
+	noStopHeap := both("ptprobe no-stop, 2 fetch-args (one a string on the heap)", false, b.engineRunCfg(probe+" x=%di:s64 s=+0(%si):string", uprobe.Handlers{}, true, nil, heapEnv))
+	rows = append(rows, noStopArgs, noStopHeap)
 	var stopUser, kret row
 	if user {
 		stopUser = both("ptprobe one-stop, unprivileged (ptprobe trace --no-fast as nobody)", false, b.cliRun("--no-fast", "-e", probe))

@@ -133,7 +133,7 @@ func TestManPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := string(b)
-	for _, want := range []string{`.TH "PTPROBE-TRACE" "1"`, `\fB--set-retval\fP`, `\fB-p\fP, \fB--pid\fP`, "int3s stay in the program", `.SH EXAMPLE`} {
+	for _, want := range []string{`.TH "PTPROBE-TRACE" "1"`, `\fB--set-retval\fP`, `\fB-p\fP, \fB--pid\fP`, "stay in the program", `.SH EXAMPLE`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("ptprobe-trace.1 does not contain %q", want)
 		}

@@ -24,6 +24,7 @@ type compareOptions struct {
 	format     string
 	showOutput bool
 	sameCPU    bool
+	unordered  bool
 	runs       int
 	maxProbes  int // --max-probes: per spec, as trace's
 }
@@ -34,6 +35,7 @@ func (o *compareOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.format, "format", "text", "output format: text or json")
 	fs.BoolVar(&o.showOutput, "show-output", false, "let the program's output through (default: compared, then discarded)")
 	fs.BoolVar(&o.sameCPU, "same-cpu", false, "run the ptrace backend with the program and the tracer on one CPU (see trace --same-cpu)")
+	fs.BoolVar(&o.unordered, "unordered", false, "compare each probe's events as one multiset, whichever thread had them (for programs whose threads share the work differently from run to run, as xz -T2's workers do); the default compares each thread's events in order")
 	fs.IntVar(&o.maxProbes, "max-probes", resolve.DefaultMaxProbes, "the most probes one SPEC may expand to (a glob such as libc:str*, a USDT probe, a C++ name); more is an error")
 	fs.IntVar(&o.runs, "runs", 5, "rounds of runs: each round runs the program unprobed, under kernel uprobes and under ptrace, in that order; the cost per hit is the median over the rounds, with its spread, and hits and arguments are compared in the first round")
 }
@@ -93,7 +95,7 @@ func compareRun(ctx context.Context, o *compareOptions, argv []string, stdout, s
 	if err != nil {
 		return 0, err
 	}
-	opts := &compare.Options{Runs: o.runs, Ptrace: engine.Backend{Sched: engine.SchedOptions{SameCPU: o.sameCPU}},
+	opts := &compare.Options{Runs: o.runs, Unordered: o.unordered, Ptrace: engine.Backend{Sched: engine.SchedOptions{SameCPU: o.sameCPU}},
 		MaxProbes: o.maxProbes, Warn: warn}
 	if o.showOutput {
 		opts.Stdout, opts.Stderr = os.Stdout, os.Stderr

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ptprobe/ptprobe/internal/testprog"
+	"github.com/ptprobe/ptprobe/resolve/dwarf"
 )
 
 // jsonEvent is an event of --format json.
@@ -54,7 +55,7 @@ func traceEvents[E any](t *testing.T, args ...string) (string, []E) {
 	return r.stdout, evs
 }
 
-var workLine = regexp.MustCompile(`^work a=(-?\d+) b=(-?\d+) s=(\S+) x=(-?\d+) y=(-?\d+) name=(\S+) tag=(\S+) c=(\d+) sum=(-?\d+)$`)
+var workLine = regexp.MustCompile(`^work a=(-?\d+) b=(-?\d+) s=(\S+) x=(-?\d+) y=(-?\d+) name=(\S+) tag=(\S+) c=(\S+) sum=(-?\d+)$`)
 
 // workCalls are the arguments dwarf.c says it passed to work, one map per
 // call, keyed by the fetch-arg names a probe by name gives them.
@@ -148,15 +149,42 @@ func TestDWARFArgs(t *testing.T) {
 	}
 }
 
-var goWorkLine = regexp.MustCompile(`^work goid=(\d+) s=(\S+) n=(\d+) len=(\d+) cap=(\d+) xs0=(\d+)$`)
+var goWorkLine = regexp.MustCompile(`^work goid=(\d+) s=(\S+) n=(\d+) len=(\d+) cap=(\d+) xs0=(\d+) xs=(\S*) ws=(\S*)$`)
+
+// sliceJSON is a Go slice of a JSON event as "LEN:E1,E2,..." (its first
+// elements only).
+func sliceJSON(v any) string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Sprintf("not a slice: %v", v)
+	}
+	var es []string
+	for _, e := range m["elems"].([]any) {
+		es = append(es, argString(e))
+	}
+	return argString(m["len"]) + ":" + strings.Join(es, ",")
+}
+
+// firstElems is "LEN:E1,E2,..." of a slice the program printed whole
+// (its elements joined with commas), cut to its first SliceElems.
+func firstElems(all string) string {
+	es := strings.Split(all, ",")
+	if all == "" {
+		es = nil
+	}
+	n := len(es)
+	return strconv.Itoa(n) + ":" + strings.Join(es[:min(n, dwarf.SliceElems)], ",")
+}
 
 // TestDWARFGo: a Go function's string, int and slice arguments by name
 // (the register ABI), a method named as Go names it, and the goroutine id
-// of every event, equal what the program printed.
+// of every event, equal what the program printed. A slice is its length
+// and its first dwarf.SliceElems elements ([]int and []string; nil, short
+// and longer than that).
 func TestDWARFGo(t *testing.T) {
 	prog := testprog.BuildGo(t, t.TempDir(), "dwarfargs")
 	out, evs := traceJSON(t,
-		"-e", "p:t/work "+prog+":main.work s n xs xs[0]",
+		"-e", "p:t/work "+prog+":main.work s n xs xs.len xs.cap xs[0] ws",
 		"-e", "p:t/add "+prog+":main.(*T).Add n t.name t.count",
 		"--", prog, "4")
 	var want [][]string
@@ -179,10 +207,13 @@ func TestDWARFGo(t *testing.T) {
 	}
 	count := 0
 	for i, w := range want {
+		ws := strings.SplitN(w[7], ":", 2)
+		want := append(w[:6:6], firstElems(w[6]), firstElems(ws[1]))
 		got := []string{argString(works[i].Args["goid"]), argString(works[i].Args["s"]), argString(works[i].Args["n"]),
-			argString(works[i].Args["xs_len"]), argString(works[i].Args["xs_cap"]), argString(works[i].Args["xs_0"])}
-		if strings.Join(got, " ") != strings.Join(w, " ") {
-			t.Errorf("call %d: goid s n len cap xs[0] = %v, the program printed %v", i, got, w)
+			argString(works[i].Args["xs_len"]), argString(works[i].Args["xs_cap"]), argString(works[i].Args["xs_0"]),
+			sliceJSON(works[i].Args["xs"]), sliceJSON(works[i].Args["ws"])}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("call %d: goid s n len cap xs[0] xs ws = %v, the program printed %v", i, got, want)
 		}
 		a := adds[i].Args
 		if argString(a["n"]) != w[2] || argString(a["t_name"]) != "tee" || argString(a["t_count"]) != strconv.Itoa(count) || argString(a["goid"]) != w[0] {
@@ -243,6 +274,108 @@ int main(void) { for (int i = 1; i <= 5; i++) { size_t n = 1000 * i + 7; printf(
 	for _, l := range strings.Fields(out) {
 		if !seen[l] {
 			t.Errorf("malloc(%s) was called, no event has bytes=%s", l, l)
+		}
+	}
+}
+
+// TestDWARFEnum: a C enum by name prints its enumerator's name, or its
+// number when none has it (dwarf.c passes GREEN, BLUE and 7), in text,
+// on the ptrace backend and, where it can run, the kernel's: the kernel
+// fetches the integer and ptprobe names it as it reads trace_pipe.
+func TestDWARFEnum(t *testing.T) {
+	prog := testprog.BuildAs(t, t.TempDir(), "dwarf", "dwarf", "-O2", "-g")
+	backends := []string{"ptrace"}
+	if os.Geteuid() == 0 {
+		backends = append(backends, "kernel")
+	}
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			if b == "kernel" {
+				testprog.KernelUprobes(t)
+			}
+			ev := filepath.Join(t.TempDir(), "ev")
+			r := ptprobe(t, "trace", "--backend", b, "-o", ev, "-e", "p:t/work "+prog+":work c", "--", prog, "4")
+			if r.status != 0 {
+				t.Fatalf("status %d: %s", r.status, r.stderr)
+			}
+			calls := workCalls(t, r.stdout)
+			text, _ := os.ReadFile(ev)
+			lines := strings.Split(strings.TrimSpace(string(text)), "\n")
+			if len(lines) != len(calls) {
+				t.Fatalf("%d events, %d calls:\n%s", len(lines), len(calls), text)
+			}
+			names := 0
+			for i, c := range calls {
+				if !strings.HasSuffix(lines[i], " c="+c["c"]) {
+					t.Errorf("call %d: %q, the program passed c=%s", i, lines[i], c["c"])
+				}
+				if _, err := strconv.Atoi(c["c"]); err != nil {
+					names++
+				}
+			}
+			if names == 0 || names == len(calls) {
+				t.Errorf("the calls %v pass no enumerator or no other number: nothing shown", calls)
+			}
+		})
+	}
+}
+
+// TestDWARFReturnVars: in a return probe a parameter by name is its
+// value at the entry (the argument registers the entry saves), members
+// through a pointer read at the return, with $retval typed by DWARF: equal
+// to what the program passed, on C at -O2 and in Go. A parameter the entry
+// keeps in a stack slot (gcc -O0) is refused with a caret, and the
+// kernel, whose uretprobes save nothing, refuses names there too.
+func TestDWARFReturnVars(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.BuildAs(t, dir, "dwarf", "dwarf", "-O2", "-g")
+	out, evs := traceJSON(t, "-e", "r:t/ret "+prog+":work a s p->x p->name c rv=$retval", "--", prog, "4")
+	calls := workCalls(t, out)
+	if len(evs) != len(calls) {
+		t.Fatalf("%d returns, %d calls", len(evs), len(calls))
+	}
+	for i, c := range calls {
+		for _, k := range []string{"a", "s", "p_x", "p_name", "c"} {
+			if got := argString(evs[i].Args[k]); got != c[k] {
+				t.Errorf("return %d: %s = %q, the program passed %q", i, k, got, c[k])
+			}
+		}
+		sum, _ := strconv.Atoi(c["sum"])
+		if got := argString(evs[i].Args["rv"]); got != strconv.Itoa(3*sum) {
+			t.Errorf("return %d: $retval = %q, want %d", i, got, 3*sum)
+		}
+	}
+
+	gprog := testprog.BuildGo(t, dir, "dwarfargs")
+	out, gevs := traceJSON(t, "-e", "r:t/ret "+gprog+":main.work s n xs", "--", gprog, "3")
+	var want [][]string
+	for _, l := range strings.Split(out, "\n") {
+		if m := goWorkLine.FindStringSubmatch(l); m != nil {
+			want = append(want, m[1:])
+		}
+	}
+	if len(gevs) != 3 || len(want) != 3 {
+		t.Fatalf("%d Go returns, %d calls printed", len(gevs), len(want))
+	}
+	for i, w := range want {
+		got := []string{argString(gevs[i].Args["s"]), argString(gevs[i].Args["n"]), sliceJSON(gevs[i].Args["xs"])}
+		if strings.Join(got, " ") != w[1]+" "+w[2]+" "+firstElems(w[6]) {
+			t.Errorf("Go return %d: s n xs = %v, the program printed %v", i, got, w)
+		}
+	}
+
+	o0 := testprog.BuildAs(t, dir, "dwarf-O0", "dwarf", "-O0", "-g")
+	spec := "r " + o0 + ":work b"
+	r := ptprobe(t, "trace", "-e", spec, "--", o0, "1")
+	caret := strings.Repeat(" ", len("  Command: ")+strings.LastIndex(spec, " b")+1) + "^"
+	if r.status != 2 || strings.Contains(r.stdout, "work a=") || !strings.Contains(r.stderr, "stack slot") || !strings.Contains(r.stderr, "\n"+caret+"\n") {
+		t.Errorf("-O0 return probe by name: status %d, stdout %q, stderr %q; want 2, a stack slot, a caret under b", r.status, r.stdout, r.stderr)
+	}
+	if os.Geteuid() == 0 {
+		testprog.KernelUprobes(t)
+		r := ptprobe(t, "trace", "--backend", "kernel", "-e", "r "+prog+":work a", "--", prog, "1")
+		if r.status != 2 || !strings.Contains(r.stderr, "kernel uretprobes cannot save") {
+			t.Errorf("a return probe by name on the kernel: status %d, %s", r.status, r.stderr)
 		}
 	}
 }
@@ -344,6 +477,10 @@ func TestDWARFCompare(t *testing.T) {
 	if r.status != 2 || !strings.Contains(r.stderr, "is a Go string") {
 		t.Errorf("a Go string on the kernel: status %d, %s", r.status, r.stderr)
 	}
+	r = ptprobe(t, "trace", "--backend", "kernel", "-e", gprog+":main.work xs", "--", gprog, "1")
+	if r.status != 2 || !strings.Contains(r.stderr, "is a Go slice") || !strings.Contains(r.stderr, "xs.len") {
+		t.Errorf("a Go slice on the kernel: status %d, %s", r.status, r.stderr)
+	}
 }
 
 // TestStack: --stack names the callers up to main, through frame
@@ -396,6 +533,33 @@ func TestStack(t *testing.T) {
 			}
 		})
 	}
+	t.Run("inlined", func(t *testing.T) {
+		// dwarf.c:22 is in twice, which gcc -O2 inlines into total at
+		// line 39 (and 40, where the copy's code is moved away from
+		// its line's address: no inlined frame there, as addr2line -i
+		// says too).
+		prog := testprog.BuildAs(t, dir, "dwarf-inl", "dwarf", "-O2", "-g")
+		_, evs := traceJSONRaw(t, "--stack=3", "-e", "p:t/l "+prog+":dwarf.c:22", "--", prog, "2")
+		inl := 0
+		for _, ev := range evs {
+			if ev.Probe != "t/l" {
+				continue
+			}
+			inl++
+			if len(ev.Stack) != 3 || ev.Stack[0].Func != "twice (inlined)" || !ev.Stack[0].Inlined || ev.Stack[0].Line != 22 ||
+				!strings.HasPrefix(ev.Stack[1].Func, "total+0x") || ev.Stack[1].Inlined || ev.Stack[1].Line != 39 || ev.Stack[1].PC != ev.Stack[0].PC ||
+				!strings.HasPrefix(ev.Stack[2].Func, "main+0x") {
+				t.Errorf("stack %+v: want twice (inlined) at dwarf.c:22, total at dwarf.c:39 at the same pc, main", ev.Stack)
+			}
+		}
+		if inl != 2 {
+			t.Errorf("%d hits in the first copy, want 2 (the loop's)", inl)
+		}
+		r := ptprobe(t, "trace", "--stack=2", "-e", "p:t/l "+prog+":dwarf.c:22", "--", prog, "1")
+		if !strings.Contains(r.stdout, "\n => twice (inlined) (") || !strings.Contains(r.stdout, "dwarf.c:22)\n => total+0x") {
+			t.Errorf("text stack: %q", r.stdout)
+		}
+	})
 	t.Run("go", func(t *testing.T) {
 		prog := testprog.BuildGo(t, dir, "dwarfargs")
 		_, evs := traceJSONRaw(t, "--stack", "-e", "p:t/work "+prog+":main.work n", "--", prog, "2")
@@ -413,10 +577,11 @@ func TestStack(t *testing.T) {
 type stackEvent struct {
 	Probe string `json:"probe"`
 	Stack []struct {
-		PC   string `json:"pc"`
-		Func string `json:"func"`
-		File string `json:"file"`
-		Line int    `json:"line"`
+		PC      string `json:"pc"`
+		Func    string `json:"func"`
+		Inlined bool   `json:"inlined"`
+		File    string `json:"file"`
+		Line    int    `json:"line"`
 	} `json:"stack"`
 }
 

@@ -116,3 +116,54 @@ func textStarts(t *testing.T, pid int, prog, fn string, b byte) bool {
 	}
 	return false
 }
+
+// TestKilledBeforeDlopen: ptprobe is SIGKILLed while attached to a program
+// that loads a library later. The dynamic linker's hook (_dl_debug_state,
+// which the linker calls at every dlopen) is then a patched jmp whose
+// thread waits for the rescan only while ptprobe's heartbeat goes on
+// (docs/DESIGN.md §8), not an int3: the program loads the library and
+// finishes with the right output. With an int3 hook it died of SIGTRAP in
+// every try.
+func TestKilledBeforeDlopen(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "dlopener", testprog.PIE...)
+	lib := filepath.Join(dir, "libplugin.so")
+	if out, err := exec.Command("gcc", "-O2", "-shared", "-fPIC", "-o", lib, filepath.Join(testprog.Root(), "testdata", "c", "plugin.c")).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	argv := []string{prog, lib, "1000", "800", "3"}
+	want, _ := testprog.Run(t, argv...)
+	for try := 0; try < 3; try++ {
+		var out bytes.Buffer
+		p := exec.Command(argv[0], argv[1:]...)
+		p.Stdout = &out
+		p.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var errb bytes.Buffer
+		tr := exec.Command(ptprobeBin, "trace", "-p", fmt.Sprint(p.Process.Pid), "-o", os.DevNull,
+			"-e", "p:t/plugin "+lib+":plugin_func x=%di", "-e", "p:t/main "+prog+":main")
+		tr.Stderr = &errb
+		if err := tr.Start(); err != nil {
+			p.Process.Kill()
+			p.Wait()
+			t.Fatal(err)
+		}
+		// Attached once a probe of the program is patched in; the
+		// program still sleeps before its dlopen.
+		armed := false
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !armed; time.Sleep(5 * time.Millisecond) {
+			armed = textStarts(t, p.Process.Pid, prog, "main", 0xe9)
+		}
+		tr.Process.Signal(syscall.SIGKILL)
+		tr.Wait()
+		err := p.Wait()
+		if !armed {
+			t.Fatalf("try %d: ptprobe did not patch the program: %s", try, errb.String())
+		}
+		if err != nil || out.String() != want {
+			t.Fatalf("try %d: the program after ptprobe was killed: %v, output %q, untraced %q", try, err, out.String(), want)
+		}
+	}
+}

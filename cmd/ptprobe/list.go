@@ -12,6 +12,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/engine"
+	"github.com/ptprobe/ptprobe/resolve"
+	"github.com/ptprobe/ptprobe/uprobe"
 )
 
 // listCmd is ptprobe list: the functions of an ELF file, with link-time
@@ -49,13 +52,14 @@ parameters and locals of FUNCTION line by line, from DWARF.`,
 	}
 	cmd.Flags().BoolVar(&o.mangled, "mangled", false, "show C++ functions by their mangled names only")
 	cmd.Flags().BoolVar(&o.usdt, "usdt", false, "list the USDT probes only")
+	cmd.Flags().BoolVar(&o.paths, "paths", false, "add the hit path an entry probe without Go handlers would take at each function and USDT probe: no-stop, or stop and why, by the rules that depend on the file alone (docs/DESIGN.md §8)")
 	cmd.Flags().BoolVar(&o.vars, "vars", false, "list the parameters and locals of FUNCTION line by line, with where each is, from the debug information (perf probe -V)")
 	return cmd
 }
 
 // listOptions are the flags of ptprobe list.
 type listOptions struct {
-	mangled, usdt, vars bool
+	mangled, usdt, vars, paths bool
 }
 
 // listRun prints the functions and USDT probes of rest[0] whose names
@@ -97,6 +101,20 @@ func listRun(rest []string, o *listOptions, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("list: %w", err)
 	}
+	// pathOf is the --paths column for the probe point at file offset off.
+	pathOf := func(off uint64) string {
+		if !o.paths {
+			return ""
+		}
+		loc, err := resolve.In(f, &uprobe.Spec{Path: file, Offset: off})
+		if err == nil {
+			err = engine.NoStopAt(f, &loc)
+		}
+		if err != nil {
+			return "  stop: " + err.Error()
+		}
+		return "  no-stop"
+	}
 	if !o.usdt {
 		fmt.Fprintf(stdout, "%-18s %-10s %8s  %s\n", "ADDRESS", "OFFSET", "SIZE", "FUNCTION")
 		for _, sym := range f.Symbols() {
@@ -111,7 +129,7 @@ func listRun(rest []string, o *listOptions, stdout io.Writer) error {
 			if full != sym.Name && !o.mangled {
 				name = full + "  [" + name + "]"
 			}
-			fmt.Fprintf(stdout, "0x%016x 0x%08x %8d  %s\n", sym.Value, sym.Offset, sym.Size, name)
+			fmt.Fprintf(stdout, "0x%016x 0x%08x %8d  %s%s\n", sym.Value, sym.Offset, sym.Size, name, pathOf(sym.Offset))
 		}
 	}
 	header := false
@@ -130,7 +148,7 @@ func listRun(rest []string, o *listOptions, stdout io.Writer) error {
 		if p.SemVaddr != 0 {
 			sem = fmt.Sprintf("0x%08x", p.SemOffset)
 		}
-		fmt.Fprintf(stdout, "0x%08x %-10s  %-40s %s\n", p.Offset, sem, "usdt:"+p.Provider+":"+p.Name, p.ArgText)
+		fmt.Fprintf(stdout, "0x%08x %-10s  %-40s %s%s\n", p.Offset, sem, "usdt:"+p.Provider+":"+p.Name, p.ArgText, pathOf(p.Offset))
 	}
 	return nil
 }

@@ -308,7 +308,7 @@ func TestTraceHelpSaysKillLeavesBreakpoints(t *testing.T) {
 	}
 	for _, l := range strings.Split(r.stdout, "\n") {
 		if strings.Contains(l, "-p, --pid") {
-			if !strings.Contains(l, "SIGKILL") || !strings.Contains(l, "int3s stay in the program") {
+			if !strings.Contains(l, "SIGKILL") || !strings.Contains(l, "stay in the program") || !strings.Contains(l, "no-stop probes stop recording") {
 				t.Errorf("-p's help does not say that a killed ptprobe leaves its int3s: %q", l)
 			}
 			return

@@ -80,7 +80,7 @@ func (o *traceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.Uint64Var(&o.every, "every", 0, "with --set-retval: only every `N`th return of each probe")
 	fs.Float64Var(&o.probability, "probability", 0, "with --set-retval: each return with probability `P` (0 < P <= 1)")
 	fs.Int64Var(&o.seed, "seed", 0, "with --probability: random seed (0: from the clock)")
-	fs.IntVarP(&o.pid, "pid", "p", 0, "attach to the running process `PID` instead of launching CMD; Ctrl-C, SIGTERM, SIGHUP or --duration detach cleanly, but if ptprobe is killed (SIGKILL, the OOM killer) its int3s stay in the program, which dies of SIGTRAP at its next hit (as with gdb or ltrace)")
+	fs.IntVarP(&o.pid, "pid", "p", 0, "attach to the running process `PID` instead of launching CMD; Ctrl-C, SIGTERM, SIGHUP or --duration detach cleanly, if ptprobe is killed (SIGKILL, the OOM killer), no-stop probes stop recording and the program runs on, but the int3s of stop-path probes (return probes, --stack, --no-fast) stay in the program, which dies of SIGTRAP at its next hit there (as with gdb or ltrace)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop tracing after `D` (e.g. 10s) and detach; the program runs on")
 	fs.BoolVar(&o.noFollow, "no-follow-fork", false, "do not trace children of fork: remove the probes from each child before it runs")
 	fs.BoolVar(&o.detachOnExit, "detach-on-exit", false, "when ptprobe is interrupted (Ctrl-C, SIGTERM, SIGHUP), detach from the launched program and let it run on, instead of passing the signal to it and tracing it to the end")

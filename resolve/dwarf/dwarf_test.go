@@ -117,6 +117,57 @@ func TestLinePCs(t *testing.T) {
 	}
 }
 
+// TestInlines: at every address of gcc -O2's total, which inlines twice
+// twice, the inlined functions and the source positions are those
+// binutils' addr2line -f -i gives: the inlined function at its own line,
+// then the function it is in at the line of the call.
+func TestInlines(t *testing.T) {
+	if _, err := exec.LookPath("addr2line"); err != nil {
+		t.Skip("skipped: no addr2line (binutils) to compare with")
+	}
+	prog := build(t, t.TempDir(), "dwarf", "-O2", "-g")
+	d := open(t, prog, nil)
+	f := fn(t, d, "total")
+	args := []string{"-f", "-i", "-e", prog}
+	for pc := f.Low; pc < f.High; pc++ {
+		args = append(args, fmt.Sprintf("0x%x", pc))
+	}
+	out, err := exec.Command("addr2line", args...).Output()
+	if err != nil {
+		t.Skipf("skipped: addr2line: %v", err)
+	}
+	// addr2line prints a function line and a FILE:LINE line per frame,
+	// innermost first; the frames of an address end with total's.
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	inlined := 0
+	for pc := f.Low; pc < f.High; pc++ {
+		var want []string
+		for len(lines) >= 2 {
+			pos, _, _ := strings.Cut(lines[1], " (discriminator")
+			want = append(want, lines[0]+" "+pos)
+			lines = lines[2:]
+			if want[len(want)-1][:len("total ")] == "total " {
+				break
+			}
+		}
+		frames, file, line := d.Inlines(pc)
+		var got []string
+		for _, fr := range frames {
+			got = append(got, fmt.Sprintf("%s %s:%d", fr.Func, fr.File, fr.Line))
+		}
+		got = append(got, fmt.Sprintf("total %s:%d", file, line))
+		if strings.Join(got, ", ") != strings.Join(want, ", ") {
+			t.Errorf("total+0x%x: %q, addr2line -i says %q", pc-f.Low, got, want)
+		}
+		if len(frames) > 0 {
+			inlined++
+		}
+	}
+	if inlined == 0 {
+		t.Error("no address of total is in an inlined twice")
+	}
+}
+
 // TestSeparateDebugFiles: DWARF found by build-id under a debug root and
 // by .gnu_debuglink beside the file, as distributions install it; none
 // at all is ErrNoDWARF naming the paths looked at.
@@ -195,13 +246,24 @@ func TestGo(t *testing.T) {
 	if err != nil || len(as) != 1 || as[0].Expr.String() != "+0(%ax)" || as[0].Len == nil || as[0].Len.String() != "%bx" {
 		t.Errorf("s: %+v %v, want +0(%%ax) of length %%bx", as, err)
 	}
+	// A slice: its array (the words RDI, RSI, R8 after s and n), its
+	// length, its first SliceElems elements; of strings, Go strings.
 	as, err = d.Resolve(f.Low, "xs", nil)
-	if err != nil || len(as) != 2 || as[0].Name != "len" || as[1].Name != "cap" {
-		t.Errorf("xs: %+v %v, want its len and cap", as, err)
+	if err != nil || len(as) != 1 || as[0].Expr.String() != "+0(%di)" || as[0].Len == nil || as[0].Len.String() != "%si" || as[0].Type.String() != fmt.Sprintf("s64[%d]", dwarf.SliceElems) {
+		t.Errorf("xs: %+v %v, want +0(%%di):s64[%d] of length %%si", as, err, dwarf.SliceElems)
+	}
+	as, err = d.Resolve(f.Low, "ws", nil)
+	if err != nil || len(as) != 1 || as[0].Expr.String() != "+0(%r9)" || as[0].Len == nil || as[0].Len.String() != "%r10" || as[0].Type.Kind != uprobe.String || as[0].Type.Len != dwarf.SliceElems {
+		t.Errorf("ws: %+v %v, want +0(%%r9) strings of length %%r10", as, err)
+	}
+	for _, m := range []string{"len", "cap"} {
+		if as, err := d.Resolve(f.Low, "xs."+m, nil); err != nil || len(as) != 1 || as[0].Type.String() != "s64" {
+			t.Errorf("xs.%s: %+v %v", m, as, err)
+		}
 	}
 	ps, err := d.Params(f.Low)
-	if err != nil || strings.Join(ps, " ") != "s n xs" {
-		t.Errorf("params %v %v, want s n xs (no result)", ps, err)
+	if err != nil || strings.Join(ps, " ") != "s n xs ws" {
+		t.Errorf("params %v %v, want s n xs ws (no result)", ps, err)
 	}
 	m := fn(t, d, "main.(*T).Add")
 	if as, err := d.Resolve(m.Low, "t.name", nil); err != nil || as[0].Len == nil {

@@ -75,6 +75,17 @@ type Data struct {
 	allIndexed bool
 	goid       int64  // offset of runtime.g.goid; -1: not looked up, -2: none
 	maxLen     uint64 // of the longest function
+	// trees are the DIE trees Inlines loaded, by function.
+	trees map[dwarf.Offset]*inlineTree
+	// rows reads the line table's rows (lastRow).
+	rows *dwarf.Data
+	// inlines are the answers of Inlines, by address.
+	inlines map[uint64]inlinesAt
+}
+
+type inlineTree struct {
+	t   *godwarf.Tree
+	err error
 }
 
 // unit is a compile unit.

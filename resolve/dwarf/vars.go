@@ -504,13 +504,18 @@ func (d *Data) ReturnType(pc uint64) (uprobe.Type, string, error) {
 func scalar(t godwarf.Type) (uprobe.Type, error) {
 	t = strip(t)
 	size := int(t.Size())
-	switch t.(type) {
+	switch tt := t.(type) {
 	case *godwarf.IntType, *godwarf.CharType:
 		return uprobe.Type{Kind: uprobe.Signed, Size: size}, nil
 	case *godwarf.UintType, *godwarf.UcharType, *godwarf.BoolType:
 		return uprobe.Type{Kind: uprobe.Unsigned, Size: size}, nil
 	case *godwarf.EnumType:
-		return uprobe.Type{Kind: uprobe.Signed, Size: size}, nil
+		// Printed by name (docs/DESIGN.md §10).
+		e := &uprobe.Enum{Name: t.String()}
+		for _, v := range tt.Val {
+			e.Vals = append(e.Vals, uprobe.Enumerator{Name: v.Name, Val: v.Val})
+		}
+		return uprobe.Type{Kind: uprobe.Signed, Size: size, Enum: e}, nil
 	case *godwarf.PtrType, *godwarf.FuncType, *godwarf.MapType, *godwarf.ChanType:
 		return uprobe.Type{Kind: uprobe.Hex, Size: 8}, nil
 	case *godwarf.FloatType:
@@ -599,7 +604,9 @@ func parsePath(path string) (string, []step, error) {
 // "p->x", "s.f", "*p", "arr[3]". want, if not nil, is the type the spec
 // wrote (":string" on a char pointer reads the string it points to; an
 // integer type reads the value at that size). A Go string is a counted
-// string (Arg.Len); a Go slice gives its length and capacity. Errors name
+// string (Arg.Len); a Go slice its length and its first SliceElems
+// elements (Arg.Len with an array type), or, when its elements are
+// structs, its length and capacity (Arg.Name "len" and "cap"). Errors name
 // the variable and the address: unknown (with those visible), optimized
 // out here, a member of a non-struct.
 func (d *Data) Resolve(pc uint64, path string, want *uprobe.Type) ([]Arg, error) {
@@ -733,10 +740,27 @@ func leaf(p place, t godwarf.Type, want *uprobe.Type) ([]Arg, error) {
 	case *godwarf.StringType:
 		return goString(p, uprobe.Type{Kind: uprobe.String}, name)
 	case *godwarf.SliceType:
+		ptr, err := p.at(0, 8)
+		if err != nil {
+			return nil, err
+		}
 		l, err := p.at(8, 8)
 		if err != nil {
 			return nil, err
 		}
+		// Its length and its first elements (docs/DESIGN.md §10).
+		var et uprobe.Type
+		if _, ok := strip(tt.ElemType).(*godwarf.StringType); ok {
+			et, err = uprobe.Type{Kind: uprobe.String}, nil
+		} else {
+			et, err = scalar(tt.ElemType)
+		}
+		if err == nil {
+			et.Len = SliceElems
+			return []Arg{{Expr: place{base: ptr.value()}.mem(), Len: l.value(), Type: et, TypeName: name}}, nil
+		}
+		// Elements no fetch type holds (structs): the length and the
+		// capacity; xs[i].f reads an element's member.
 		c, err := p.at(16, 8)
 		if err != nil {
 			return nil, err
@@ -772,6 +796,10 @@ func leaf(p place, t godwarf.Type, want *uprobe.Type) ([]Arg, error) {
 	}
 	return []Arg{{Expr: q.value(), Type: ft, TypeName: name}}, nil
 }
+
+// SliceElems is how many of a Go slice's first elements a variable of
+// slice type fetches ([]int, []string: xs=[10]{0,1,2,3,4,5,6,7,...}).
+const SliceElems = 8
 
 // goString is a Go string at p: its pointer and its length.
 func goString(p place, typ uprobe.Type, name string) ([]Arg, error) {

@@ -11,7 +11,7 @@ struct point {
 	char tag[8];
 };
 
-enum color { RED, GREEN = 5, BLUE };
+enum color { RED, GREEN = 5, BLUE }; const char *color_name(enum color c); /* after main: lines stay put */
 
 static volatile int sink;
 
@@ -28,7 +28,7 @@ __attribute__((noinline)) int work(int a, long b, const char *s, struct point *p
 {
 	int sum = a + p->x;
 	sink = sum; /* line of the local: sum is computed on the line before */
-	printf("work a=%d b=%ld s=%s x=%d y=%ld name=%s tag=%s c=%d sum=%d\n", a, b, s, p->x, p->y, p->name, p->tag, (int)c, sum);
+	printf("work a=%d b=%ld s=%s x=%d y=%ld name=%s tag=%s c=%s sum=%d\n", a, b, s, p->x, p->y, p->name, p->tag, color_name(c), sum);
 	return sum * 3;
 }
 
@@ -47,9 +47,23 @@ int main(int argc, char **argv)
 	for (int i = 0; i < n; i++) {
 		struct point pt = {.x = 7 + i, .y = -100L * i, .name = names[i % 3]};
 		snprintf(pt.tag, sizeof pt.tag, "t%d", i);
-		int r = work(i, 1000L + i, i % 2 ? "odd" : "even", &pt, i % 2 ? BLUE : GREEN);
+		int r = work(i, 1000L + i, i % 2 ? "odd" : "even", &pt, i % 3 == 2 ? (enum color)7 : i % 2 ? BLUE : GREEN);
 		printf("ret=%d\n", r);
 	}
 	printf("total=%lu\n", total((unsigned long)n));
 	return 0;
+}
+
+/* color_name is the enumerator's name of c, or its number when it has
+ * none: what a probe prints for an enum by name. */
+const char *color_name(enum color c)
+{
+	static char num[16];
+	switch (c) {
+	case RED: return "RED";
+	case GREEN: return "GREEN";
+	case BLUE: return "BLUE";
+	}
+	snprintf(num, sizeof num, "%d", (int)c);
+	return num;
 }

@@ -18,8 +18,11 @@ const (
 	// most a page of whole entries per read; more room costs nothing.
 	readBufSize = 64 << 10
 	// maxJoinLines bounds how many lines one event with newlines in its
-	// strings may span before its first line is given up as bad.
-	maxJoinLines = 16
+	// strings may span before its first line is given up as bad: a
+	// string argument is at most MAX_STRING_SIZE (4096) bytes, all of
+	// them newlines at worst (a Go string's pointer read as a C string
+	// runs on through the program's constants), and an event has a few.
+	maxJoinLines = 4 * 4096
 	// pollTimeoutMS is a safety net for the wait on trace_pipe: even if
 	// a wakeup is missed, the buffer is read again this often
 	// (milliseconds).

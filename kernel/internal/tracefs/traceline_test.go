@@ -3,6 +3,7 @@ package tracefs
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/ptprobe/ptprobe/uprobe"
@@ -200,7 +201,8 @@ func TestLineReader(t *testing.T) {
 		"         strings-25667   [001] 1.000003: last: (0x1) i=3 s=\"three\n\nlines\"\n" +
 		"         strings-25667   [001] 1.000004: other: (0x1)\n" +
 		"         strings-25667   [001] 1.000005: ts: (0x1) i=5 s=\"a\nb\" x=0x1 b=1\n" +
-		"         strings-25667   [001] 1.000006: last: (0x1) i=6 s=\"unterminated\n"
+		"         strings-25667   [001] 1.000006: last: (0x1) i=6 s=\"" + strings.Repeat("x\n", 300) + "\"\n" +
+		"         strings-25667   [001] 1.000007: last: (0x1) i=7 s=\"unterminated\n"
 	for _, chunk := range []int{1, 7, 64, len(text)} {
 		var got []string
 		var warnings []error
@@ -217,7 +219,7 @@ func TestLineReader(t *testing.T) {
 		if err := lr.feed(nil, true); err != nil {
 			t.Fatal(err)
 		}
-		want := []string{"one", "two\nlines", "three\n\nlines", "a\nb"}
+		want := []string{"one", "two\nlines", "three\n\nlines", "a\nb", strings.Repeat("x\n", 300)}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("chunks of %d: strings %q, want %q", chunk, got, want)
 		}

@@ -25,12 +25,24 @@ func (t *T) Add(n int) int {
 }
 
 //go:noinline
-func work(s string, n int, xs []int) int {
+func work(s string, n int, xs []int, ws []string) int {
 	sum := n
 	for _, x := range xs {
 		sum += x
 	}
-	return sum
+	return sum + len(ws)
+}
+
+// join is the elements of xs, comma-separated.
+func join[E any](xs []E) string {
+	var b strings.Builder
+	for i, x := range xs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprint(&b, x)
+	}
+	return b.String()
 }
 
 // goid is the goroutine's id as the runtime prints it in a stack trace.
@@ -56,12 +68,18 @@ func main() {
 			mu.Lock()
 			defer mu.Unlock()
 			s := strings.Repeat("go", i+1)
-			xs := make([]int, i+1, i+4)
+			// More than 8 elements from the fourth call on; ws is
+			// nil at the first.
+			xs := make([]int, 3*i+1, 3*i+4)
 			for j := range xs {
 				xs[j] = 10 * (j + 1)
 			}
-			fmt.Printf("work goid=%d s=%s n=%d len=%d cap=%d xs0=%d\n", goid(), s, i, len(xs), cap(xs), xs[0])
-			r := work(s, i, xs)
+			var ws []string
+			for j := 0; j < 3*i; j++ {
+				ws = append(ws, strings.Repeat("w", j+1))
+			}
+			fmt.Printf("work goid=%d s=%s n=%d len=%d cap=%d xs0=%d xs=%s ws=%d:%s\n", goid(), s, i, len(xs), cap(xs), xs[0], join(xs), len(ws), join(ws))
+			r := work(s, i, xs, ws)
 			fmt.Printf("ret=%d add=%d\n", r, t.Add(i))
 		}(i)
 		wg.Wait()
