@@ -3,14 +3,12 @@ package engine
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/resolve"
 )
 
@@ -347,34 +345,14 @@ func tasks(pid int) ([]int, error) {
 	return tids, nil
 }
 
-// warnReplaced warns of each path probe left unarmed at the attach while
-// the process maps a file of that path: the file at the path was
-// replaced (a package upgrade renames a new file over the old one) or
-// deleted, and the probe, which applies to a file by device and inode
-// (docs/DESIGN.md §2), is not on the file the process runs. The warning
-// says how to name the running file.
+// warnReplaced warns of each path probe left unarmed at the attach
+// while the process maps another file at its path (resolve.Replaced).
 func (s *Tracer) warnReplaced(pid int) {
-	maps, err := elfsym.ReadMaps(pid)
-	if err != nil {
-		return
-	}
-	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	for _, p := range s.probes {
-		if p.loc == nil || p.Armed() || p.Spec.IsLibrary() {
-			continue
-		}
-		for _, m := range maps {
-			path := strings.TrimSuffix(m.Path, " (deleted)")
-			if !m.Exec() || m.Inode == 0 || filepath.Clean(p.Spec.Path) != path || m.ID() == p.loc.ID {
-				continue
+		if p.loc != nil && !p.Armed() {
+			if err := resolve.Replaced(pid, p.Spec, p.loc.ID); err != nil {
+				s.warn(err)
 			}
-			running := fmt.Sprintf("/proc/%d/map_files/%x-%x (root only)", pid, m.Start, m.End)
-			if m.Path == exe {
-				running = fmt.Sprintf("/proc/%d/exe", pid)
-			}
-			s.warn(fmt.Errorf("probe %q is not armed: %s is not the file process %d runs at that path: it maps %s (device %d:%d, inode %d) and the path names another file now (inode %d); the file it runs is %s",
-				p.Spec.Text, p.Spec.Path, pid, m.Path, unix.Major(m.Dev), unix.Minor(m.Dev), m.Inode, p.loc.ID.Ino, running))
-			break
 		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ptprobe/ptprobe/kernel/internal/tracefs"
+	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
 
@@ -56,6 +58,21 @@ func (s *Session) attach(ctx context.Context, pid int, follow bool, started func
 		if err := s.setPIDs(follow, tids); err != nil {
 			return runResult{}, err
 		}
+	}
+	// A path probe whose file the process no longer has at that path
+	// fires nowhere in it: said before the trace starts.
+	var replaced []error
+	s.mu.Lock()
+	for _, p := range s.probes {
+		if p.file == tracefs.UprobeEvents {
+			if err := resolve.Replaced(pid, p.spec, p.id); err != nil {
+				replaced = append(replaced, fmt.Errorf("kernel: %w", err))
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, err := range replaced {
+		s.warn(err)
 	}
 	if s.hasProbes() {
 		if err := s.Enable(); err != nil {

@@ -178,3 +178,53 @@ func readMem(pid int, addr uint64, b []byte) (int, error) {
 	defer mem.Close()
 	return mem.ReadAt(b, int64(addr))
 }
+
+// TestKernelAttachReplacedFile: attached to a process whose program was
+// replaced on disk after it started (a new file renamed over it), the
+// kernel backend warns that the path's probe is on another file than the
+// one the process runs, which counts nothing, while the same function by
+// /proc/PID/exe (the running file, which the kernel resolves to its
+// inode) and the library count exactly.
+func TestKernelAttachReplacedFile(t *testing.T) {
+	requireTracefs(t)
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "nswait", append(testprog.PIE, "-ldl")...)
+	lib := testprog.BuildAs(t, dir, "libplug.so", "plugin", "-O2", "-shared", "-fPIC")
+	p := testprog.StartNSWait(t, prog, lib, 3, "early")
+	data, err := os.ReadFile(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(prog+".new", data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(prog+".new", prog); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	hits := map[string]int{}
+	var warnings []string
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := &backend.Request{
+		PID:    p.Pid,
+		Probes: probes(t, prog+":work", "libplug:plugin_func", fmt.Sprintf("p:t/running /proc/%d/exe:work", p.Pid)),
+		OnEvent: func(ev *uprobe.Event) {
+			mu.Lock()
+			hits[ev.Probe()]++
+			mu.Unlock()
+		},
+		Warn:    func(err error) { warnings = append(warnings, err.Error()) },
+		Started: func(int) { p.Run(t); cancel() },
+	}
+	if _, err := (Backend{}).Run(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%s is not the file process %d runs at that path", prog, p.Pid); len(warnings) != 1 || !strings.Contains(warnings[0], want) {
+		t.Errorf("warnings %q, want one saying %q", warnings, want)
+	}
+	if hits["ptprobe/work"] != 0 || hits["ptprobe/plugin_func"] != 3 || hits["t/running"] != 3 {
+		t.Errorf("events %v, want work 0, plugin_func 3, running 3", hits)
+	}
+	p.Exit(t)
+}

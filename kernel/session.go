@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/kernel/internal/tracefs"
 	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
@@ -87,6 +88,7 @@ type probe struct {
 	line  string // the definition written
 	spec  *uprobe.Spec
 	info  *tracefs.EventInfo
+	id    elfsym.FileID // a uprobe's file
 }
 
 // NewSession opens tracefs (mounting it at /sys/kernel/tracing when it is
@@ -238,9 +240,15 @@ func (s *Session) addUprobe(spec *uprobe.Spec) error {
 		return err
 	}
 	args, comm := s.withComm(loc.Args)
-	return s.add(tracefs.UprobeEvents, spec, args, comm, func(kname string) string {
+	if err := s.add(tracefs.UprobeEvents, spec, args, comm, func(kname string) string {
 		return tracefs.UprobeLine(spec.Kind, s.inst.Name, kname, loc.Path, loc.Offset, loc.RefCtr, args)
-	})
+	}); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.byUser[spec.Probe()].id = loc.ID
+	s.mu.Unlock()
+	return nil
 }
 
 // AddKprobe defines a kernel probe (a spec of uprobe.ParseKprobe) in the

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
@@ -25,6 +26,8 @@ type location struct {
 	// RefCtr is the file offset of the probe's reference counter (a
 	// USDT semaphore), 0 for none: the kernel raises it.
 	RefCtr uint64
+	// ID is the probed file's device and inode.
+	ID elfsym.FileID
 }
 
 // resolveUprobe finds the file and the file offset spec probes with res
@@ -61,7 +64,7 @@ func resolveUprobe(res *resolve.Resolver, spec *uprobe.Spec) (location, error) {
 			return location{}, fmt.Errorf("kernel: probe %q: the kernel cannot probe %q: its path contains white space", spec.Text, abs)
 		}
 	}
-	loc := location{Path: abs, Offset: rl.Offset, Function: rl.Function, ABI: rl.ABI, Args: rl.Args, Go: rl.Go, RefCtr: rl.RefCtr}
+	loc := location{Path: abs, Offset: rl.Offset, Function: rl.Function, ABI: rl.ABI, Args: rl.Args, Go: rl.Go, RefCtr: rl.RefCtr, ID: rl.ID}
 	for i := range loc.Args {
 		if e := findOp(loc.Args[i].Expr, uprobe.OpIndexed); e != nil {
 			// uprobe_events has no index register: a USDT argument
