@@ -15,7 +15,9 @@ import (
 // Attach seizes every thread of the running process pid, arms the probes
 // of opts in it and traces it (and, unless Options.NoFollowFork, its
 // children) until it exits or the Tracer detaches. The process keeps running throughout:
-// its threads stop only for the moment the probes are armed.
+// its threads stop only for the moment the probes are armed. Paths and
+// library names are the process's own, also in a container (another
+// mount namespace: resolve.ProcessOptions, docs/DESIGN.md §2).
 //
 // A process that embeds the engine must not wait for a child of its own
 // that it attaches to while the session lasts: the kernel reports the
