@@ -26,7 +26,7 @@ import (
 // 0, the text equals the file and tracefs holds nothing of the run.
 func TestKernelAttachMountNamespace(t *testing.T) {
 	tfs := requireTracefs(t)
-	for _, mode := range []string{"early", "late"} {
+	for _, mode := range []string{"early", "late", "cache"} {
 		t.Run(mode, func(t *testing.T) {
 			const n = 6
 			p := testprog.StartInMountNS(t, t.TempDir(), n, mode)

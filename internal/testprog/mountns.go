@@ -19,7 +19,9 @@ const NSLibSoname = "libnsplug.so.1"
 // own, as in a container: there Box/nswait is the program and Box/lib
 // holds NSLibSoname (bind mounts of Prog and LibDir), while in the test's
 // namespace Box/nswait is another program (a copy of true(1)) and Box/lib
-// is empty. The program finds the library through LD_LIBRARY_PATH=Box/lib.
+// is empty. The program finds the library through LD_LIBRARY_PATH=Box/lib,
+// or (mode "cache") through its own /etc/ld.so.cache, one built there by
+// ldconfig with Box/lib in it and bind-mounted over the system's.
 type NSProcess struct {
 	Cmd        *exec.Cmd
 	Pid        int
@@ -32,7 +34,8 @@ type NSProcess struct {
 }
 
 // StartInMountNS builds nswait and the library into dir and starts
-// "nswait LIB n mode" (mode "early" or "late") in a new mount namespace
+// "nswait LIB n mode" (mode "early" or "late"; "cache" is "late" with the
+// library found through the namespace's own ld.so.cache) in a new mount namespace
 // (unshare -m, private propagation: its mounts stay its own), and waits
 // for its "ready". It skips the test unless run as root with unshare(1)
 // and mount(8) (util-linux, mount), and kills the process when the test
@@ -42,7 +45,7 @@ func StartInMountNS(t testing.TB, dir string, n int, mode string) *NSProcess {
 	if os.Geteuid() != 0 {
 		t.Skip("a process in a mount namespace of its own needs root (unshare -m and bind mounts): run the tests as root (CI does)")
 	}
-	for _, c := range []string{"unshare", "mount", "true"} {
+	for _, c := range []string{"unshare", "mount", "true", "ldconfig"} {
 		if _, err := exec.LookPath(c); err != nil {
 			t.Skipf("%s is not installed (util-linux, mount, coreutils): cannot start a process in a mount namespace", c)
 		}
@@ -80,8 +83,21 @@ func StartInMountNS(t testing.TB, dir string, n int, mode string) *NSProcess {
 	if out, err := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", "mount --bind "+q(p.TargetProg)+" "+q(p.TargetProg)).CombinedOutput(); err != nil {
 		t.Skipf("this machine refuses a mount namespace with a bind mount (unshare -m; mount --bind): %v: %s", err, out)
 	}
-	script := "mount --bind " + q(p.Prog) + " " + q(p.TargetProg) + " && mount --bind " + q(libDir) + " " + q(filepath.Join(p.Box, "lib")) +
-		" && LD_LIBRARY_PATH=" + q(filepath.Join(p.Box, "lib")) + " exec " + q(p.TargetProg) + " " + NSLibSoname + " " + strconv.Itoa(n) + " " + mode
+	boxLib := filepath.Join(p.Box, "lib")
+	script := "mount --bind " + q(p.Prog) + " " + q(p.TargetProg) + " && mount --bind " + q(libDir) + " " + q(boxLib)
+	if mode == "cache" {
+		// A cache that knows Box/lib, built where Box/lib has the
+		// library: in the namespace.
+		conf, cache := filepath.Join(dir, "ld.so.conf"), filepath.Join(dir, "ld.so.cache")
+		if err := os.WriteFile(conf, []byte(boxLib+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		script += " && ldconfig -X -C " + q(cache) + " -f " + q(conf) + " && mount --bind " + q(cache) + " /etc/ld.so.cache && exec "
+		mode = "late"
+	} else {
+		script += " && LD_LIBRARY_PATH=" + q(boxLib) + " exec "
+	}
+	script += q(p.TargetProg) + " " + NSLibSoname + " " + strconv.Itoa(n) + " " + mode
 	p.start(t, exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", script))
 	return p
 }
