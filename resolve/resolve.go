@@ -258,9 +258,6 @@ func (r *Resolver) File(spec *uprobe.Spec) (*elfsym.File, error) {
 	return f, nil
 }
 
-// Root is Options.Root.
-func (r *Resolver) Root() string { return r.root }
-
 // Resolve resolves spec in the file it probes (File, then In).
 func (r *Resolver) Resolve(spec *uprobe.Spec) (Location, error) {
 	f, err := r.File(spec)
