@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/internal/recorder"
 )
 
@@ -133,7 +132,6 @@ func (s *Tracer) newAreaAt(t *thread, at, beatTicks uint64) (*area, error) {
 	}
 	a := &area{pid: t.proc.pid, mem: mem, base: base, descNext: descOffset, sites: &siteTable{}, gens: make(map[uint32]int), missedSeen: make(map[uint32]uint64)}
 	a.init(beatTicks)
-	a.setSafe(s.safeRanges(t.proc.pid))
 	if s.opts.DropWhenFull {
 		atomic.StoreUint64(a.word(recorder.AFlags), recorder.FDrop)
 	}
@@ -149,90 +147,6 @@ func (a *area) init(beatTicks uint64) {
 	le.PutUint64(a.mem[recorder.ADead:], beatTicks)
 	le.PutUint64(a.mem[recorder.AData:], a.base+dataOffset)
 	a.beat()
-}
-
-// setSafe writes the ranges the recorder may read with plain loads
-// (ANSafe, ASafe), at most MaxSafe of them.
-func (a *area) setSafe(rs []memRange) {
-	le := binary.LittleEndian
-	rs = rs[:min(len(rs), recorder.MaxSafe)]
-	for i, r := range rs {
-		le.PutUint64(a.mem[recorder.ASafe+16*i:], r.lo)
-		le.PutUint64(a.mem[recorder.ASafe+16*i+8:], r.hi)
-	}
-	le.PutUint64(a.mem[recorder.ANSafe:], uint64(len(rs)))
-}
-
-// memRange is [lo, hi) of a process's addresses.
-type memRange struct{ lo, hi uint64 }
-
-// safeRanges returns the memory of process pid that the program cannot
-// unmap or make unreadable while it runs, so that the recorder reads a
-// fetch-arg there with plain loads instead of process_vm_readv (about
-// 1 µs): the main executable's image as the kernel mapped it (its
-// PT_LOAD segments, around AT_ENTRY; its file cannot be written or
-// truncated while it runs, ETXTBSY, so no SIGBUS), and the main thread's
-// stack, a mapping that only grows. Everything else (heap, libraries,
-// other mappings, the program's own mappings of its file) can be
-// unmapped by another thread between a check and a load, and stays on
-// the system call (docs/DESIGN.md §8). The image includes its .bss, which
-// the kernel maps too. Adjacent mappings are merged; nil
-// if the process cannot be read.
-func (s *Tracer) safeRanges(pid int) []memRange {
-	entry, err := auxvEntry(pid, 9 /* AT_ENTRY */)
-	if err != nil {
-		return nil
-	}
-	maps, err := elfsym.ReadMaps(pid)
-	if err != nil {
-		return nil
-	}
-	var image memRange
-	for _, m := range maps {
-		if m.Start > entry || entry >= m.End || m.Inode == 0 {
-			continue
-		}
-		if f := s.mappedFile(pid, m); f != nil {
-			image = imageOf(f, m, entry)
-		}
-	}
-	var rs []memRange
-	for _, m := range maps {
-		readable := len(m.Perms) > 0 && m.Perms[0] == 'r'
-		inImage := image.lo <= m.Start && m.End <= image.hi // its .bss too
-		if !readable || !(m.Path == "[stack]" || inImage) {
-			continue
-		}
-		if n := len(rs); n > 0 && rs[n-1].hi == m.Start {
-			rs[n-1].hi = m.End
-			continue
-		}
-		rs = append(rs, memRange{m.Start, m.End})
-	}
-	return rs
-}
-
-// imageOf returns the addresses of f's PT_LOAD segments in the process,
-// from mapping m of f, which holds address entry: the segment that maps
-// entry's file offset gives the load bias. Empty if none does.
-func imageOf(f *elfsym.File, m elfsym.Mapping, entry uint64) memRange {
-	off := m.Offset + (entry - m.Start)
-	var bias uint64
-	found := false
-	for _, sg := range f.Segments {
-		if sg.Offset <= off && off < sg.Offset+sg.Filesz {
-			bias, found = entry-(sg.Vaddr+(off-sg.Offset)), true
-		}
-	}
-	if !found {
-		return memRange{}
-	}
-	r := memRange{lo: ^uint64(0)}
-	for _, sg := range f.Segments {
-		r.lo = min(r.lo, (bias+sg.Vaddr)&^0xfff)
-		r.hi = max(r.hi, (bias+sg.Vaddr+sg.Memsz+0xfff)&^0xfff)
-	}
-	return r
 }
 
 // beat writes ptprobe's heartbeat: a recorder waiting for room gives up

@@ -68,6 +68,24 @@ func (m *memory) ReadMemory(addr uint64, p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadUser reads len(p) bytes at addr as the program could read them:
+// process_vm_readv alone, which refuses what the program cannot read
+// (PROT_NONE pages), where ReadMemory goes on through /proc/PID/mem,
+// which reads what ptrace can.
+func (m *memory) ReadUser(addr uint64, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	m.local[0] = unix.Iovec{Base: &p[0]}
+	m.local[0].SetLen(len(p))
+	m.remote[0] = unix.RemoteIovec{Base: uintptr(addr), Len: len(p)}
+	n, err := unix.ProcessVMReadv(m.pid, m.local[:], m.remote[:], 0)
+	if err != nil {
+		return 0, fmt.Errorf("read %d bytes at 0x%x of process %d: %w", len(p), addr, m.pid, err)
+	}
+	return n, nil
+}
+
 // ReadMemoryVector reads bufs[i] at addrs[i] for each i with one
 // process_vm_readv (per maxVector ranges) and returns the bytes read in
 // all; the kernel stops at the first range it cannot read whole. Unlike

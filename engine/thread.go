@@ -166,8 +166,11 @@ func (t *thread) listen() error {
 func (t *thread) PID() int         { return t.proc.pid }
 func (t *thread) TID() int         { return t.tid }
 func (t *thread) Regs() *arch.Regs { return &t.regs }
+// ReadMemory reads as the program itself could (ReadUser): a fetch-arg
+// on a PROT_NONE page faults, as under the kernel's uprobe and on the
+// no-stop path.
 func (t *thread) ReadMemory(addr uint64, p []byte) (int, error) {
-	return t.proc.as.mem.ReadMemory(addr, p)
+	return t.proc.as.mem.ReadUser(addr, p)
 }
 func (t *thread) ReadMemoryVector(addrs []uint64, bufs [][]byte) (int, error) {
 	return t.proc.as.mem.ReadMemoryVector(addrs, bufs)

@@ -27,15 +27,8 @@ const (
 	AData    = 88  // u64: the program's address of the ring's data
 	ASynced  = 96  // u64: ring position up to which ptprobe has done what sync sites ask (a futex)
 	AKick    = 104 // u64: bumped by a sync site's record, which wakes ptprobe's drain on it (a futex)
-	ANSafe   = 112 // u64: ranges in ASafe
-	ASafe    = 128 // [MaxSafe]{lo, hi u64}: memory the recorder reads without a system call
 	ATids    = 4096
 	AHeader  = ATids + TCount<<TShift // the descriptors start here
-
-	// MaxSafe bounds ASafe: the main executable's runs of readable
-	// mappings and the main thread's stack, which the program cannot
-	// unmap while it runs (docs/DESIGN.md §8).
-	MaxSafe = 8
 
 	// Flags.
 	FOff  = 1 // record nothing: ptprobe detached or is gone

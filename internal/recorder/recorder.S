@@ -4,12 +4,10 @@
 # loads the site's descriptor into rax and calls this code. It records the
 # hit into the address space's ring without any system call in the common
 # case: the registers, a TSC timestamp, the thread's ID (from a table
-# keyed by fs_base), and the memory the probe's fetch-args read: with
-# plain loads inside the area's safe ranges (memory the program cannot
-# unmap while it runs), else through process_vm_readv on the process
-# itself, which fails with EFAULT instead of faulting on a bad pointer.
-# Then it returns to the thunk, which runs the displaced instructions and
-# jumps back.
+# keyed by fs_base), and the memory the probe's fetch-args read (through
+# process_vm_readv on the process itself, which fails with EFAULT instead
+# of faulting on a bad pointer). Then it returns to the thunk, which runs
+# the displaced instructions and jumps back.
 #
 # Every register and the flags are as they were when it returns. The
 # layout offsets (A_*, D_*, P_*, R_*, B_*, T_*, S_*) and constants are
@@ -265,7 +263,7 @@ recorder:
 	lea	B_DATA(%rdi), %rdi
 	add	S_GOT(%rbp), %rdi	# into the block, after what is read
 	mov	%rdi, S_DEST(%rbp)
-	call	.Lstrread
+	call	.Lvmread
 	test	%rax, %rax
 	jle	14f
 	mov	%rax, %rcx		# a NUL in what came?
@@ -389,47 +387,11 @@ recorder:
 	incl	R_NBLOCKS(%r12)
 	ret
 
-# .Lstrread reads a chunk of a string, as .Lvmread does, but in memory
-# .Lsafe vouches for it copies only up to and with the first NUL.
-.Lstrread:
-	mov	S_ADDR(%rbp), %rax
-	add	S_GOT(%rbp), %rax
-	mov	S_CHUNK(%rbp), %rdx
-	call	.Lsafe
-	test	%ecx, %ecx
-	jz	.Lsysread
-	mov	%rax, %rsi
-	mov	%rax, %rdi
-	mov	%rdx, %rcx
-	xor	%eax, %eax
-	repne scasb
-	jne	1f
-	sub	%rcx, %rdx		# up to and with the NUL
-1:	mov	%rdx, %rcx
-	mov	%rdx, %rax
-	mov	S_DEST(%rbp), %rdi
-	rep movsb
-	ret
-
-# .Lvmread reads S_CHUNK bytes at S_ADDR+S_GOT into S_DEST: a plain copy
-# in memory .Lsafe vouches for, else process_vm_readv on the process
-# itself, where a bad address is EFAULT, or a short read up to the first
-# unreadable page, never a fault. It returns the bytes read, or a
-# negative errno.
+# .Lvmread reads S_CHUNK bytes at S_ADDR+S_GOT into S_DEST with
+# process_vm_readv on the process itself: a bad address is EFAULT, or a
+# short read up to the first unreadable page, never a fault. It returns
+# the bytes read, or a negative errno.
 .Lvmread:
-	mov	S_ADDR(%rbp), %rax
-	add	S_GOT(%rbp), %rax
-	mov	S_CHUNK(%rbp), %rdx
-	call	.Lsafe
-	test	%ecx, %ecx
-	jz	.Lsysread
-	mov	%rax, %rsi
-	mov	S_DEST(%rbp), %rdi
-	mov	%rdx, %rcx
-	mov	%rdx, %rax
-	rep movsb
-	ret
-.Lsysread:
 	mov	S_DEST(%rbp), %rax
 	mov	%rax, S_IOVL(%rbp)
 	mov	S_CHUNK(%rbp), %rax
@@ -447,28 +409,3 @@ recorder:
 	mov	$SYS_process_vm_readv, %eax
 	syscall
 	ret
-
-# .Lsafe sets ecx to 1 if [rax, rax+rdx) lies inside one of the area's
-# safe ranges (A_SAFE: memory the program cannot unmap while it runs,
-# docs/DESIGN.md §8), else to 0. It keeps rax and rdx.
-.Lsafe:
-	xor	%ecx, %ecx
-	lea	(%rax,%rdx), %r8	# the end
-	cmp	%rax, %r8
-	jb	3f			# wraps around
-	mov	A_NSAFE(%r14), %rsi
-	cmp	$MAX_SAFE, %rsi
-	ja	3f
-	lea	A_SAFE(%r14), %rdi
-1:	test	%rsi, %rsi
-	jz	3f
-	cmp	(%rdi), %rax
-	jb	2f
-	cmp	8(%rdi), %r8
-	ja	2f
-	mov	$1, %ecx
-	ret
-2:	add	$16, %rdi
-	dec	%rsi
-	jmp	1b
-3:	ret

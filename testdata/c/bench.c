@@ -40,8 +40,8 @@ int main(int argc, char **argv) {
     long (*volatile fn)(long, const char *) =
         (long (*)(long, const char *))(strcmp(argv[1], "rip") == 0 ? bench_rip : bench_push);
     long n = atol(argv[2]), sum = 0;
-    /* BENCH_STRING=heap: the string is on the heap, not in .rodata (the
-     * no-stop path reads the two differently, docs/DESIGN.md §8). */
+    /* BENCH_STRING=heap: the string is on the heap, not in .rodata (a
+     * string's cost on the no-stop path must not hang on where it is). */
     const char *s = "bench";
     const char *where = getenv("BENCH_STRING");
     if (where && strcmp(where, "heap") == 0)
