@@ -166,6 +166,7 @@ func (t *thread) listen() error {
 func (t *thread) PID() int         { return t.proc.pid }
 func (t *thread) TID() int         { return t.tid }
 func (t *thread) Regs() *arch.Regs { return &t.regs }
+
 // ReadMemory reads as the program itself could (ReadUser): a fetch-arg
 // on a PROT_NONE page faults, as under the kernel's uprobe and on the
 // no-stop path.
