@@ -65,7 +65,7 @@ type area struct {
 	// gens are the processes a record's RGen names (a vfork child that
 	// ran in this address space), by that value; -1 for a child not
 	// followed (its hits are not reported).
-	gens map[uint32]int
+	gens map[uint32]sharedGen
 }
 
 // word returns the area's 64-bit word at off, for atomic access.
@@ -130,7 +130,7 @@ func (s *Tracer) newAreaAt(t *thread, at, beatTicks uint64) (*area, error) {
 		call(unix.SYS_MUNMAP, base, span)
 		return nil, fmt.Errorf("map the area of process %d: %w", t.proc.pid, err)
 	}
-	a := &area{pid: t.proc.pid, mem: mem, base: base, descNext: descOffset, sites: &siteTable{}, gens: make(map[uint32]int), missedSeen: make(map[uint32]uint64)}
+	a := &area{pid: t.proc.pid, mem: mem, base: base, descNext: descOffset, sites: &siteTable{}, gens: make(map[uint32]sharedGen), missedSeen: make(map[uint32]uint64)}
 	a.init(beatTicks)
 	if s.opts.DropWhenFull {
 		atomic.StoreUint64(a.word(recorder.AFlags), recorder.FDrop)
@@ -268,7 +268,14 @@ func (s *Tracer) newbornArea(t *thread) error {
 		return fmt.Errorf("thread %d: %w", t.tid, err)
 	}
 	as := t.proc.as
-	if as.area.pid == t.proc.pid || as.users > 1 || t.tid != t.proc.pid || t.proc.gen != 0 {
+	if t.proc.gen != 0 {
+		// A vfork child runs on its parent's thread's TLS: that thread's
+		// entry is its too, and stays the parent's (fire tells the two
+		// apart by the generation).
+		s.noteComm(t.proc.pid, t.tid)
+		return nil
+	}
+	if as.area.pid == t.proc.pid || as.users > 1 || t.tid != t.proc.pid {
 		as.area.setThread(t.regs.Fs_base, t.tid)
 		s.noteComm(t.proc.pid, t.tid)
 		return nil
@@ -276,16 +283,21 @@ func (s *Tracer) newbornArea(t *thread) error {
 	parent := as.area
 	ar, err := s.replaceArea(t, parent)
 	if err != nil {
-		// Better no records than records in the parent's name.
+		// Better no records than records in the parent's name: the
+		// child's copy of the text gets its bytes back, so it never
+		// reaches the recorder, whose ring is still the parent's. The
+		// sites themselves are shared with the parent (addrSpace.fork)
+		// and stay armed there.
 		as.area = nil
-		s.fastMu.Lock()
-		defer s.fastMu.Unlock()
+		var errs []error
 		for _, st := range as.sites {
-			if _, fast := st.strategy.(*fastStrategy); fast {
-				st.fastProbes.Store(nil)
+			if fs, fast := st.strategy.(*fastStrategy); fast {
+				if _, werr := as.mem.WriteMemory(st.addr, fs.orig); werr != nil {
+					errs = append(errs, werr)
+				}
 			}
 		}
-		return fmt.Errorf("fork child %d: its probes on the no-stop path record nothing: %w", t.tid, err)
+		return fmt.Errorf("fork child %d: its probes on the no-stop path record nothing: %w", t.tid, errors.Join(append([]error{err}, errs...)...))
 	}
 	as.area = ar
 	ar.setThread(t.regs.Fs_base, t.tid)
@@ -328,17 +340,22 @@ func (s *Tracer) replaceArea(t *thread, parent *area) (*area, error) {
 // (a vfork child) and returns the AGen its records carry: the area's
 // header says it while the child runs there (it is the one that runs:
 // its parent waits for it), and the records are the child's.
-func (s *Tracer) sharedChild(ar *area, pid int, unfollowed bool) uint32 {
+func (s *Tracer) sharedChild(ar *area, pid, by int, unfollowed bool) uint32 {
 	gen := uint32(pid)
 	s.fastMu.Lock()
-	ar.gens[gen] = pid
+	ar.gens[gen] = sharedGen{pid: pid, by: by}
 	if unfollowed {
-		ar.gens[gen] = -1
+		ar.gens[gen] = sharedGen{pid: -1, by: by}
 	}
 	s.fastMu.Unlock()
 	atomic.StoreUint64(ar.word(recorder.AGen), uint64(gen))
 	return gen
 }
+
+// sharedGen is a process that runs in another's address space (a vfork
+// child): its ID (-1 when it is not followed) and the thread that made it,
+// whose thread-table entry it shares.
+type sharedGen struct{ pid, by int }
 
 // leaveArea is a process leaving its address space (exit, exec): a vfork
 // child gives it back to its parent; the last process leaves the area to

@@ -308,27 +308,31 @@ func (s *Tracer) fire(d *drainer, a *area, r *record, end uint64) {
 		return // a site the program made up
 	}
 	if st.sync {
-		s.syncMappings(a, r.gen, end)
+		s.syncMappings(a, end)
 	}
 	var probes []probeRef
 	if ps := st.fastProbes.Load(); ps != nil {
 		probes = *ps
 	}
-	pid := a.pid
+	pid, tid := a.pid, r.tid
 	if r.gen != 0 {
-		// Recorded by a vfork child while it ran in this address
-		// space: its own event, reported if the child is followed.
+		// Recorded while a vfork child ran in this address space: by
+		// the child, which shares the TLS, so the thread table's entry,
+		// of the parent's thread that forked (and calls gettid only
+		// when that entry is missing), or by another of the parent's
+		// threads, whose event it is.
 		s.fastMu.Lock()
-		p, ok := a.gens[r.gen]
+		g, ok := a.gens[r.gen]
 		s.fastMu.Unlock()
-		if !ok || p <= 0 {
-			return
+		if !ok {
+			return // a generation the program made up
 		}
-		pid = p
-	}
-	tid := r.tid
-	if r.gen != 0 {
-		tid = uint32(pid) // a vfork child: one thread
+		if r.tid == uint32(g.by) || r.tid == r.gen {
+			if g.pid <= 0 {
+				return // a child not followed
+			}
+			pid, tid = g.pid, uint32(g.pid) // a vfork child: one thread
+		}
 	}
 	r.regs.Rip = st.addr
 	ctx := recordContext{rec: r, fileBase: st.fileBase}
@@ -410,11 +414,10 @@ func (s *Tracer) collectMissed(a *area) {
 // It runs beside the drain, which must go on reading the other threads'
 // records meanwhile. A vfork child's record (gen) has no mappings of its
 // own to arm: its parent's are its.
-func (s *Tracer) syncMappings(a *area, gen uint32, end uint64) {
-	if gen != 0 {
-		s.synced(a, end)
-		return
-	}
+func (s *Tracer) syncMappings(a *area, end uint64) {
+	// gen != 0: a vfork child runs in this address space, and the call
+	// is its own or one of the parent's other threads': the memory is
+	// the parent's either way, held with the child in it (holdAll).
 	pid := a.pid
 	go func() {
 		err := s.do(func() error { return s.rescanProcess(pid) })

@@ -19,6 +19,7 @@ import (
 // hit is a copy of an event that outlives OnEvent.
 type hit struct {
 	probe string
+	pid   int
 	tid   int
 	ip    uint64
 	dur   uint64 // return probes: ns since the entry, 0 if not paired
@@ -73,7 +74,8 @@ func runTraced(t *testing.T, probes []backend.Probe, record bool, argv ...string
 }
 
 // launchTraced runs argv under the engine with cfg and the probes, its
-// standard output to a file, engine warnings failing the test; with
+// standard output to a file, engine warnings failing the test (unless
+// cfg.Warn is set); with
 // record, every event is kept.
 func launchTraced(t *testing.T, cfg engine.Options, probes []backend.Probe, record bool, argv []string) *traced {
 	t.Helper()
@@ -85,11 +87,13 @@ func launchTraced(t *testing.T, cfg engine.Options, probes []backend.Probe, reco
 	tr := &traced{}
 	var mu sync.Mutex
 	cfg.Probes, cfg.Process.Stdout = probes, outFile
-	cfg.Warn = func(err error) { t.Errorf("engine warning: %v", err) }
+	if cfg.Warn == nil {
+		cfg.Warn = func(err error) { t.Errorf("engine warning: %v", err) }
+	}
 	if record {
 		cfg.OnEvent = func(ev *uprobe.Event) {
 			mu.Lock()
-			tr.hits = append(tr.hits, hit{probe: ev.Probe(), tid: ev.TID, ip: ev.IP, dur: ev.DurationNS, args: append([]uprobe.Value(nil), ev.Args...)})
+			tr.hits = append(tr.hits, hit{probe: ev.Probe(), pid: ev.PID, tid: ev.TID, ip: ev.IP, dur: ev.DurationNS, args: append([]uprobe.Value(nil), ev.Args...)})
 			mu.Unlock()
 		}
 	}

@@ -390,10 +390,14 @@ func (s *Tracer) stepOut(t *thread, lo, hi uint64) bool {
 // meanwhile are held too.
 func (s *Tracer) holdAll(as *addrSpace) ([]*thread, error) {
 	var held []*thread
+	// A thread that waits in vfork for its child cannot stop until the
+	// child execs or exits, and runs no code of the program meanwhile:
+	// holding the child along with it would wait forever.
+	inVfork := s.waitingInVfork()
 	for {
 		var want []*thread
 		for _, t := range s.threads {
-			if t.proc.as == as && !t.stopped && t.state == running {
+			if t.proc.as == as && !t.stopped && t.state == running && !inVfork[t] {
 				if interrupt(t.tid) == nil {
 					want = append(want, t)
 				}

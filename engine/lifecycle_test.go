@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -237,5 +238,79 @@ func TestOtherChildren(t *testing.T) {
 	}
 	if err := unix.Kill(long.Process.Pid, 0); err != nil {
 		t.Errorf("the other child: %v", err)
+	}
+}
+
+// TestVforkWindow: while a vfork child sleeps in the parent's memory,
+// another thread of the parent dlopens a library and calls into it and the
+// program (testdata/c/vforkdl.c). Its hits are its own, not the child's
+// (the records carry the child's generation), also when children are not
+// followed; and the library loaded meanwhile is armed before its first
+// call: the dynamic linker's hook rescans with the forking thread waiting
+// in vfork, which cannot be held (found by the red-team review: the
+// library was never armed, then the rescan hung).
+func TestVforkWindow(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "vforkdl", append(testprog.PIE, "-pthread")...)
+	lib := filepath.Join(dir, "libplugin.so")
+	if out, err := exec.Command("gcc", "-O2", "-shared", "-fPIC", "-o", lib, filepath.Join(testprog.Root(), "testdata", "c", "plugin.c")).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	want, _ := testprog.Run(t, prog, lib)
+	for _, c := range []struct {
+		name string
+		opts engine.Options
+	}{{"no-stop", engine.Options{}}, {"no-stop, children not followed", engine.Options{NoFollowFork: true}}, {"stop path", engine.Options{StopPath: true}}} {
+		t.Run(c.name, func(t *testing.T) {
+			tr := launchTraced(t, c.opts, specs(t, "p:t/plugin "+lib+":plugin_func x=%di:s64", "p:t/probed "+prog+":probed i=%di:s64"), true, []string{prog, lib})
+			if tr.out != want || tr.result.ExitCode != 0 {
+				t.Fatalf("traced: %q, status %d; untraced %q", tr.out, tr.result.ExitCode, want)
+			}
+			plugin, probed := tr.byProbe("t/plugin"), tr.byProbe("t/probed")
+			if len(plugin) != 10 || len(probed) != 3 {
+				t.Fatalf("%d plugin_func and %d probed hits, want 10 and 3", len(plugin), len(probed))
+			}
+			// The main thread (tid = pid) makes the last five calls,
+			// the second thread the others, all in the parent.
+			pid := plugin[9].tid
+			second := plugin[0].tid
+			for i, h := range append(plugin, probed...) {
+				wantTID := second
+				if i >= 5 && i < 10 {
+					wantTID = pid
+				}
+				if h.pid != pid || h.tid != wantTID || second == pid {
+					t.Errorf("hit %d (%s %v) of %d/%d, want %d/%d", i, h.probe, h.args[0].U, h.pid, h.tid, pid, wantTID)
+				}
+			}
+		})
+	}
+}
+
+// TestForkWithoutRing: a fork child that cannot get a ring of its own
+// (no file descriptor left for memfd_create, testdata/c/forklimit.c) gets
+// its text back and records nothing, and the parent's no-stop probes go
+// on: every one of the parent's calls is there (found by the red-team
+// review: the parent's probes fell silent with the child's).
+func TestForkWithoutRing(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "forklimit", testprog.PIE...)
+	cfg := engine.Options{}
+	var warned []error
+	cfg.Warn = func(err error) { warned = append(warned, err) }
+	tr := launchTraced(t, cfg, specs(t, "p:t/probed "+prog+":probed i=%di:s64"), true, []string{prog})
+	if tr.out != "ok\n" || tr.result.ExitCode != 0 {
+		t.Fatalf("traced: %q, status %d", tr.out, tr.result.ExitCode)
+	}
+	hits := tr.byProbe("t/probed")
+	var got []uint64
+	for _, h := range hits {
+		got = append(got, h.args[0].U)
+	}
+	if !slices.Equal(got, []uint64{0, 1, 2, 10, 11, 12}) {
+		t.Fatalf("probed(i) for i = %v, want 0 1 2 10 11 12", got)
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0].Error(), "record nothing") {
+		t.Errorf("warnings %v, want the child's", warned)
 	}
 }

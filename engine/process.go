@@ -82,7 +82,7 @@ func (s *Tracer) newTask(t *thread, id, cause int) error {
 		parent.as.users++
 		s.procs[id] = p
 		if ar := parent.as.area; ar != nil {
-			p.gen = s.sharedChild(ar, id, p.unfollowed)
+			p.gen = s.sharedChild(ar, id, t.tid, p.unfollowed)
 		}
 	case t.forkedUnarmed:
 		// Forked before the attach armed the parent: a copy of the
