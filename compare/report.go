@@ -202,11 +202,17 @@ func compareMultisets(a, b []recorded) (equal bool, firstA, firstB string) {
 	if len(moreA) == 0 && len(moreB) == 0 {
 		return true, "", ""
 	}
+	more := func(n int, args string) string {
+		if args == "" {
+			args = "(no arguments)"
+		}
+		return fmt.Sprintf("%d more of: %s", n, args)
+	}
 	if len(moreA) > 0 {
-		firstA = fmt.Sprintf("%d more of: %s", count[slices.Min(moreA)], slices.Min(moreA))
+		firstA = more(count[slices.Min(moreA)], slices.Min(moreA))
 	}
 	if len(moreB) > 0 {
-		firstB = fmt.Sprintf("%d more of: %s", -count[slices.Min(moreB)], slices.Min(moreB))
+		firstB = more(-count[slices.Min(moreB)], slices.Min(moreB))
 	}
 	return false, firstA, firstB
 }

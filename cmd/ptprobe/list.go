@@ -107,10 +107,10 @@ func listRun(rest []string, o *listOptions, stdout io.Writer) error {
 			return ""
 		}
 		loc, err := resolve.In(f, &uprobe.Spec{Path: file, Offset: off})
-		if err == nil {
-			err = engine.NoStopAt(f, &loc)
-		}
 		if err != nil {
+			return "  not probeable here: " + err.Error()
+		}
+		if err := engine.NoStopAt(f, &loc); err != nil {
 			return "  stop: " + err.Error()
 		}
 		return "  no-stop"
