@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -73,7 +74,17 @@ func (s *Tracer) attach(pid int) error {
 			if seized[tid] {
 				continue
 			}
-			if err := seize(tid, ptraceOptions); err != nil {
+			err := seize(tid, ptraceOptions)
+			for try := 0; err == unix.EPERM && tid == pid && try < 100 && mayBeExecing(pid); try++ {
+				// Another thread of the process may be in execve,
+				// the main thread a zombie until the exec takes
+				// its ID over (ptrace_attach refuses an exiting
+				// task, and the exec may be over by the time
+				// /proc is read): try again a little later.
+				time.Sleep(time.Millisecond)
+				err = seize(tid, ptraceOptions)
+			}
+			if err != nil {
 				if err == unix.ESRCH || (err == unix.EPERM && tid != pid && tracedOrExiting(tid)) {
 					// Exited meanwhile; or refused because a seized
 					// thread created it (PTRACE_O_TRACECLONE made it
@@ -126,6 +137,17 @@ func (s *Tracer) attach(pid int) error {
 		switch stopEvent(ws) {
 		case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK:
 			t.forkedUnarmed = true
+		case unix.PTRACE_EVENT_EXEC:
+			// A thread exec'd: the others are gone, and the one
+			// that exec'd reports under the process ID, its own
+			// ID never again.
+			for id, o := range s.threads {
+				if o != t {
+					delete(s.threads, id)
+					delete(stops, id)
+				}
+			}
+			p.nthreads = 1
 		}
 	}
 	if len(s.threads) == 0 {
@@ -177,6 +199,21 @@ func (s *Tracer) armAfterSyscall(pid int) error {
 		}
 	}
 	return fmt.Errorf("attach to %d: %w", pid, errInSyscall)
+}
+
+// mayBeExecing reports whether an EPERM from seizing the main thread of
+// process pid may be the refusal of a zombie main thread while another
+// thread is in execve: the main thread is a zombie with other threads
+// alive, or it is untraced and running (the exec may have ended between
+// the seize and the read of /proc). A process traced by another tracer is
+// not.
+func mayBeExecing(pid int) bool {
+	st := procStatus(pid)
+	if exiting(st) {
+		tids, err := tasks(pid)
+		return err == nil && len(tids) > 1
+	}
+	return st["TracerPid"] == "0"
 }
 
 // tracedOrExiting reports whether thread tid is traced by the calling
