@@ -186,6 +186,9 @@ func (s *Tracer) trap(t *thread) error {
 		return t.resume(unix.SIGTRAP)
 	}
 	pc := t.regs.Rip - 1
+	if t.proc.trapAct != nil && as.isTrap(pc) {
+		s.undoTrapReset(t)
+	}
 	if st, ok := as.sites[pc]; ok {
 		return s.hit(t, st)
 	}

@@ -26,12 +26,22 @@ type process struct {
 	// vforkedBy is, for a vfork child that has not exec'd or exited, the
 	// parent thread that waits for it inside vfork (see settleAll).
 	vforkedBy *thread
+	// trapAct is the process's SIGTRAP action as last read (nil: SIG_DFL;
+	// see sigtrap.go).
+	trapAct *kernelSigaction
 }
 
 // ptraceEvent handles PTRACE_EVENT_* stops.
 func (s *Tracer) ptraceEvent(t *thread, cause int) error {
 	switch cause {
 	case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK, unix.PTRACE_EVENT_VFORK:
+		if cause != unix.PTRACE_EVENT_VFORK && t.proc.as != nil && !t.proc.unfollowed {
+			// A moment to read the SIGTRAP action again (a thread
+			// pool installs its handlers before its threads).
+			if err := s.learnTrapAction(t); err != nil {
+				s.warn(fmt.Errorf("thread %d: %w", t.tid, err))
+			}
+		}
 		if t.newTaskID == 0 {
 			return fmt.Errorf("new task of thread %d: not known", t.tid)
 		}
@@ -75,7 +85,7 @@ func (s *Tracer) newTask(t *thread, id, cause int) error {
 	case cause == unix.PTRACE_EVENT_VFORK || (cause == unix.PTRACE_EVENT_CLONE && sameVM(parent.pid, id)):
 		// Shares the parent's memory: same sites, same slots, same
 		// area, where its records carry its own AGen.
-		p = &process{pid: id, as: parent.as, nthreads: 1, unfollowed: s.opts.NoFollowFork}
+		p = &process{pid: id, as: parent.as, nthreads: 1, unfollowed: s.opts.NoFollowFork, trapAct: parent.trapAct}
 		if cause == unix.PTRACE_EVENT_VFORK {
 			p.vforkedBy = t
 		}
@@ -99,7 +109,7 @@ func (s *Tracer) newTask(t *thread, id, cause int) error {
 		if err != nil {
 			return err
 		}
-		p = &process{pid: id, as: as, nthreads: 1, unfollowed: s.opts.NoFollowFork}
+		p = &process{pid: id, as: as, nthreads: 1, unfollowed: s.opts.NoFollowFork, trapAct: parent.trapAct}
 		s.procs[id] = p
 	}
 	t.forkedUnarmed = false
