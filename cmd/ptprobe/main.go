@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/ptprobe/ptprobe/cmd/ptprobe/internal/early"
 	"github.com/ptprobe/ptprobe/kernel"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
@@ -33,7 +34,11 @@ func main() {
 	// signal (unlike an ignored one) is reset to the default in the
 	// programs ptprobe starts.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	// SIGINT, SIGTERM, SIGHUP are caught since package early was
+	// initialized, before any program is started or attached to: one
+	// that comes early ends the run before it starts one (watchSignals).
+	ctx := withSignals(context.Background(), catchSignals(early.C))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run executes one ptprobe command and returns the exit status: the
