@@ -54,12 +54,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	root.SetArgs(args)
+	if cmd, _, err := root.Find(args); err != nil || !startsPrograms[cmd.Name()] {
+		releaseSignals(ctx)
+	}
 	if err := root.ExecuteContext(ctx); err != nil {
 		reportError(stderr, err)
 		return exitUsage
 	}
 	return c.status
 }
+
+// startsPrograms are the commands that launch or attach to programs,
+// which handle ptprobe's signals themselves (watchSignals).
+var startsPrograms = map[string]bool{"trace": true, "run": true, "compare": true}
 
 // reportError prints err as "ptprobe: ...". A malformed spec is shown the
 // way the kernel's error_log shows it, with a caret under the problem.

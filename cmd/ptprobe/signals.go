@@ -77,3 +77,20 @@ func watchSignals(ctx context.Context, on func(syscall.Signal)) (stop func()) {
 		c.mu.Unlock()
 	}
 }
+
+// releaseSignals gives the signals back their default action, for a
+// command that starts no program (list, man, help): a signal already
+// caught is raised again, and ends ptprobe as it would have.
+func releaseSignals(ctx context.Context) {
+	c, _ := ctx.Value(signalCatcherKey{}).(*signalCatcher)
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	signal.Reset(early.Signals...)
+	for _, sig := range c.early {
+		syscall.Kill(os.Getpid(), sig)
+	}
+	c.early = nil
+}
