@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ptprobe/ptprobe/elfsym"
+	"github.com/ptprobe/ptprobe/internal/privs"
 	"github.com/ptprobe/ptprobe/resolve"
 )
 
@@ -312,30 +313,10 @@ func capsMissing(want, have string) string {
 	var names []string
 	for c := 0; c < 64; c++ {
 		if w&^h&(1<<uint(c)) != 0 {
-			names = append(names, capName(c))
+			names = append(names, privs.CapName(c))
 		}
 	}
 	return strings.Join(names, ", ")
-}
-
-// capName is the name of capability c, as capabilities(7) spells it.
-func capName(c int) string {
-	if c < len(capNames) {
-		return capNames[c]
-	}
-	return fmt.Sprintf("capability %d", c)
-}
-
-var capNames = [...]string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-	"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-	"CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-	"CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-	"CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-	"CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-	"CAP_CHECKPOINT_RESTORE",
 }
 
 // procStatus reads the fields of /proc/PID/status (pid 0: this process).

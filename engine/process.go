@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ptprobe/ptprobe/internal/privs"
 )
 
 // process is one traced thread group.
@@ -50,6 +52,7 @@ func (s *Tracer) ptraceEvent(t *thread, cause int) error {
 		}
 	case unix.PTRACE_EVENT_EXEC:
 		s.execed(t)
+		s.privilegesLost(t.proc.pid)
 		if t.proc.unfollowed {
 			// A vfork child not followed: its new image has no int3
 			// of ours; let it go.
@@ -204,4 +207,24 @@ func (s *Tracer) releaseChild(t *thread) error {
 		return fmt.Errorf("detach child %d: %w", t.tid, err)
 	}
 	return nil
+}
+
+// privilegesLost warns when process pid has just exec'd a file whose
+// set-user-ID, set-group-ID or file capabilities the kernel ignored
+// because the exec was traced (package privs): it runs without them.
+func (s *Tracer) privilegesLost(pid int) {
+	if s.tracerCapable {
+		return
+	}
+	path, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return
+	}
+	c, err := privs.Of(pid)
+	if err != nil {
+		return
+	}
+	if w := privs.Lost(path, c); w != "" {
+		s.warn(fmt.Errorf("process %d exec'd %s", pid, w))
+	}
 }
