@@ -238,7 +238,7 @@ func TestKprobeArgNAtEntry(t *testing.T) {
 // panics, *Error with a position inside the text, and an accepted spec's
 // String parses back to an equal spec that renders the same.
 func FuzzParseKprobe(f *testing.F) {
-	f.Add("p:g/e do_sys_openat2+0x10 dfd=$arg1:s32 p=+u0(%si):ustring j=+8(@jiffies-16):u64")
+	f.Add("p:g/e do_sys_openat2+0x4 dfd=$arg1:s32 p=+u0(%si):ustring j=+8(@jiffies-16):u64")
 	f.Add("r16:g/r vfs_read $retval:s64")
 	f.Add("p ext4:ext4_file_open %di")
 	f.Fuzz(func(t *testing.T, text string) {
