@@ -176,21 +176,19 @@ func (s *Tracer) settle(t *thread, ws unix.WaitStatus, want map[int]bool, pendin
 	sig, event := ws.StopSignal(), stopEvent(ws)
 	if t.state == execStep {
 		// Stepping out of execve (see ptraceEvent): the new image has
-		// no int3 of ours yet, but the step's SIGTRAP is the engine's.
+		// no int3 of ours yet, and the step's stop is the engine's.
 		switch {
 		case event == 0 && sig == unix.SIGTRAP:
-			// The step's end: nothing to deliver.
+			// The step's end, execve's syscall-exit-stop: nothing
+			// to deliver. (It was a single-step once, whose queued
+			// SIGTRAP was delivered by the detach and killed the
+			// program.)
 			t.state = running
 			return
 		case event == unix.PTRACE_EVENT_STOP:
-			// Interrupted with the step's SIGTRAP queued (the
-			// kernel queues it on the way out of execve, and
-			// get_signal reports the interrupt first): detached
-			// so, the thread would take it untraced and die. Step
-			// again: the next stop is that SIGTRAP's, or the
-			// new step's.
-			if unix.PtraceSingleStep(t.tid) == nil {
-				t.stopped = false
+			// An interrupt reported before the step's stop: step
+			// on to it, and detach there.
+			if t.stepOutOfExec() == nil {
 				want[t.tid] = true
 			}
 			return

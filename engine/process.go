@@ -67,11 +67,7 @@ func (s *Tracer) ptraceEvent(t *thread, cause int) error {
 		// can be armed (registers set at this stop would be overwritten
 		// by execve's return value).
 		t.state = execStep
-		if err := unix.PtraceSingleStep(t.tid); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("step thread %d out of exec: %w", t.tid, err)
-		}
-		t.stopped = false
-		return nil
+		return t.stepOutOfExec()
 	}
 	return t.resume(0)
 }
@@ -227,4 +223,18 @@ func (s *Tracer) privilegesLost(pid int) {
 	if w := privs.Lost(path, c); w != "" {
 		s.warn(fmt.Errorf("process %d exec'd %s", pid, w))
 	}
+}
+
+// stepOutOfExec resumes t, stopped inside execve (its exec event, or an
+// interrupt on the way out), to execve's syscall-exit-stop
+// (PTRACE_SYSCALL): an ordinary stop, where the new image can be armed.
+// Not a single-step: its SIGTRAP is forced (force_sig), which resets the
+// program's SIGTRAP action and unblocks SIGTRAP when the new image
+// inherited SIGTRAP ignored or blocked (docs/DESIGN.md §4, "SIGTRAP").
+func (t *thread) stepOutOfExec() error {
+	if err := ptraceRaw(unix.PTRACE_SYSCALL, t.tid, 0, 0); err != nil && err != unix.ESRCH {
+		return fmt.Errorf("step thread %d out of exec: %w", t.tid, err)
+	}
+	t.stopped = false
+	return nil
 }
