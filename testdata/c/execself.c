@@ -3,7 +3,7 @@
  * ID and ends the main thread), calling the probed stage(n) in each image.
  * The last image prints "done" and exits 0.
  *
- *   execself N
+ *   execself N [main]   main: every exec from the main thread
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -13,9 +13,10 @@
 __attribute__((noinline, noipa)) long stage(long n) { return n * 10; }
 
 static char next[32];
+static const char *only;
 
 static void again(void) {
-    execl("/proc/self/exe", "execself", next, (char *)NULL);
+    execl("/proc/self/exe", "execself", next, only, (char *)NULL);
     _exit(127);
 }
 
@@ -34,7 +35,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     snprintf(next, sizeof next, "%ld", n - 1);
-    if (n % 2 == 0)
+    only = argc > 2 ? argv[2] : NULL;
+    if (n % 2 == 0 || only)
         again();
     pthread_t th;
     if (pthread_create(&th, NULL, exec_thread, NULL) != 0)
