@@ -40,6 +40,9 @@ func (s *Tracer) newImage(t *thread) error {
 			return err
 		}
 	}
+	if err := s.learnTrapAction(t); err != nil {
+		s.warn(fmt.Errorf("thread %d: %w", t.tid, err))
+	}
 	return nil
 }
 

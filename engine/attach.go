@@ -6,9 +6,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ptprobe/ptprobe/internal/privs"
 	"github.com/ptprobe/ptprobe/resolve"
 )
 
@@ -51,7 +53,27 @@ func (s *Tracer) attach(pid int) error {
 			if seized[tid] {
 				continue
 			}
-			if err := seize(tid, ptraceOptions); err != nil {
+			err := seize(tid, ptraceOptions)
+			for try := 0; err == unix.EPERM && tid == pid && try < 100 && mayBeExecing(pid); try++ {
+				// Another thread of the process may be in execve,
+				// the main thread a zombie until the exec takes
+				// its ID over (ptrace_attach refuses an exiting
+				// task, and the exec may be over by the time
+				// /proc is read): try again a little later.
+				time.Sleep(time.Millisecond)
+				err = seize(tid, ptraceOptions)
+			}
+			if err == unix.EPERM && procStatus(tid)["TracerPid"] == strconv.Itoa(unix.Gettid()) {
+				// Ours already: a thread seized before took this
+				// ID by an exec (or a seized thread's clone made
+				// it ours).
+				if !seized[tid] {
+					seized[tid] = true
+					grew = true
+				}
+				continue
+			}
+			if err != nil {
 				if err == unix.ESRCH || (err == unix.EPERM && tid != pid && tracedOrExiting(tid)) {
 					// Exited meanwhile; or refused because a seized
 					// thread created it (PTRACE_O_TRACECLONE made it
@@ -84,17 +106,44 @@ func (s *Tracer) attach(pid int) error {
 			p.nthreads++
 		}
 	}
-	for len(stops) < len(s.threads) {
+	for idle := 0; len(stops) < len(s.threads); {
 		var ws unix.WaitStatus
-		tid, err := wait4(-1, &ws)
+		tid, err := wait4NoHang(&ws)
 		if err != nil {
 			return fmt.Errorf("attach to %d: wait: %w", pid, err)
 		}
-		if _, ours := s.threads[tid]; !ours {
-			s.early[tid] = ws // a thread just created by a seized one
+		if tid == 0 {
+			// None has stopped yet. A thread that exec'd, or was
+			// ended by another's exec, may vanish without a word
+			// (its exec reports under the process ID): every 10 ms
+			// the threads still awaited that /proc no longer lists
+			// are forgotten.
+			if idle++; idle%10 == 0 {
+				s.forgetVanished(pid, stops)
+			}
+			time.Sleep(time.Millisecond)
 			continue
 		}
+		if _, ours := s.threads[tid]; !ours {
+			if tid != pid || !ws.Stopped() || stopEvent(ws) != unix.PTRACE_EVENT_EXEC {
+				s.early[tid] = ws // a thread just created by a seized one
+				continue
+			}
+			// The exec event of a thread other than the main one,
+			// reported under the process ID after the main
+			// thread's end was: that thread is the process now.
+			s.threads[pid] = &thread{tid: pid, proc: p}
+			p.nthreads++
+		}
 		if ws.Exited() || ws.Signaled() {
+			if tid == pid && len(s.threads) > 1 {
+				// The main thread, ended by another thread's
+				// execve: the process lives on, and the exec
+				// reports under its ID.
+				delete(s.threads, tid)
+				p.nthreads--
+				continue
+			}
 			s.threadExited(s.threads[tid], ws)
 			continue
 		}
@@ -104,6 +153,17 @@ func (s *Tracer) attach(pid int) error {
 		switch stopEvent(ws) {
 		case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK:
 			t.forkedUnarmed = true
+		case unix.PTRACE_EVENT_EXEC:
+			// A thread exec'd: the others are gone, and the one
+			// that exec'd reports under the process ID, its own
+			// ID never again.
+			for id, o := range s.threads {
+				if o != t {
+					delete(s.threads, id)
+					delete(stops, id)
+				}
+			}
+			p.nthreads = 1
 		}
 	}
 	if len(s.threads) == 0 {
@@ -140,6 +200,25 @@ func (s *Tracer) attach(pid int) error {
 	return nil
 }
 
+// forgetVanished forgets the threads of process pid that have not
+// stopped (not in stops) and that /proc no longer lists.
+func (s *Tracer) forgetVanished(pid int, stops map[int]unix.WaitStatus) {
+	tids, err := tasks(pid)
+	if err != nil {
+		return
+	}
+	live := make(map[int]bool, len(tids))
+	for _, tid := range tids {
+		live[tid] = true
+	}
+	for tid, t := range s.threads {
+		if _, stopped := stops[tid]; !stopped && !live[tid] {
+			delete(s.threads, tid)
+			t.proc.nthreads--
+		}
+	}
+}
+
 // armAfterSyscall prepares a process none of whose threads can run the
 // system calls that arming injects (see armingThread) to be armed as soon
 // as it can. A process seized in the middle of an execve (a program
@@ -156,6 +235,21 @@ func (s *Tracer) armAfterSyscall(pid int) error {
 		}
 	}
 	return fmt.Errorf("attach to %d: %w", pid, errInSyscall)
+}
+
+// mayBeExecing reports whether an EPERM from seizing the main thread of
+// process pid may be the refusal of a zombie main thread while another
+// thread is in execve: the main thread is a zombie with other threads
+// alive, or it is untraced and running (the exec may have ended between
+// the seize and the read of /proc). A process traced by another tracer is
+// not.
+func mayBeExecing(pid int) bool {
+	st := procStatus(pid)
+	if exiting(st) {
+		tids, err := tasks(pid)
+		return err == nil && len(tids) > 1
+	}
+	return st["TracerPid"] == "0"
 }
 
 // tracedOrExiting reports whether thread tid is traced by the calling
@@ -254,30 +348,10 @@ func capsMissing(want, have string) string {
 	var names []string
 	for c := 0; c < 64; c++ {
 		if w&^h&(1<<uint(c)) != 0 {
-			names = append(names, capName(c))
+			names = append(names, privs.CapName(c))
 		}
 	}
 	return strings.Join(names, ", ")
-}
-
-// capName is the name of capability c, as capabilities(7) spells it.
-func capName(c int) string {
-	if c < len(capNames) {
-		return capNames[c]
-	}
-	return fmt.Sprintf("capability %d", c)
-}
-
-var capNames = [...]string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-	"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-	"CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-	"CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-	"CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-	"CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-	"CAP_CHECKPOINT_RESTORE",
 }
 
 // procStatus reads the fields of /proc/PID/status (pid 0: this process).

@@ -142,6 +142,15 @@ func (s *Tracer) settleAll() map[int]unix.Signal {
 		}
 		t.stoppedWith(ws)
 		s.settle(t, ws, want, pending)
+		for id := range want {
+			if s.threads[id] == nil {
+				// Gone without a word: a thread other than the
+				// main one exec'd, and took the process ID (its
+				// exec stop, reported under that ID, was just
+				// settled).
+				delete(want, id)
+			}
+		}
 	}
 	return pending
 }
@@ -165,6 +174,27 @@ func (s *Tracer) waitingInVfork() map[*thread]bool {
 // put in want; pending gets the signal the thread is to be detached with.
 func (s *Tracer) settle(t *thread, ws unix.WaitStatus, want map[int]bool, pending map[int]unix.Signal) {
 	sig, event := ws.StopSignal(), stopEvent(ws)
+	if t.state == execStep {
+		// Stepping out of execve (see ptraceEvent): the new image has
+		// no int3 of ours yet, and the step's stop is the engine's.
+		switch {
+		case event == 0 && sig == unix.SIGTRAP:
+			// The step's end, execve's syscall-exit-stop: nothing
+			// to deliver. (It was a single-step once, whose queued
+			// SIGTRAP was delivered by the detach and killed the
+			// program.)
+			t.state = running
+			return
+		case event == unix.PTRACE_EVENT_STOP:
+			// An interrupt reported before the step's stop: step
+			// on to it, and detach there.
+			if t.stepOutOfExec() == nil {
+				want[t.tid] = true
+			}
+			return
+		}
+		t.state = running
+	}
 	switch {
 	case event == unix.PTRACE_EVENT_STOP:
 		// Interrupted, group-stopped or newborn. The thread may have

@@ -34,6 +34,7 @@ import (
 	"github.com/ptprobe/ptprobe/backend"
 	"github.com/ptprobe/ptprobe/elfsym"
 	"github.com/ptprobe/ptprobe/internal/launch"
+	"github.com/ptprobe/ptprobe/internal/privs"
 	"github.com/ptprobe/ptprobe/resolve"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
@@ -155,10 +156,13 @@ type Tracer struct {
 	probes []*Probe
 	res    *resolve.Resolver // library names of the probes added later
 
-	pid      int  // the launched or attached program
-	attached bool // by Attach: the program is not our child
-	threads  map[int]*thread
-	procs    map[int]*process
+	pid int // the launched or attached program
+	// tracerCapable: this process has CAP_SYS_PTRACE, so the kernel
+	// grants traced execs their set-user-ID and file capabilities.
+	tracerCapable bool
+	attached      bool // by Attach: the program is not our child
+	threads       map[int]*thread
+	procs         map[int]*process
 	// early holds stops of new threads reported before the clone event
 	// of their parent.
 	early map[int]unix.WaitStatus
@@ -255,6 +259,8 @@ func newTracer(opts *Options, ropts *resolve.Options) (*Tracer, error) {
 		files:   make(map[elfsym.FileID]*elfsym.File),
 		done:    make(chan struct{}),
 		res:     resolve.New(ropts),
+
+		tracerCapable: privs.TracerCapable(),
 	}
 	// The names of the probes a spec expands to must be unique (those
 	// of plain specs are the caller's to choose).

@@ -65,7 +65,7 @@ func (s *Tracer) remoteSyscall(t *thread, nr uintptr, a1, a2, a3, a4, a5, a6 uin
 	regs.Orig_rax = ^uint64(0) // not in a system call: no restart on resume
 	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a1, a2, a3, a4, a5, a6
 	regs.Rip = stub
-	res, err := s.runUntil(t, &regs, stub+uint64(len(code)))
+	res, err := s.runSyscall(t, &regs, nr, stub+syscallCodeLen-1)
 	if orig != nil {
 		if _, werr := as.mem.WriteMemory(stub, orig); werr != nil && err == nil {
 			err = werr
@@ -88,21 +88,30 @@ func (s *Tracer) remoteSyscall(t *thread, nr uintptr, a1, a2, a3, a4, a5, a6 uin
 // call.
 var errInSyscall = errors.New("stopped where it cannot run an injected system call")
 
-// runUntil sets regs on the stopped thread t, resumes it and waits until it
-// stops on the int3 before stop (rip == stop). It returns rax there.
-// Signals that arrive meanwhile are requeued for the thread.
-func (s *Tracer) runUntil(t *thread, regs *arch.Regs, stop uint64) (uint64, error) {
+// runSyscall sets regs on the stopped thread t, about to run the system
+// call nr whose syscall instruction ends at after, and runs it to its
+// syscall-exit-stop (PTRACE_SYSCALL), returning rax there. The int3 that
+// follows the call is never executed: a SIGTRAP raised while the thread
+// has SIGTRAP blocked, or the process ignores it, would reset the
+// program's SIGTRAP action and mask (docs/DESIGN.md §4, "SIGTRAP").
+// Signals that arrive meanwhile are requeued for the thread; a thread
+// resumed from inside a system call of its own (a clone event) reports
+// that call's exit first, which is passed over.
+func (s *Tracer) runSyscall(t *thread, regs *arch.Regs, nr uintptr, after uint64) (uint64, error) {
 	if err := setRegs(t.tid, regs); err != nil {
 		return 0, fmt.Errorf("set registers of thread %d: %w", t.tid, err)
 	}
-	if err := cont(t.tid, 0); err != nil {
-		return 0, fmt.Errorf("resume thread %d: %w", t.tid, err)
-	}
+	entered := false
+	sig := unix.Signal(0)
 	for {
+		if err := ptraceRaw(unix.PTRACE_SYSCALL, t.tid, 0, uintptr(sig)); err != nil {
+			return 0, fmt.Errorf("resume thread %d: %w", t.tid, err)
+		}
+		sig = 0
 		var ws unix.WaitStatus
 		_, err := unix.Wait4(t.tid, &ws, waitFlags, nil)
-		if err == unix.EINTR {
-			continue
+		for err == unix.EINTR {
+			_, err = unix.Wait4(t.tid, &ws, waitFlags, nil)
 		}
 		if err != nil {
 			return 0, fmt.Errorf("wait for thread %d: %w", t.tid, err)
@@ -111,19 +120,69 @@ func (s *Tracer) runUntil(t *thread, regs *arch.Regs, stop uint64) (uint64, erro
 			s.deferExit(t.tid, ws)
 			return 0, fmt.Errorf("thread %d exited during an injected system call", t.tid)
 		}
+		if ws.StopSignal() != unix.SIGTRAP || stopEvent(ws) != 0 {
+			if sig := ws.StopSignal(); stopEvent(ws) == 0 && sig != unix.SIGTRAP {
+				t.requeue = append(t.requeue, sig) // delivered later
+			}
+			continue
+		}
+		si, err := getSiginfo(t.tid)
+		if err != nil {
+			return 0, fmt.Errorf("siginfo of thread %d: %w", t.tid, err)
+		}
+		if si.Code != int32(unix.SIGTRAP) {
+			t.requeue = append(t.requeue, unix.SIGTRAP) // a SIGTRAP sent to the program
+			continue
+		}
 		var r arch.Regs
 		if err := getRegs(t.tid, &r); err != nil {
 			return 0, fmt.Errorf("registers of thread %d: %w", t.tid, err)
 		}
-		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() == 0 && r.Rip == stop {
-			return r.Rax, nil
+		if r.Rip != after || r.Orig_rax != uint64(nr) {
+			continue // the exit of the thread's own call, or another's
 		}
-		// Another signal: let the call complete, deliver it later.
-		if sig := ws.StopSignal(); sig != unix.SIGTRAP {
-			t.requeue = append(t.requeue, sig)
+		if !entered {
+			entered = true
+			continue
+		}
+		return r.Rax, s.leaveSyscallStop(t)
+	}
+}
+
+// leaveSyscallStop moves t from the syscall-exit-stop of an injected call
+// to an interrupt's stop. Registers put back at a syscall-exit-stop would
+// skip the kernel's restart of the system call the thread was in when the
+// engine stopped it (a read that got -ERESTARTSYS returns that to the
+// program): the restart is decided after get_signal, where the interrupt
+// stops the thread, as it was when the call was injected.
+func (s *Tracer) leaveSyscallStop(t *thread) error {
+	if err := unix.PtraceInterrupt(t.tid); err != nil {
+		return fmt.Errorf("interrupt thread %d: %w", t.tid, err)
+	}
+	if err := cont(t.tid, 0); err != nil {
+		return fmt.Errorf("resume thread %d: %w", t.tid, err)
+	}
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(t.tid, &ws, waitFlags, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("wait for thread %d: %w", t.tid, err)
+		}
+		if ws.Exited() || ws.Signaled() {
+			s.deferExit(t.tid, ws)
+			return fmt.Errorf("thread %d exited during an injected system call", t.tid)
+		}
+		if stopEvent(ws) == unix.PTRACE_EVENT_STOP {
+			return nil
+		}
+		if sig := ws.StopSignal(); stopEvent(ws) == 0 {
+			t.requeue = append(t.requeue, sig) // delivered later
 		}
 		if err := cont(t.tid, 0); err != nil {
-			return 0, fmt.Errorf("resume thread %d: %w", t.tid, err)
+			return fmt.Errorf("resume thread %d: %w", t.tid, err)
 		}
 	}
 }

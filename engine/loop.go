@@ -151,11 +151,7 @@ func (s *Tracer) stopEvent(t *thread, sig unix.Signal) error {
 	if t.state == execStep {
 		// The stop of an attach's PTRACE_INTERRUPT, reported before
 		// the step out of execve (armAfterSyscall) ended: step again.
-		if err := unix.PtraceSingleStep(t.tid); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("step thread %d out of exec: %w", t.tid, err)
-		}
-		t.stopped = false
-		return nil
+		return t.stepOutOfExec()
 	}
 	if isStopSignal(sig) {
 		// Stay stopped as without ptrace; SIGCONT ends the listen with
@@ -186,6 +182,9 @@ func (s *Tracer) trap(t *thread) error {
 		return t.resume(unix.SIGTRAP)
 	}
 	pc := t.regs.Rip - 1
+	if t.proc.trapAct != nil && as.isTrap(pc) {
+		s.undoTrapReset(t)
+	}
 	if st, ok := as.sites[pc]; ok {
 		return s.hit(t, st)
 	}

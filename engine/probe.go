@@ -29,7 +29,7 @@ type Probe struct {
 	// the file was looked at and is not the library).
 	byFile map[elfsym.FileID]*resolve.Location
 	armed  atomic.Uint64 // sites armed, over all processes
-	missed atomic.Uint64 // hits the no-stop path could not record
+	missed atomic.Uint64 // hits the no-stop path could not record, Go entries not kept
 	// The sites armed on each path, and why the first on the stop path
 	// is (see Path).
 	pathMu                 sync.Mutex
@@ -47,7 +47,10 @@ func (p *Probe) Hits() uint64 { return p.hits.Load() }
 // Missed is the number of hits the probe could not report (the kernel's
 // nmissed): on the no-stop path, hits while the ring was full in drop
 // mode, or in a signal handler that interrupted a recording (which must
-// not wait for room). The stop path never misses one.
+// not wait for room). On the stop path, only a return probe of Go code
+// misses: the calls whose entry could not be kept because more than 1<<22
+// of its entries were live in one process (their returns are reported
+// without the entry's arguments and duration).
 func (p *Probe) Missed() uint64 { return p.missed.Load() }
 
 // Armed reports whether the probe was armed in at least one mapping.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ptprobe/ptprobe/internal/privs"
 )
 
 // process is one traced thread group.
@@ -26,12 +28,22 @@ type process struct {
 	// vforkedBy is, for a vfork child that has not exec'd or exited, the
 	// parent thread that waits for it inside vfork (see settleAll).
 	vforkedBy *thread
+	// trapAct is the process's SIGTRAP action as last read (nil: SIG_DFL;
+	// see sigtrap.go).
+	trapAct *kernelSigaction
 }
 
 // ptraceEvent handles PTRACE_EVENT_* stops.
 func (s *Tracer) ptraceEvent(t *thread, cause int) error {
 	switch cause {
 	case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK, unix.PTRACE_EVENT_VFORK:
+		if cause != unix.PTRACE_EVENT_VFORK && t.proc.as != nil && !t.proc.unfollowed {
+			// A moment to read the SIGTRAP action again (a thread
+			// pool installs its handlers before its threads).
+			if err := s.learnTrapAction(t); err != nil {
+				s.warn(fmt.Errorf("thread %d: %w", t.tid, err))
+			}
+		}
 		if t.newTaskID == 0 {
 			return fmt.Errorf("new task of thread %d: not known", t.tid)
 		}
@@ -40,6 +52,7 @@ func (s *Tracer) ptraceEvent(t *thread, cause int) error {
 		}
 	case unix.PTRACE_EVENT_EXEC:
 		s.execed(t)
+		s.privilegesLost(t.proc.pid)
 		if t.proc.unfollowed {
 			// A vfork child not followed: its new image has no int3
 			// of ours; let it go.
@@ -54,11 +67,7 @@ func (s *Tracer) ptraceEvent(t *thread, cause int) error {
 		// can be armed (registers set at this stop would be overwritten
 		// by execve's return value).
 		t.state = execStep
-		if err := unix.PtraceSingleStep(t.tid); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("step thread %d out of exec: %w", t.tid, err)
-		}
-		t.stopped = false
-		return nil
+		return t.stepOutOfExec()
 	}
 	return t.resume(0)
 }
@@ -75,7 +84,7 @@ func (s *Tracer) newTask(t *thread, id, cause int) error {
 	case cause == unix.PTRACE_EVENT_VFORK || (cause == unix.PTRACE_EVENT_CLONE && sameVM(parent.pid, id)):
 		// Shares the parent's memory: same sites, same slots, same
 		// area, where its records carry its own AGen.
-		p = &process{pid: id, as: parent.as, nthreads: 1, unfollowed: s.opts.NoFollowFork}
+		p = &process{pid: id, as: parent.as, nthreads: 1, unfollowed: s.opts.NoFollowFork, trapAct: parent.trapAct}
 		if cause == unix.PTRACE_EVENT_VFORK {
 			p.vforkedBy = t
 		}
@@ -99,7 +108,7 @@ func (s *Tracer) newTask(t *thread, id, cause int) error {
 		if err != nil {
 			return err
 		}
-		p = &process{pid: id, as: as, nthreads: 1, unfollowed: s.opts.NoFollowFork}
+		p = &process{pid: id, as: as, nthreads: 1, unfollowed: s.opts.NoFollowFork, trapAct: parent.trapAct}
 		s.procs[id] = p
 	}
 	t.forkedUnarmed = false
@@ -193,5 +202,39 @@ func (s *Tracer) releaseChild(t *thread) error {
 	if err := detach(t.tid, 0); err != nil && err != unix.ESRCH {
 		return fmt.Errorf("detach child %d: %w", t.tid, err)
 	}
+	return nil
+}
+
+// privilegesLost warns when process pid has just exec'd a file whose
+// set-user-ID, set-group-ID or file capabilities the kernel ignored
+// because the exec was traced (package privs): it runs without them.
+func (s *Tracer) privilegesLost(pid int) {
+	if s.tracerCapable {
+		return
+	}
+	path, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return
+	}
+	c, err := privs.Of(pid)
+	if err != nil {
+		return
+	}
+	if w := privs.Lost(path, c); w != "" {
+		s.warn(fmt.Errorf("process %d exec'd %s", pid, w))
+	}
+}
+
+// stepOutOfExec resumes t, stopped inside execve (its exec event, or an
+// interrupt on the way out), to execve's syscall-exit-stop
+// (PTRACE_SYSCALL): an ordinary stop, where the new image can be armed.
+// Not a single-step: its SIGTRAP is forced (force_sig), which resets the
+// program's SIGTRAP action and unblocks SIGTRAP when the new image
+// inherited SIGTRAP ignored or blocked (docs/DESIGN.md §4, "SIGTRAP").
+func (t *thread) stepOutOfExec() error {
+	if err := ptraceRaw(unix.PTRACE_SYSCALL, t.tid, 0, 0); err != nil && err != unix.ESRCH {
+		return fmt.Errorf("step thread %d out of exec: %w", t.tid, err)
+	}
+	t.stopped = false
 	return nil
 }

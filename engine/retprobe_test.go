@@ -288,3 +288,37 @@ func TestReturnProbeEntryArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestReturnProbesGoDeep: a Go function recursing deeper than the engine's
+// first bound on the entries it keeps (1<<16 live frames): no entry whose
+// return is still to come is dropped, so every return is paired with its
+// entry (a duration, and $arg1 the entry's n, which recurse(n) returns),
+// entries = returns = calls, and nothing is counted missed.
+func TestReturnProbesGoDeep(t *testing.T) {
+	prog := testprog.BuildGo(t, t.TempDir(), "recurse")
+	const depth = 70000
+	wantOut, _ := testprog.Run(t, prog, itoa(depth), "1")
+	pcs := specs(t, "r:t/out "+prog+":main.recurse n=$arg1:s64 rv=$retval:s64")
+	tr := runTraced(t, pcs, true, prog, itoa(depth), "1")
+	if tr.out != wantOut || tr.result.ExitCode != 0 {
+		t.Fatalf("traced program printed %q, status %d; untraced %q", tr.out, tr.result.ExitCode, wantOut)
+	}
+	outs := tr.byProbe("t/out")
+	if len(outs) != depth+1 {
+		t.Fatalf("%d returns, want %d", len(outs), depth+1)
+	}
+	bad := 0
+	for _, h := range outs {
+		if n, rv := int64(h.args[0].U), int64(h.args[1].U); n != rv || h.dur == 0 {
+			if bad++; bad <= 3 {
+				t.Errorf("return: $arg1 %d, $retval %d, duration %d ns: want $arg1 = $retval (the entry's n) and a duration", n, rv, h.dur)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d returns not paired with their entry", bad, len(outs))
+	}
+	if m := tr.probe(t, "t/out").Missed(); m != 0 {
+		t.Errorf("%d missed", m)
+	}
+}

@@ -42,6 +42,8 @@ type processReturns struct {
 	// restarts are, by goroutine (its g), the Go function entry that
 	// goroutine will run again once runtime.morestack returns.
 	restarts map[uint64]uint64
+	// sweepAt is the number of goFrames at which dead ones are swept.
+	sweepAt int
 }
 
 // retFrame is one hijacked return address.
@@ -261,9 +263,16 @@ type goFrame struct {
 // register ABI has no g at hand: its frames are keyed by stack pointer.
 type goFrameKey struct{ g, depth uint64 }
 
-// maxGoFrames bounds the entries kept: entries whose return is never seen
-// (a panic, a goroutine that exits by runtime.Goexit) would pile up.
-const maxGoFrames = 1 << 16
+// Entries whose return is never seen (a panic, a goroutine that exits by
+// runtime.Goexit) would pile up: when the entries reach sweepAt (first
+// goFramesFirstSweep), the provably dead ones are swept (sweepGoFrames),
+// and sweepAt doubles when that leaves more than half. A live entry is
+// never dropped for room; past maxGoFrames a new entry is not kept, and
+// its probes count the call missed (its return is reported unpaired).
+const (
+	goFramesFirstSweep = 1 << 16
+	maxGoFrames        = 1 << 22
+)
 
 // goFrameKeyOf is the key of the frame t is in, at the entry or a ret of
 // a function of the given ABI.
@@ -286,14 +295,66 @@ func goFrameKeyOf(t *thread, abi uprobe.ABI) goFrameKey {
 // the argument registers, and the probes that track the call.
 func (s *Tracer) goEntered(t *thread, st *site) {
 	pr := &t.proc.returns
-	if pr.goFrames == nil || len(pr.goFrames) > maxGoFrames {
+	if pr.goFrames == nil {
 		pr.goFrames = make(map[goFrameKey]goFrame)
+		pr.sweepAt = goFramesFirstSweep
 	}
+	k := goFrameKeyOf(t, st.loc.ABI)
 	// A frame already at this key is dead: a goroutine has one frame
 	// at a depth at a time (one left by a panic is replaced here).
+	if _, ok := pr.goFrames[k]; !ok && len(pr.goFrames) >= pr.sweepAt {
+		pr.sweepGoFrames(t.proc.as.mem, k)
+		if len(pr.goFrames) > pr.sweepAt/2 && pr.sweepAt < maxGoFrames {
+			pr.sweepAt *= 2
+		}
+		if len(pr.goFrames) >= maxGoFrames {
+			for _, b := range st.breaklets {
+				if b.kind == goEntryBreaklet && b.active() {
+					b.missed.Add(1)
+				}
+			}
+			return
+		}
+	}
 	fr := goFrame{fn: st.addr, entryNS: t.hitNS, probes: s.entered(t, st, goEntryBreaklet)}
 	fr.entry.save(&t.regs)
-	pr.goFrames[goFrameKeyOf(t, st.loc.ABI)] = fr
+	pr.goFrames[k] = fr
+}
+
+// sweepGoFrames forgets the entries whose frames are provably gone, the
+// frame of a new entry being at key cur: those of cur's goroutine at its
+// depth or deeper (it has come back above them), those of a goroutine
+// whose g has no stack any more (dead), and those deeper than their
+// goroutine's whole stack (a live frame is inside it: copystack keeps
+// depths, and shrinks a stack only to what is in use). Entries keyed by
+// stack pointer (code without a g at hand) prove nothing and are kept.
+func (pr *processReturns) sweepGoFrames(mem *memory, cur goFrameKey) {
+	size := make(map[uint64]uint64) // g → g.stack.hi - g.stack.lo, 0: no stack
+	for k := range pr.goFrames {
+		if k.g == 0 {
+			continue
+		}
+		if k.g == cur.g && k.depth >= cur.depth {
+			delete(pr.goFrames, k)
+			continue
+		}
+		n, ok := size[k.g]
+		if !ok {
+			// g.stack is runtime.g's first two words (lo, hi), which
+			// the runtime's assembly reads at those offsets.
+			lo, err1 := mem.ReadUint64(k.g)
+			hi, err2 := mem.ReadUint64(k.g + 8)
+			if err1 != nil || err2 != nil {
+				n = ^uint64(0) // unreadable: prove nothing
+			} else if hi > lo {
+				n = hi - lo
+			}
+			size[k.g] = n
+		}
+		if n == 0 || k.depth > n {
+			delete(pr.goFrames, k)
+		}
+	}
 }
 
 // goReturn fires the Go return probes of the function t returns from, at

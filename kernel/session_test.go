@@ -29,7 +29,7 @@ func TestUprobeAndRetprobe(t *testing.T) {
 	addSpecs(t, s,
 		"p:t/push "+prog+":push_func a=%di:s64 b=%si:s64",
 		"r:t/mid "+prog+":mid_func v=$retval:s64",
-		"p:t/midpt "+prog+":mid_func+8 rbx=%bx:s64 arg=$arg1:u32",
+		"p:t/midpt "+prog+":mid_func+8 rbx=%bx:s64 arg=%di:u32",
 	)
 	const n = 1000
 	start := time.Now()

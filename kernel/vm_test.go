@@ -471,7 +471,7 @@ func vmUprobe(t *testing.T, tfs *tracefs.Tracefs) {
 	addSpecs(t, s,
 		"p:vm/push "+prog+":push_func a=%di:s64 b=%si:s64",
 		"r:vm/mid "+prog+":mid_func v=$retval:s64",
-		"p:vm/midpt "+prog+":mid_func+8 rbx=%bx:s64 arg=$arg1:u32",
+		"p:vm/midpt "+prog+":mid_func+8 rbx=%bx:s64 arg=%di:u32",
 	)
 	for _, d := range s.definitions() {
 		t.Logf("%s: %s", d.file, d.line)

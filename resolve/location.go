@@ -214,6 +214,9 @@ func resolve(f *elfsym.File, spec *uprobe.Spec) (Location, error) {
 	if f.GoRegisterABI(name) {
 		loc.ABI = uprobe.GoRegs
 	}
+	if err := spec.CheckArgNAtEntry(loc.Vaddr == start, loc.Function); err != nil {
+		return loc, err
+	}
 	if loc.Args, err = spec.Bind(loc.ABI); err != nil {
 		return loc, err
 	}

@@ -105,6 +105,27 @@ func (s *Spec) bind(a *FetchArg, e *Expr, abi ABI) (*Expr, error) {
 	return &Expr{Op: OpStackN, Imm: int64(n - len(regs))}, nil
 }
 
+// CheckArgNAtEntry returns an *Error at the first $argN of the spec's
+// fetch-args when the probe is not at its function's first instruction
+// (entry false), where the argument registers may hold anything: the
+// kernel refuses $argN there ("$arg* can be used only on function entry
+// or exit"), and so does ptprobe, on both backends, with the kernel's
+// message, where the probe is (at), and what to fetch instead.
+func (s *Spec) CheckArgNAtEntry(entry bool, at string) error {
+	if entry {
+		return nil
+	}
+	for i := range s.Args {
+		a := &s.Args[i]
+		for e := a.Expr; e != nil; e = e.Inner {
+			if e.Op == OpArgN {
+				return s.argErr(a, fmt.Sprintf("%s: $arg%d at %s, past the function's first instruction, would be what the register holds there, not the argument; fetch the register itself (as %%di) if that is what is meant", errNoFentryArgs, e.Imm, at))
+			}
+		}
+	}
+	return nil
+}
+
 // argErr is an error at the $arg of fetch-arg a.
 func (s *Spec) argErr(a *FetchArg, msg string) *Error {
 	pos := a.Pos

@@ -206,6 +206,10 @@ func TestParseKprobeErrors(t *testing.T) {
 		{"p vfs_read x=%di:symbol", errBadType, 17},
 		{"p vfs_read x=%di:ustring", errBadString, 17},
 		{"p vfs_read" + strings.Repeat(" %di", maxArgs+1), errTooManyArgs, 10 + 4*maxArgs + 1},
+		// $argN past a function's entry (kprobe_on_func_entry: offset
+		// 0, or within an IBT endbr64, which the kernel decides).
+		{"p vfs_read+8 x=$arg1", errNoFentryArgs, 15},
+		{"p vfs_read+0x10 x=%di y=+0($arg2):u8", errNoFentryArgs, 27},
 	} {
 		_, err := ParseKprobe(tc.text)
 		var pe *Error
@@ -219,11 +223,22 @@ func TestParseKprobeErrors(t *testing.T) {
 	}
 }
 
+// TestKprobeArgNAtEntry: $argN on a function's entry is taken, also at
+// offsets up to 4 (the kernel counts x86's endbr64 as the entry when it
+// has IBT, and says so itself when it does not).
+func TestKprobeArgNAtEntry(t *testing.T) {
+	for _, text := range []string{"p vfs_read x=$arg1", "p vfs_read+4 x=$arg2", "r vfs_read x=$arg1", "p 0xffffffff81000000 x=$arg1"} {
+		if _, err := ParseKprobe(text); err != nil {
+			t.Errorf("ParseKprobe(%q): %v", text, err)
+		}
+	}
+}
+
 // FuzzParseKprobe checks ParseKprobe as FuzzParse checks Parse: no
 // panics, *Error with a position inside the text, and an accepted spec's
 // String parses back to an equal spec that renders the same.
 func FuzzParseKprobe(f *testing.F) {
-	f.Add("p:g/e do_sys_openat2+0x10 dfd=$arg1:s32 p=+u0(%si):ustring j=+8(@jiffies-16):u64")
+	f.Add("p:g/e do_sys_openat2+0x4 dfd=$arg1:s32 p=+u0(%si):ustring j=+8(@jiffies-16):u64")
 	f.Add("r16:g/r vfs_read $retval:s64")
 	f.Add("p ext4:ext4_file_open %di")
 	f.Fuzz(func(t *testing.T, text string) {

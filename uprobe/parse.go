@@ -64,6 +64,7 @@ const (
 	errBadSymbol     = "Unknown symbol syntax"
 	errSymOffs       = "Offset is not a number"
 	errBadRetprobe   = "Retprobe address must be an function entry"
+	errNoFentryArgs  = "$arg* can be used only on function entry or exit"
 	errTooManyArgs   = "Too many arguments are specified"
 	errArgNameLong   = "Argument name is too long"
 	errNoArgName     = "Argument name is not specified"
@@ -254,8 +255,26 @@ func (p *parser) parse() (*Spec, error) {
 		}
 		s.Args = append(s.Args, a)
 	}
+	if p.kernel && s.Symbol != "" && s.Offset > maxFentryOffset {
+		// The kernel takes $argN only on a function's entry
+		// (kprobe_on_func_entry): offset 0, or on x86 with IBT up
+		// to the 4 bytes of its endbr64, which only the kernel can
+		// tell; past them, never.
+		for i := range s.Args {
+			a := &s.Args[i]
+			for e := a.Expr; e != nil; e = e.Inner {
+				if e.Op == OpArgN {
+					return nil, s.argErr(a, errNoFentryArgs)
+				}
+			}
+		}
+	}
 	return s, nil
 }
+
+// maxFentryOffset is the largest offset from a kernel symbol that the
+// kernel may count as the function's entry (x86's endbr64 with IBT).
+const maxFentryOffset = 4
 
 // uprobeHead parses the command, names and target of a uprobe spec, and
 // returns the words after them: the fetch-args.

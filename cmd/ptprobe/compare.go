@@ -104,10 +104,13 @@ func compareRun(ctx context.Context, o *compareOptions, argv []string, stdout, s
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var caught atomic.Int32
-	stop := watchSignals(func(sig syscall.Signal) {
+	stop := watchSignals(ctx, func(sig syscall.Signal) {
+		if sig == syscall.SIGQUIT {
+			return
+		}
 		caught.CompareAndSwap(0, int32(sig))
 		cancel()
-	}, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	})
 	rep, err := compare.Run(ctx, specs, argv, opts)
 	stop()
 	if sig := syscall.Signal(caught.Load()); sig != 0 && errors.Is(err, context.Canceled) {

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/ptprobe/ptprobe/cmd/ptprobe/internal/early"
 	"github.com/ptprobe/ptprobe/kernel"
 	"github.com/ptprobe/ptprobe/uprobe"
 )
@@ -33,7 +34,11 @@ func main() {
 	// signal (unlike an ignored one) is reset to the default in the
 	// programs ptprobe starts.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	// SIGINT, SIGTERM, SIGHUP are caught since package early was
+	// initialized, before any program is started or attached to: one
+	// that comes early ends the run before it starts one (watchSignals).
+	ctx := withSignals(context.Background(), catchSignals(early.C))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run executes one ptprobe command and returns the exit status: the
@@ -49,12 +54,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	root.SetArgs(args)
+	if cmd, _, err := root.Find(args); err != nil || !startsPrograms[cmd.Name()] {
+		releaseSignals(ctx)
+	}
 	if err := root.ExecuteContext(ctx); err != nil {
 		reportError(stderr, err)
 		return exitUsage
 	}
 	return c.status
 }
+
+// startsPrograms are the commands that launch or attach to programs,
+// which handle ptprobe's signals themselves (watchSignals).
+var startsPrograms = map[string]bool{"trace": true, "run": true, "compare": true}
 
 // reportError prints err as "ptprobe: ...". A malformed spec is shown the
 // way the kernel's error_log shows it, with a caret under the problem.

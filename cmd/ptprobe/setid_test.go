@@ -17,6 +17,17 @@ import (
 // reachable by nobody.
 func asNobody(t *testing.T, dir string, nnp bool, args ...string) result {
 	t.Helper()
+	opts := []string{"--bounding-set=-all"}
+	if nnp {
+		opts = append(opts, "--no-new-privs")
+	}
+	return asNobodyWith(t, dir, opts, args...)
+}
+
+// asNobodyWith is asNobody with setpriv's options opts (besides the user
+// and no inheritable capability).
+func asNobodyWith(t *testing.T, dir string, opts []string, args ...string) result {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("skipped: needs root to run ptprobe as nobody")
 	}
@@ -30,10 +41,7 @@ func asNobody(t *testing.T, dir string, nnp bool, args ...string) result {
 			t.Fatal(err)
 		}
 	}
-	argv := []string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"}
-	if nnp {
-		argv = append(argv, "--no-new-privs")
-	}
+	argv := append([]string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}, opts...)
 	cmd := exec.Command(argv[0], append(append(argv[1:], ptprobeBin), args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -114,5 +122,100 @@ func TestSetIDWarningPasswd(t *testing.T) {
 	r := asNobody(t, dir, false, "trace", "--count", "-e", "libc:getuid", "--", passwd, "-S", "nobody")
 	if want := "ptprobe: warning: " + passwd + " is set-user-ID (owner uid 0), mode -rwsr-xr-x (4755): the kernel ignores set-user-ID and set-group-ID on exec under ptrace"; !strings.HasPrefix(r.stderr, want) {
 		t.Errorf("stderr %q does not start with %q", r.stderr, want)
+	}
+}
+
+// copyProg copies the program at src to dst, mode 0755 plus extra.
+func copyProg(t *testing.T, src, dst string, extra os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dst, 0o755|extra); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setcap gives the file at path the capabilities caps (setcap(8) syntax),
+// or skips the test saying why it cannot.
+func setcap(t *testing.T, path, caps string) {
+	t.Helper()
+	bin, err := exec.LookPath("setcap")
+	if err != nil {
+		if bin, err = exec.LookPath("/usr/sbin/setcap"); err != nil {
+			t.Skip("skipped: setcap (libcap2-bin) is missing: cannot give a file capabilities")
+		}
+	}
+	if out, err := exec.Command(bin, caps, path).CombinedOutput(); err != nil {
+		t.Skipf("skipped: setcap %s %s: %v: %s (the file system of t.TempDir may not take security.capability)", caps, path, err, out)
+	}
+}
+
+// TestFileCapsWarning: a program with file capabilities launched by an
+// unprivileged ptprobe runs without them (the kernel ignores them under
+// ptrace, as it ignores set-user-ID), and ptprobe says so before it runs,
+// naming them; not as root (CAP_SYS_PTRACE: the kernel grants them).
+func TestFileCapsWarning(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: needs root to give a file capabilities and run ptprobe as nobody")
+	}
+	dir := t.TempDir()
+	plain := testprog.Build(t, dir, "probes", testprog.PIE...)
+	capped := filepath.Join(dir, "probes-caps")
+	copyProg(t, plain, capped, 0)
+	setcap(t, capped, "cap_net_raw,cap_net_bind_service+ep")
+	trace := []string{"trace", "--count", "-e", capped + ":push_func", "--", capped, "3"}
+	// The bounding set kept: an exec may get file capabilities (without
+	// them, one of a file with the effective bit fails with EPERM).
+	r := asNobodyWith(t, dir, nil, trace...)
+	if r.status != 3 || !strings.HasSuffix(r.stdout, "ptprobe/push_func 3\n") {
+		t.Fatalf("status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
+	}
+	if want := "ptprobe: warning: " + capped + " has file capabilities (CAP_NET_BIND_SERVICE, CAP_NET_RAW): the kernel ignores file capabilities on exec under ptrace by a tracer without CAP_SYS_PTRACE, so it runs without them here"; !strings.HasPrefix(r.stderr, want) {
+		t.Errorf("stderr %q does not start with %q", r.stderr, want)
+	}
+	if r := ptprobe(t, trace...); r.status != 3 || strings.Contains(r.stderr, "capabilities") {
+		t.Errorf("as root: status %d, stderr %q", r.status, r.stderr)
+	}
+}
+
+// TestSetIDWarningAtExec: a set-user-ID program, and one with file
+// capabilities, exec'd later by the traced program (here by a shell)
+// lose what their files give just as a launched one does, and ptprobe
+// warns at the exec, naming the process; a plain program's exec is not
+// warned about.
+func TestSetIDWarningAtExec(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: needs root to make set-user-ID files and run ptprobe as nobody")
+	}
+	dir := t.TempDir()
+	plain := testprog.Build(t, dir, "probes", testprog.PIE...)
+	setid := filepath.Join(dir, "probes-setid")
+	copyProg(t, plain, setid, os.ModeSetuid)
+	capped := filepath.Join(dir, "probes-caps")
+	copyProg(t, plain, capped, 0)
+	setcap(t, capped, "cap_net_raw+ep")
+	for _, c := range []struct{ prog, want string }{
+		{setid, " exec'd " + setid + " is set-user-ID (owner uid 0), mode -rwsr-xr-x (4755): the kernel ignores set-user-ID and set-group-ID on exec under ptrace"},
+		{capped, " exec'd " + capped + " has file capabilities (CAP_NET_RAW): the kernel ignores file capabilities on exec under ptrace"},
+		{plain, ""},
+	} {
+		r := asNobodyWith(t, dir, nil, "trace", "--count", "-e", c.prog+":push_func", "--", "/bin/sh", "-c", "exec "+c.prog+" 3")
+		if r.status != 3 || !strings.HasSuffix(r.stdout, "ptprobe/push_func 3\n") {
+			t.Fatalf("%s: status %d, stdout %q, stderr %q", c.prog, r.status, r.stdout, r.stderr)
+		}
+		if c.want == "" {
+			if strings.Contains(r.stderr, "warning") {
+				t.Errorf("%s: stderr %q", c.prog, r.stderr)
+			}
+			continue
+		}
+		if !strings.HasPrefix(r.stderr, "ptprobe: warning: process ") || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s: stderr %q does not say %q", c.prog, r.stderr, c.want)
+		}
 	}
 }

@@ -113,3 +113,76 @@ func TestLibraryNamesCLI(t *testing.T) {
 		t.Errorf("unused library: status %d, stderr %q (want %q), started: %v", r.status, r.stderr, want, err == nil)
 	}
 }
+
+// TestArgNPastEntry: $argN at an offset past a function's first
+// instruction is refused on both backends with the kernel's message
+// ("$arg* can be used only on function entry or exit") and a caret under
+// the $arg, and the program never starts; at the entry it is taken. As
+// root, the kernel's own uprobe_events is asked the same line (it refuses
+// $argN in every uprobe) and must give the same message at the same
+// place.
+func TestArgNPastEntry(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "probes", testprog.PIE...)
+	spec := prog + ":push_func+1 a=$arg1"
+	const msg = "$arg* can be used only on function entry or exit"
+	backends := [][]string{{"--backend", "ptrace"}}
+	tracing := "/sys/kernel/tracing"
+	root := os.Geteuid() == 0
+	if _, err := os.Stat(filepath.Join(tracing, "uprobe_events")); root && err == nil {
+		backends = append(backends, []string{"--backend", "kernel"})
+	}
+	for _, backend := range backends {
+		t.Run(backend[1], func(t *testing.T) {
+			marker := filepath.Join(t.TempDir(), "started")
+			r := ptprobe(t, append(append([]string{"trace"}, backend...), "-e", spec, "--", "/bin/sh", "-c", "touch "+marker)...)
+			if r.status != 2 || !strings.Contains(r.stderr, msg) || !strings.Contains(r.stderr, "push_func+0x1") {
+				t.Errorf("status %d, want 2, and the kernel's message; stderr:\n%s", r.status, r.stderr)
+			}
+			if got := caretAt(r.stderr); got != "$arg1" {
+				t.Errorf("caret under %q, want $arg1:\n%s", got, r.stderr)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Errorf("the program was started despite the bad probe")
+			}
+			if r := ptprobe(t, append(append([]string{"trace", "--count"}, backend...), "-e", prog+":push_func a=$arg1", "-o", os.DevNull, "--", prog, "2")...); r.status != 3 {
+				t.Errorf("$arg1 at the entry: status %d, want the program's 3; stderr:\n%s", r.status, r.stderr)
+			}
+		})
+	}
+	if len(backends) < 2 {
+		t.Logf("not compared with the kernel's own refusal: needs root and %s/uprobe_events", tracing)
+		return
+	}
+	// The same line as the kernel takes it, in a group of this test's
+	// own; the kernel defines nothing of it.
+	sym, err := elfsym.Open(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sym.Close()
+	fn, err := sym.Lookup("push_func")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := fmt.Sprintf("p:ptprobe_argn_%d/a %s:0x%x a=$arg1", os.Getpid(), prog, fn.Offset+1)
+	f, err := os.OpenFile(filepath.Join(tracing, "uprobe_events"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, werr := f.WriteString(line + "\n")
+	f.Close()
+	if werr == nil {
+		os.WriteFile(filepath.Join(tracing, "uprobe_events"), []byte(fmt.Sprintf("-:ptprobe_argn_%d/a\n", os.Getpid())), 0)
+		t.Fatalf("the kernel took %q", line)
+	}
+	log, _ := os.ReadFile(filepath.Join(tracing, "error_log"))
+	i := strings.LastIndex(string(log), line)
+	if i < 0 {
+		t.Fatalf("error_log has no entry for %q:\n%s", line, log)
+	}
+	entry := string(log)[strings.LastIndex(string(log[:i]), "\n[")+1:]
+	if !strings.Contains(entry, msg) || caretAt(entry) != "$arg1" {
+		t.Errorf("the kernel says\n%s\nwant %q with a caret under $arg1", entry, msg)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -469,32 +470,73 @@ func (o *traceOptions) run(ctx context.Context, b backend.Backend, req *backend.
 		ctx, stop = context.WithTimeout(ctx, o.duration)
 		defer stop()
 	}
-	var pid atomic.Int64
+	// pid is the launched program's, once started; pending, the signals
+	// to pass on to it that came before it was.
+	var mu sync.Mutex
+	var pid int
+	var pending []syscall.Signal
 	started := req.Started
 	req.Started = func(p int) {
-		pid.Store(int64(p))
+		mu.Lock()
+		pid = p
+		for _, sig := range pending {
+			syscall.Kill(p, sig)
+		}
+		pending = nil
+		mu.Unlock()
 		if started != nil {
 			started(p)
 		}
 	}
 	var caught atomic.Int32
+	running := false // b.Run is called (under mu)
 	kernelRun := b.Name() == "kernel"
-	stop := watchSignals(func(sig syscall.Signal) {
+	stop := watchSignals(ctx, func(sig syscall.Signal) {
+		if sig == syscall.SIGQUIT {
+			return
+		}
+		mu.Lock()
+		early := !running
+		mu.Unlock()
+		if early {
+			// Before anything was started or attached to: nothing
+			// will be.
+			caught.CompareAndSwap(0, int32(sig))
+			cancel()
+			return
+		}
 		switch {
-		case sig == syscall.SIGQUIT:
 		case kernelRun && o.pid == 0:
 			caught.CompareAndSwap(0, int32(sig))
 			cancel()
 		case o.pid != 0 || o.detachOnExit:
 			cancel()
-		case sig == syscall.SIGINT:
 		default:
-			if p := pid.Load(); p != 0 {
-				syscall.Kill(int(p), sig)
+			mu.Lock()
+			switch {
+			case pid == 0:
+				// Launching: the program gets it when it exists
+				// (SIGINT too: a terminal's Ctrl-C missed it).
+				pending = append(pending, sig)
+			case sig != syscall.SIGINT:
+				// A terminal's Ctrl-C reached the program itself
+				// (it is in ptprobe's process group).
+				syscall.Kill(pid, sig)
 			}
+			mu.Unlock()
 		}
-	}, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	})
 	defer stop()
+	mu.Lock()
+	if sig := caught.Load(); sig != 0 {
+		mu.Unlock()
+		// A signal ended ptprobe before the run began: the program is
+		// not started (or attached to), and the status is the one a
+		// shell gives a command the signal ended.
+		return &backend.Result{Detached: true}, syscall.Signal(sig), nil
+	}
+	running = true
+	mu.Unlock()
 	res, err = b.Run(ctx, req)
 	if err != nil {
 		return nil, 0, err

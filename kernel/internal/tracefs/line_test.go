@@ -64,8 +64,8 @@ func TestKprobeLine(t *testing.T) {
 		{"p:g/e vfs_write%return ret=$retval:s64", "r:G/E vfs_write __ptprobe_comm=$comm:string ret=$retval:s64"},
 		{"r8 ext4:ext4_file_open", "r8:G/E ext4:ext4_file_open __ptprobe_comm=$comm:string"},
 		{"p 0xffffffff81000010 %ip", "p:G/E 0xffffffff81000010 __ptprobe_comm=$comm:string arg1=%ip:x64"},
-		{"p do_sys_openat2+0x10 p=+u0(%si):ustring j=+8(@jiffies-16):u64 b=@linux_banner+6:string d=$arg1:s32",
-			"p:G/E do_sys_openat2+0x10 __ptprobe_comm=$comm:string p=+u0(%si):ustring j=+8(@jiffies-16):u64 b=@linux_banner+6:string d=$arg1:s32"},
+		{"p do_sys_openat2+0x4 p=+u0(%si):ustring j=+8(@jiffies-16):u64 b=@linux_banner+6:string d=$arg1:s32",
+			"p:G/E do_sys_openat2+0x4 __ptprobe_comm=$comm:string p=+u0(%si):ustring j=+8(@jiffies-16):u64 b=@linux_banner+6:string d=$arg1:s32"},
 	} {
 		s, err := uprobe.ParseKprobe(tc.spec)
 		if err != nil {
