@@ -288,13 +288,33 @@ func (s *Tracer) armLinker(t *thread) error {
 			// drain has rescanned the mappings, and only while
 			// ptprobe's heartbeat goes on, so a killed ptprobe
 			// leaves no int3 that a later dlopen would trip on.
-			// With Options.StopPath, or where the no-stop path
-			// cannot run, it is an int3.
-			pl := &sitePlan{loc: &loc, breaklets: []breaklet{{kind: internalBreaklet, name: "rescan", action: s.rescan, sync: true}}}
+			// With Options.StopPath, where the no-stop path cannot
+			// run, or when no probe of the session can take it, it
+			// is an int3: then a killed ptprobe leaves int3s anyway,
+			// and the area the sync site needs (its drain and
+			// heartbeat goroutines) made every stop of a run of
+			// return probes cost up to 2.5× (docs/DESIGN.md §8).
+			pl := &sitePlan{loc: &loc, breaklets: []breaklet{{kind: internalBreaklet, name: "rescan", action: s.rescan, sync: s.mayNoStop()}}}
 			return s.armSite(t, addr, addr-loc.Offset, pl)
 		}
 	}
 	return fmt.Errorf("dynamic linker %s: _dl_debug_state is not mapped", f.Path)
+}
+
+// mayNoStop reports whether a probe of the session may take the no-stop
+// path: an entry probe without Go handlers (fastOK), with the no-stop
+// path not turned off.
+func (s *Tracer) mayNoStop() bool {
+	if s.opts.StopPath {
+		return false
+	}
+	for _, p := range s.probes {
+		h := p.handlers
+		if p.Spec.Kind == uprobe.Entry && h.Pre == nil && h.Post == nil && h.Fault == nil && h.Entry == nil && h.Return == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // rescan is the action of the _dl_debug_state breakpoint.

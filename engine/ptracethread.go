@@ -137,6 +137,7 @@ func (s *Tracer) onPtraceThread() bool {
 // serveRequests runs the queued requests, on the ptrace thread.
 func (s *Tracer) serveRequests() {
 	s.sched.serving()
+	defer s.sched.served()
 	q := &s.requests
 	for {
 		q.mu.Lock()

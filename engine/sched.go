@@ -68,6 +68,9 @@ type cpuFollower struct {
 	// mayIdle: SCHED_IDLE is wanted and can be left again; set before
 	// the watcher starts, cleared under policyMu.
 	mayIdle bool
+	// fromIdle: serving made the tracer SCHED_OTHER, and served puts
+	// SCHED_IDLE back (under policyMu).
+	fromIdle bool
 	// forceIdle: SCHED_IDLE for good (PriorityIdle), from armed on.
 	forceIdle bool
 	// stopWatch ends the watcher, which closes watchDone (nil: none).
@@ -307,14 +310,34 @@ func (f *cpuFollower) setIdle(idle bool) error {
 // starved while it runs Go code holds up every stop-the-world of the
 // garbage collector, every goroutine of the process with it (the
 // heartbeat of the no-stop path's recorders included). The tracer goes
-// back to SCHED_OTHER; the stops that follow choose again.
+// to SCHED_OTHER until served.
 func (f *cpuFollower) serving() {
 	if f == nil || !f.idle.Load() {
 		return
 	}
 	f.policyMu.Lock()
-	if f.mayIdle {
-		f.setIdle(false) // the watcher makes it SCHED_IDLE again
+	if f.mayIdle && f.setIdle(false) == nil {
+		f.fromIdle = true
+	}
+	f.policyMu.Unlock()
+}
+
+// served ends what serving began: a tracer that was SCHED_IDLE is so
+// again at once. Leaving that to the watcher (half a second of free CPU)
+// made every stop of that half second cost the SCHED_OTHER figure, 2.5×
+// the one-stop cost: the dynamic linker's hook, a sync site, is served
+// at every program's start (docs/DESIGN.md §6). If every CPU became busy
+// meanwhile, the watcher sees it within busyToNormal reads.
+func (f *cpuFollower) served() {
+	if f == nil {
+		return
+	}
+	f.policyMu.Lock()
+	if f.fromIdle {
+		f.fromIdle = false
+		if f.mayIdle && !f.idle.Load() {
+			f.setIdle(true)
+		}
 	}
 	f.policyMu.Unlock()
 }
