@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"sync"
@@ -85,9 +86,13 @@ type cpuFollower struct {
 
 	nice    int // the thread's nice value, kept when the policy changes
 	warn    func(error)
-	loadavg int    // fd of /proc/loadavg, or -1
-	path    []byte // reused /proc/TID/stat path, NUL-terminated
-	buf     [1024]byte
+	loadavg int // fd of /proc/loadavg, or -1
+	// schedstat is the fd of the ptrace thread's stat, or -1; stops
+	// counts the stops it has handled (stopped), which the watcher reads.
+	schedstat int
+	stops     atomic.Uint64
+	path      []byte // reused /proc/TID/stat path, NUL-terminated
+	buf       [1024]byte
 }
 
 const (
@@ -113,7 +118,7 @@ const (
 // startFollower confines the calling (ptrace) thread to the CPU it runs
 // on and chooses its policy as prio says; armed sets it.
 func startFollower(prio TracerPriority, warn func(error)) *cpuFollower {
-	f := &cpuFollower{tid: unix.Gettid(), cpu: currentCPU(), follow: true, loadavg: -1, warn: warn}
+	f := &cpuFollower{tid: unix.Gettid(), cpu: currentCPU(), follow: true, loadavg: -1, schedstat: -1, warn: warn}
 	if attr, err := unix.SchedGetAttr(0, 0); err == nil {
 		f.nice = int(attr.Nice) // kept across policy changes
 	}
@@ -137,7 +142,16 @@ func startFollower(prio TracerPriority, warn func(error)) *cpuFollower {
 	if err != nil {
 		return f // without it, busy CPUs would go unnoticed
 	}
-	f.loadavg, f.mayIdle = fd, true
+	// The tracer's own state says whether it starves (runnable, and no
+	// stop handled since the last look); the machine's runnable count
+	// alone also counts ptprobe's other threads (the no-stop drain, the
+	// Go scheduler's spinning threads), and read them as busy CPUs.
+	sfd, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/stat", f.tid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fd)
+		return f
+	}
+	f.loadavg, f.schedstat, f.mayIdle = fd, sfd, true
 	return f
 }
 
@@ -174,6 +188,7 @@ func (f *cpuFollower) watch() {
 	defer tick.Stop()
 	var buf [128]byte
 	busyChecks, freeChecks := 0, 0
+	lastStops := f.stops.Load()
 	for {
 		select {
 		case <-f.stopWatch:
@@ -181,16 +196,32 @@ func (f *cpuFollower) watch() {
 		case <-tick.C:
 		}
 		running, ok := runnable(f.loadavg, buf[:])
-		if !ok {
+		state, ok2 := taskState(f.schedstat, buf[:])
+		if !ok || !ok2 {
 			continue
 		}
+		// Starving: the tracer is runnable and has handled no stop
+		// since the last look. A SCHED_IDLE tracer in the hit
+		// ping-pong sleeps in wait4 while the program runs and gets
+		// its CPU as soon as the program stops; only threads that
+		// want the CPU more keep it waiting. (Its run-queue wait in
+		// schedstat is counted only once it runs: no help here.)
+		stops := f.stops.Load()
+		starving := state == 'R' && stops == lastStops
+		lastStops = stops
 		// running counts this goroutine's thread, and the tracer when
-		// it is runnable (a starved tracer is); the program's stopped
-		// threads are not runnable.
-		if running-2 >= f.allowed.Count() {
-			busyChecks, freeChecks = busyChecks+1, 0
+		// it is runnable; the program's stopped threads are not
+		// runnable. A CPU is free when fewer others run.
+		free := running-2 < f.allowed.Count()
+		if starving {
+			busyChecks = busyChecks + 1
 		} else {
-			busyChecks, freeChecks = 0, freeChecks+1
+			busyChecks = 0
+		}
+		if free && !starving {
+			freeChecks++
+		} else {
+			freeChecks = 0
 		}
 		f.policyMu.Lock()
 		switch idle := f.idle.Load(); {
@@ -219,7 +250,7 @@ func (f *cpuFollower) stopWatching() {
 // pinnedFollower confines the calling thread to cpu for good (SameCPU):
 // the program is confined there too, so there is nothing to follow.
 func pinnedFollower(cpu int, warn func(error)) *cpuFollower {
-	f := &cpuFollower{cpu: cpu, loadavg: -1}
+	f := &cpuFollower{cpu: cpu, loadavg: -1, schedstat: -1}
 	if err := pinThread(cpu); err != nil {
 		warn(fmt.Errorf("pin the tracer to CPU %d: %w", cpu, err))
 		f.cpu = -1
@@ -285,6 +316,10 @@ func (f *cpuFollower) close() {
 	if f.loadavg >= 0 {
 		unix.Close(f.loadavg)
 		f.loadavg = -1
+	}
+	if f.schedstat >= 0 {
+		unix.Close(f.schedstat)
+		f.schedstat = -1
 	}
 }
 
@@ -356,6 +391,7 @@ func (f *cpuFollower) waitMissed() {
 // stopped is called at each stop of program thread tid, at session-clock
 // time now (ns). Most calls return at once.
 func (f *cpuFollower) stopped(tid int, now uint64) {
+	f.stops.Add(1)
 	missed := f.missed
 	f.missed = false
 	if !f.follow || now < f.last+uint64(missGap) || (!missed && now < f.last+uint64(checkEvery)) {
@@ -392,6 +428,21 @@ func runnable(fd int, buf []byte) (int, bool) {
 	}
 	v, ok := parseUint(b)
 	return int(v), ok
+}
+
+// taskState reads the state letter of a thread's stat (R, S, D, t...),
+// after the parenthesized name, from its open file fd into buf.
+func taskState(fd int, buf []byte) (byte, bool) {
+	n, err := unix.Pread(fd, buf, 0)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	b := buf[:n]
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, false
+	}
+	return b[i+2], true
 }
 
 // threadCPU reads the CPU thread tid last ran on (field 39 of its stat).
