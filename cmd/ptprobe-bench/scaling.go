@@ -243,6 +243,6 @@ func (b *bench) busy() []byte {
 		}
 		fmt.Fprintf(&rep, "| %s | %s | %s |\n", strings.TrimPrefix(m.name, "busy: "), cellOf(m), strings.Join(runs, " "))
 	}
-	fmt.Fprintf(&rep, "\nauto leaves SCHED_IDLE once /proc/loadavg shows no CPU free (two reads 10 ms apart, by a watcher goroutine that sets the tracer thread's policy from outside: a starved SCHED_IDLE tracer could not see it itself). `idle` keeps it: a SCHED_IDLE thread runs only when no normal thread wants its CPU, so a hit may wait for a spinner's time slice; how often that happens varies from run to run, hence the runs column. The C floor, tracer and program confined to one CPU, shares that CPU with a spinner.\n")
+	fmt.Fprintf(&rep, "\nauto leaves SCHED_IDLE once the tracer starves (runnable, and no stop handled, at two looks 10 ms apart by a watcher goroutine that sets the tracer thread's policy from outside: a starved SCHED_IDLE tracer could not see it itself), and takes it again after half a second with a CPU free. `idle` keeps it: a SCHED_IDLE thread runs only when no normal thread wants its CPU, so a hit may wait for a spinner's time slice; how often that happens varies from run to run, hence the runs column. The C floor, tracer and program confined to one CPU, shares that CPU with a spinner.\n")
 	return rep.Bytes()
 }
