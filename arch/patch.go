@@ -150,8 +150,19 @@ func isPadding(pad []byte, n int) error {
 // A branch to orig (the site) goes to the original code: through the
 // patch again, which is a new hit.
 func RelocateSpan(sp Span, orig, slot uint64) ([]byte, error) {
+	code, _, err := RelocateSpanHeads(sp, orig, slot)
+	return code, err
+}
+
+// RelocateSpanHeads is RelocateSpan, and also returns where each of the
+// span's instructions starts in the code: heads[i] for sp.Insts[i]. A
+// thread stopped (a fault) inside the copy at slot+k, heads[i] <= k <
+// heads[i+1], is in instruction i, originally at orig plus the lengths
+// of the ones before it.
+func RelocateSpanHeads(sp Span, orig, slot uint64) ([]byte, []int, error) {
 	var code []byte
 	heads := make(map[uint64]int) // original address -> offset in code
+	var starts []int
 	type fix struct {
 		at     int // offset of a rel32 to aim at a head
 		target uint64
@@ -161,9 +172,10 @@ func RelocateSpan(sp Span, orig, slot uint64) ([]byte, error) {
 	for i := range sp.Insts {
 		inst := &sp.Insts[i]
 		heads[pc] = len(code)
+		starts = append(starts, len(code))
 		t, err := Relocate(inst, pc, slot+uint64(len(code)), false)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		last := i == len(sp.Insts)-1
 		body := t.Code
@@ -184,15 +196,15 @@ func RelocateSpan(sp Span, orig, slot uint64) ([]byte, error) {
 	for _, f := range fixes {
 		off, ok := heads[f.target]
 		if !ok {
-			return nil, fmt.Errorf("relocate the span at %#x: a branch to %#x, inside an instruction of the span: %w", orig, f.target, ErrNotPatchable)
+			return nil, nil, fmt.Errorf("relocate the span at %#x: a branch to %#x, inside an instruction of the span: %w", orig, f.target, ErrNotPatchable)
 		}
 		rel := int64(off) - int64(f.at+4)
 		if rel < math.MinInt32 || rel > math.MaxInt32 {
-			return nil, fmt.Errorf("relocate the span at %#x: %w", orig, ErrFarData)
+			return nil, nil, fmt.Errorf("relocate the span at %#x: %w", orig, ErrFarData)
 		}
 		binary.LittleEndian.PutUint32(code[f.at:], uint32(int32(rel)))
 	}
-	return code, nil
+	return code, starts, nil
 }
 
 // Jmp is the encoding of jmp rel32 at from to to, and whether it reaches.

@@ -37,12 +37,41 @@ type fastStrategy struct {
 	orig    []byte // the file's bytes the jmp and its filler replace
 	thunk   uint64
 	relocAt uint64 // where the relocated instructions start in the thunk
+	// heads are where each of span.Insts starts after relocAt, and
+	// relocLen the relocated code's length: a fault there is the
+	// program's, seen at the original instruction (originalAt).
+	heads    []int
+	relocLen int
 	desc    uint64 // the descriptor's address in the process
 	id      uint32 // its ID in the area
 	ar      *area
 }
 
 func (fs *fastStrategy) original(st *site) []byte { return fs.orig }
+
+// originalAt maps rip inside the relocated instructions of the thunk of
+// site st to the address of the original instruction it runs, and says
+// whether the instruction's relocation had pushed a return address
+// already (a call, rewritten as push and jmp, past its first byte): the
+// state a fault there is delivered with, as without the probe, once rsp
+// is put back. ok is false outside the relocated code (the thunk's own).
+func (fs *fastStrategy) originalAt(st *site, rip uint64) (addr uint64, pushed, ok bool) {
+	if rip < fs.relocAt || rip >= fs.relocAt+uint64(fs.relocLen) {
+		return 0, false, false
+	}
+	k := int(rip - fs.relocAt)
+	addr = st.addr
+	for i, h := range fs.heads {
+		if i+1 < len(fs.heads) && fs.heads[i+1] <= k {
+			addr += uint64(fs.span.Insts[i].Len)
+			continue
+		}
+		flow := fs.span.Insts[i].Flow
+		pushed = (flow == arch.FlowCall || flow == arch.FlowCallIndirect) && k > h
+		return addr, pushed, true
+	}
+	return 0, false, false
+}
 func (fs *fastStrategy) lacksPost() bool          { return true }
 
 // The thunk's parts (see above).
@@ -72,10 +101,11 @@ func (fs *fastStrategy) arm(s *Tracer, t *thread, st *site) error {
 		return fmt.Errorf("the thunk at 0x%x cannot reach the recorder at 0x%x", r.next, rec)
 	}
 	fs.thunk, fs.relocAt = r.next, r.next+thunkLen
-	reloc, err := arch.RelocateSpan(fs.span, st.addr, fs.relocAt)
+	reloc, heads, err := arch.RelocateSpanHeads(fs.span, st.addr, fs.relocAt)
 	if err != nil {
 		return err
 	}
+	fs.heads, fs.relocLen = heads, len(reloc)
 	code := append([]byte(nil), thunkHead...)
 	code = binary.LittleEndian.AppendUint64(code, fs.desc)
 	call, ok := arch.Jmp(fs.thunk+uint64(len(code)), rec)

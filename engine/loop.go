@@ -334,6 +334,27 @@ func (s *Tracer) fault(t *thread, sig unix.Signal) error {
 	if !ok {
 		return t.resume(sig)
 	}
+	if fs, fast := st.strategy.(*fastStrategy); fast {
+		// A fault of the first relocated instruction of the no-stop
+		// path: the program's own, shown at the probed address as the
+		// stop path and the kernel show it (its handler may look at
+		// rip; one that returns runs the site again, a second hit, as
+		// on the stop path). Not for a later instruction of the span,
+		// whose original address is inside the patch's filler, nor
+		// for a signal someone sent (si_code <= 0), which is not the
+		// instruction's. Fault handlers are Go handlers, which keep a
+		// site off this path.
+		addr, pushed, in := fs.originalAt(st, t.regs.Rip)
+		si, err := getSiginfo(t.tid)
+		if !in || addr != st.addr || err != nil || si.Code <= 0 {
+			return t.resume(sig)
+		}
+		if pushed {
+			t.regs.Rsp += 8
+		}
+		t.regs.Rip = addr
+		return t.setRegsAndResume(sig)
+	}
 	ts := trampolineOf(st)
 	si, err := getSiginfo(t.tid)
 	if ts == nil || err != nil {

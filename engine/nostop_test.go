@@ -192,3 +192,26 @@ func TestNoStopPlacedStrings(t *testing.T) {
 		})
 	}
 }
+
+// TestNoStopFault: the probed instruction faults on the no-stop path
+// (testdata/c/fault.c, whose SIGSEGV handler counts faults seen at
+// load_word's address): the program's handler sees the fault at the
+// probed address, not in the thunk, so its output is the untraced one.
+// Before, it printed at_load_word=0.
+func TestNoStopFault(t *testing.T) {
+	dir := t.TempDir()
+	prog := testprog.Build(t, dir, "fault", testprog.PIE...)
+	const n = 50
+	want, _ := testprog.Run(t, prog, fmt.Sprint(n))
+	tr := runTraced(t, specs(t, "p:test/load "+prog+":load_word"), false, prog, fmt.Sprint(n))
+	p := tr.probe(t, "test/load")
+	if sites, stop, why := p.Path(); sites != 1 || stop != 0 {
+		t.Fatalf("path: %d no-stop sites, %d stop (%v); want the no-stop path", sites, stop, why)
+	}
+	if tr.out != want {
+		t.Errorf("traced program printed %q, untraced %q", tr.out, want)
+	}
+	if got := p.Hits(); got != 2*n {
+		t.Errorf("hits = %d, want %d", got, 2*n)
+	}
+}
