@@ -42,9 +42,9 @@ type fastStrategy struct {
 	// program's, seen at the original instruction (originalAt).
 	heads    []int
 	relocLen int
-	desc    uint64 // the descriptor's address in the process
-	id      uint32 // its ID in the area
-	ar      *area
+	desc     uint64 // the descriptor's address in the process
+	id       uint32 // its ID in the area
+	ar       *area
 }
 
 func (fs *fastStrategy) original(st *site) []byte { return fs.orig }
@@ -72,7 +72,7 @@ func (fs *fastStrategy) originalAt(st *site, rip uint64) (addr uint64, pushed, o
 	}
 	return 0, false, false
 }
-func (fs *fastStrategy) lacksPost() bool          { return true }
+func (fs *fastStrategy) lacksPost() bool { return true }
 
 // The thunk's parts (see above).
 var (
