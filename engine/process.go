@@ -39,8 +39,14 @@ func (s *Tracer) ptraceEvent(t *thread, cause int) error {
 	case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK, unix.PTRACE_EVENT_VFORK:
 		if cause != unix.PTRACE_EVENT_VFORK && t.proc.as != nil && !t.proc.unfollowed {
 			// A moment to read the SIGTRAP action again (a thread
-			// pool installs its handlers before its threads).
-			if err := s.learnTrapAction(t); err != nil {
+			// pool installs its handlers before its threads), by an
+			// injected call only when /proc says it changed kind:
+			// the injection waits for this thread alone, and
+			// another thread's exec or exit_group meanwhile waits
+			// for the tracer to reap its siblings (a deadlock the
+			// review reproduced 6 times in 20 when it ran at every
+			// clone).
+			if err := s.relearnTrapAction(t); err != nil {
 				s.warn(fmt.Errorf("thread %d: %w", t.tid, err))
 			}
 		}

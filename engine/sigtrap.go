@@ -77,6 +77,29 @@ func (s *Tracer) learnTrapAction(t *thread) error {
 	return nil
 }
 
+// relearnTrapAction is learnTrapAction when the action is already known:
+// it injects nothing when /proc's SigCgt and SigIgn give the kind last
+// read (default, ignored, a handler). A new handler in place of another
+// goes unseen until the kind changes (docs/DESIGN.md §4).
+func (s *Tracer) relearnTrapAction(t *thread) error {
+	p := t.proc
+	caught, ignored, err := trapDisposition(p.pid)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !caught && !ignored:
+		p.trapAct = nil
+		return nil
+	case p.trapAct == nil:
+	case ignored && p.trapAct.handler == 1: // SIG_IGN
+		return nil
+	case caught && p.trapAct.handler > 1:
+		return nil
+	}
+	return s.learnTrapAction(t)
+}
+
 // trapSigaction runs rt_sigaction(SIGTRAP, act, old) in t, through a
 // scratch area below t's red zone (the thread is stopped: nothing of the
 // program's lives there), whose bytes it puts back.
