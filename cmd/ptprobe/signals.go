@@ -21,16 +21,20 @@ type signalCatcher struct {
 	mu    sync.Mutex
 	on    func(syscall.Signal) // nil: no run watches
 	early []syscall.Signal
+	// ch receives the signals; released: they have their default
+	// action back (releaseSignals), until a run watches them again.
+	ch       chan os.Signal
+	released bool
 }
 
 // catchSignals starts serving the signals of ch, where early.Signals are
 // delivered (nil: a channel of its own, registered now).
 func catchSignals(ch chan os.Signal) *signalCatcher {
-	c := &signalCatcher{}
 	if ch == nil {
 		ch = make(chan os.Signal, 16)
 		signal.Notify(ch, early.Signals...)
 	}
+	c := &signalCatcher{ch: ch}
 	go func() {
 		for sig := range ch {
 			c.mu.Lock()
@@ -65,6 +69,10 @@ func watchSignals(ctx context.Context, on func(syscall.Signal)) (stop func()) {
 		c = catchSignals(nil)
 	}
 	c.mu.Lock()
+	if c.released {
+		signal.Notify(c.ch, early.Signals...)
+		c.released = false
+	}
 	for _, sig := range c.early {
 		on(sig)
 	}
@@ -75,6 +83,11 @@ func watchSignals(ctx context.Context, on func(syscall.Signal)) (stop func()) {
 		c.mu.Lock()
 		c.on = nil
 		c.mu.Unlock()
+		// The run is over (the program ended or was let go): a signal
+		// now ends ptprobe, as its default action does, instead of
+		// waiting in c.early for a run that will not come (a ptprobe
+		// stuck writing to a stalled pipe must stay killable).
+		releaseSignals(withSignals(context.Background(), c))
 	}
 }
 
@@ -89,6 +102,7 @@ func releaseSignals(ctx context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	signal.Reset(early.Signals...)
+	c.released = true
 	for _, sig := range c.early {
 		syscall.Kill(os.Getpid(), sig)
 	}
