@@ -49,13 +49,7 @@ func (m *memory) close() error {
 
 // ReadMemory reads len(p) bytes at addr, returning how many it could read.
 func (m *memory) ReadMemory(addr uint64, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	m.local[0] = unix.Iovec{Base: &p[0]}
-	m.local[0].SetLen(len(p))
-	m.remote[0] = unix.RemoteIovec{Base: uintptr(addr), Len: len(p)}
-	n, err := unix.ProcessVMReadv(m.pid, m.local[:], m.remote[:], 0)
+	n, err := m.ReadUser(addr, p)
 	if err != nil {
 		// process_vm_readv refuses some mappings (PROT_NONE guard
 		// pages are refused by both); /proc/PID/mem reads what ptrace can.
