@@ -119,24 +119,9 @@ func (s *Session) attach(ctx context.Context, pid int, follow bool, started func
 		cancel()
 		rerr := <-readc
 		r := runResult{pid: pid, wall: time.Since(t0)}
-		if lost, err := s.Lost(); err == nil && lost > 0 {
-			s.warn(fmt.Errorf("kernel: %d events of process %d were lost: a CPU's buffer was full (Options.BufferKB sets its size)", lost, pid))
-		}
-		if rerr != nil {
-			return r, rerr
-		}
-		if derr != nil && !errors.Is(derr, os.ErrClosed) {
-			return r, derr
-		}
-		return r, nil
+		return s.ended(r, fmt.Sprintf("process %d", pid), derr, rerr)
 	case <-ctx.Done():
-		r := runResult{pid: pid, wall: time.Since(t0), detached: true}
-		cerr := s.Close()
-		rerr := <-readc
-		if cerr != nil && !errors.Is(cerr, os.ErrClosed) {
-			return r, cerr
-		}
-		return r, rerr
+		return s.detached(runResult{pid: pid, wall: time.Since(t0), detached: true}, readc)
 	}
 }
 

@@ -89,27 +89,38 @@ func (s *Session) run(ctx context.Context, path string, argv []string, proc *bac
 			return runResult{}, fmt.Errorf("kernel: %w", w.err)
 		}
 		r := runResult{pid: st.prog.Pid, exit: w.exit, wall: w.end.Sub(st.t0)}
-		if lost, err := s.Lost(); err == nil && lost > 0 {
-			s.warn(fmt.Errorf("kernel: %d events of %s were lost: a CPU's buffer was full (Options.BufferKB sets its size)", lost, path))
-		}
-		if rerr != nil {
-			return r, rerr
-		}
-		if derr != nil && !errors.Is(derr, os.ErrClosed) {
-			return r, derr
-		}
-		return r, nil
+		return s.ended(r, path, derr, rerr)
 	case <-ctx.Done():
-		// Close stops Events (it reads what is buffered and
-		// returns), then removes the instance and the events.
-		r := runResult{pid: st.prog.Pid, wall: time.Since(st.t0), detached: true}
-		cerr := s.Close()
-		rerr := <-readc
-		if cerr != nil && !errors.Is(cerr, os.ErrClosed) {
-			return r, cerr
-		}
+		return s.detached(runResult{pid: st.prog.Pid, wall: time.Since(st.t0), detached: true}, readc)
+	}
+}
+
+// ended is the result of a run whose program ended (what names it in the
+// warning of lost events), its events read (rerr) and the session
+// disabled (derr).
+func (s *Session) ended(r runResult, what string, derr, rerr error) (runResult, error) {
+	if lost, err := s.Lost(); err == nil && lost > 0 {
+		s.warn(fmt.Errorf("kernel: %d events of %s were lost: a CPU's buffer was full (Options.BufferKB sets its size)", lost, what))
+	}
+	if rerr != nil {
 		return r, rerr
 	}
+	if derr != nil && !errors.Is(derr, os.ErrClosed) {
+		return r, derr
+	}
+	return r, nil
+}
+
+// detached ends a run whose context is done: Close stops Events (it
+// reads what is buffered and returns), then removes the instance and
+// the events; readc gives the reading's error.
+func (s *Session) detached(r runResult, readc <-chan error) (runResult, error) {
+	cerr := s.Close()
+	rerr := <-readc
+	if cerr != nil && !errors.Is(cerr, os.ErrClosed) {
+		return r, cerr
+	}
+	return r, rerr
 }
 
 // startStopped starts the program under ptrace, points the session at it
